@@ -1,0 +1,1 @@
+//! CRD structural schemas: defaulting, pruning, validation and CEL rules (pure).

@@ -1,0 +1,1 @@
+//! Custom resource types, shared names and condition helpers.

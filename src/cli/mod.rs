@@ -1,0 +1,51 @@
+//! The command line: one module per subcommand. Each returns `Result<(), CliError>`; only
+//! `main` turns an error into an exit code.
+
+use clap::{Parser, Subcommand};
+
+pub mod crd;
+pub mod deployments;
+
+/// Top-level command line of `gitlab-deployment-operator`.
+#[derive(Debug, Parser)]
+#[command(name = "gitlab-deployment-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML (`... crd | kubectl apply -f -`).
+    Crd(crd::CrdArgs),
+    /// Use GitLab's Deployments API from a shell: list, get, create, update, delete,
+    /// merge-requests, approve.
+    Deployments(deployments::DeploymentsArgs),
+}
+
+/// An error from a subcommand, with the exit code `main` should return.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Crd(#[from] crd::CrdError),
+    #[error(transparent)]
+    Deployments(#[from] deployments::DeploymentsError),
+}
+
+impl CliError {
+    /// Exit code per error category, so scripts can tell a bad flag from a GitLab refusal.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Crd(e) => e.exit_code(),
+            CliError::Deployments(e) => e.exit_code(),
+        }
+    }
+}
+
+/// Run the parsed command.
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Crd(args) => Ok(crd::run(args)?),
+        Command::Deployments(args) => Ok(deployments::run(args).await?),
+    }
+}

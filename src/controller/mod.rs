@@ -1,0 +1,4 @@
+//! Reconcile orchestration. `plan` and `status` are pure: they decide, the reconciler acts.
+
+pub mod plan;
+pub mod status;

@@ -1,0 +1,1 @@
+//! Pure decision: what should happen next for one GitlabDeployment.

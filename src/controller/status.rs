@@ -1,0 +1,1 @@
+//! Pure status computation: conditions, phase, history.

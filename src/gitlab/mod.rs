@@ -1,0 +1,1 @@
+//! GitLab's Deployments API client.

@@ -1,0 +1,1 @@
+//! Pure rollout evaluation: a target object to a rollout state.
