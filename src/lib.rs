@@ -9,3 +9,4 @@ pub mod cli;
 pub mod controller;
 pub mod gitlab;
 pub mod rollout;
+pub mod telemetry;

@@ -1,4 +1,7 @@
 //! Reconcile orchestration. `plan` and `status` are pure: they decide, the reconciler acts.
 
+pub mod backoff;
+pub mod index;
 pub mod plan;
 pub mod status;
+pub mod targets;

@@ -1,0 +1,384 @@
+//! Watches of the workloads that `GitlabDeployment`s follow, for any kind, found at run time.
+//!
+//! The kinds are not known when the operator starts (a resource may name an Argo Rollout or a
+//! Flux Kustomization), so one watcher per followed kind is started the first time the index
+//! reports it. Each watcher keeps a reflector store the reconciler reads from (no GET per
+//! reconcile) and turns every event on a target into a trigger for exactly the resources that
+//! follow it, looked up in the [`TargetIndex`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::index::{TargetIndex, TargetKey, TargetKind};
+
+/// Which namespaces the operator serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// Whether objects in `namespace` are served.
+    pub fn includes(&self, namespace: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespaces(list) => list.iter().any(|ns| ns == namespace),
+        }
+    }
+}
+
+/// What the reconciler learns when it asks for a target.
+#[derive(Clone, Debug)]
+pub enum TargetLookup {
+    /// The watcher for this kind is starting; a trigger follows once its cache is filled.
+    Pending,
+    /// The API server does not serve the kind (yet): the message says what was asked.
+    KindNotServed(String),
+    /// The kind is served but no such object exists.
+    Missing,
+    Found(Arc<DynamicObject>),
+}
+
+struct KindWatch {
+    /// One store per watched namespace (`None` = all namespaces).
+    stores: Arc<Mutex<HashMap<Option<String>, Store<DynamicObject>>>>,
+    ready: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for KindWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The set of running target watchers, shared by the index task and the reconciler.
+pub struct TargetWatches<O: Ord + Clone + Send + Sync + 'static> {
+    client: Client,
+    scope: Scope,
+    index: Arc<Mutex<TargetIndex<O>>>,
+    kinds: Mutex<HashMap<TargetKind, KindWatch>>,
+    trigger: mpsc::UnboundedSender<O>,
+}
+
+impl<O: Ord + Clone + Send + Sync + 'static> TargetWatches<O> {
+    pub fn new(
+        client: Client,
+        scope: Scope,
+        index: Arc<Mutex<TargetIndex<O>>>,
+        trigger: mpsc::UnboundedSender<O>,
+    ) -> Self {
+        Self {
+            client,
+            scope,
+            index,
+            kinds: Mutex::new(HashMap::new()),
+            trigger,
+        }
+    }
+
+    /// Start a watcher for `kind` unless one runs already.
+    pub fn ensure(&self, kind: &TargetKind) {
+        let mut kinds = lock(&self.kinds);
+        if kinds.contains_key(kind) {
+            return;
+        }
+        let stores = Arc::new(Mutex::new(HashMap::new()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let error = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(watch_kind(
+            self.client.clone(),
+            self.scope.clone(),
+            kind.clone(),
+            Arc::clone(&self.index),
+            self.trigger.clone(),
+            Arc::clone(&stores),
+            Arc::clone(&ready),
+            Arc::clone(&error),
+        ));
+        kinds.insert(
+            kind.clone(),
+            KindWatch {
+                stores,
+                ready,
+                error,
+                task,
+            },
+        );
+    }
+
+    /// Look a target up in its kind's cache, starting the watcher if needed.
+    pub fn lookup(&self, key: &TargetKey) -> TargetLookup {
+        self.ensure(&key.kind);
+        let kinds = lock(&self.kinds);
+        let Some(watch) = kinds.get(&key.kind) else {
+            return TargetLookup::Pending;
+        };
+        if let Some(message) = lock(&watch.error).clone() {
+            return TargetLookup::KindNotServed(message);
+        }
+        if !watch.ready.load(Ordering::Acquire) {
+            return TargetLookup::Pending;
+        }
+        let stores = lock(&watch.stores);
+        let store = stores
+            .get(&Some(key.namespace.clone()))
+            .or_else(|| stores.get(&None));
+        let Some(store) = store else {
+            return TargetLookup::Missing;
+        };
+        let wanted = reflector::ObjectRef::new_with(&key.name, api_resource_for(&key.kind))
+            .within(&key.namespace);
+        match store.get(&wanted) {
+            Some(obj) => TargetLookup::Found(obj),
+            None => TargetLookup::Missing,
+        }
+    }
+
+    /// How many kinds are watched (for metrics and tests).
+    pub fn watched_kinds(&self) -> usize {
+        lock(&self.kinds).len()
+    }
+
+    /// Whether every started watcher has filled its cache (for readiness).
+    pub fn all_ready(&self) -> bool {
+        lock(&self.kinds)
+            .values()
+            .all(|w| w.ready.load(Ordering::Acquire) || lock(&w.error).is_some())
+    }
+}
+
+/// Lock a std mutex, recovering the data if a panicking thread poisoned it: the maps here stay
+/// consistent across every single operation, so the data is still good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Split `apps/v1` into group and version (`v1` alone is the core group).
+pub fn group_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", api_version),
+    }
+}
+
+/// An `ApiResource` good enough for `ObjectRef` keys (kind, group, version); the plural is only
+/// needed for URLs, which the watcher builds from discovery instead.
+fn api_resource_for(kind: &TargetKind) -> ApiResource {
+    let (group, version) = group_version(&kind.api_version);
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind.kind))
+}
+
+/// Keep what rollout evaluation and `revisionFrom` read; drop the rest so thousands of cached
+/// workloads stay small (managed fields and the last-applied annotation are most of an object).
+pub fn slim(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    let Some(pod_spec) = obj
+        .data
+        .pointer_mut("/spec/template/spec")
+        .and_then(|v| v.as_object_mut())
+    else {
+        return;
+    };
+    for list in ["containers", "initContainers"] {
+        if let Some(containers) = pod_spec.get_mut(list).and_then(|c| c.as_array_mut()) {
+            for container in containers.iter_mut() {
+                if let Some(fields) = container.as_object_mut() {
+                    fields.retain(|k, _| k == "name" || k == "image");
+                }
+            }
+        }
+    }
+    pod_spec.retain(|k, _| k == "containers" || k == "initContainers");
+}
+
+#[allow(clippy::too_many_arguments)] // one task's whole state, passed once at spawn
+async fn watch_kind<O: Ord + Clone + Send + Sync + 'static>(
+    client: Client,
+    scope: Scope,
+    kind: TargetKind,
+    index: Arc<Mutex<TargetIndex<O>>>,
+    trigger: mpsc::UnboundedSender<O>,
+    stores: Arc<Mutex<HashMap<Option<String>, Store<DynamicObject>>>>,
+    ready: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<String>>>,
+) {
+    let (group, version) = group_version(&kind.api_version);
+    let gvk = GroupVersionKind::gvk(group, version, &kind.kind);
+    // Discovery can fail because the kind's CRD is not installed yet: say so on the resources
+    // that follow it, and look again with a growing delay instead of giving up.
+    let mut delay = Duration::from_secs(2);
+    let resource = loop {
+        match kube::discovery::pinned_kind(&client, &gvk).await {
+            Ok((resource, _caps)) => {
+                *lock(&error) = None;
+                break resource;
+            }
+            Err(err) => {
+                tracing::warn!(api_version = %kind.api_version, kind = %kind.kind, error = %err,
+                    "target kind not served; will look again");
+                *lock(&error) = Some(format!(
+                    "the API server does not serve kind {} in {} ({err}); install its CRD or fix spec.target",
+                    kind.kind, kind.api_version
+                ));
+                notify_kind(&index, &trigger, &kind);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(300));
+            }
+        }
+    };
+
+    let namespaces: Vec<Option<String>> = match &scope {
+        Scope::All => vec![None],
+        Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
+    };
+    let mut streams = Vec::with_capacity(namespaces.len());
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces.len()));
+    for ns in namespaces {
+        let api: Api<DynamicObject> = match &ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+        let reader = writer.as_reader();
+        lock(&stores).insert(ns.clone(), reader);
+        let kind = kind.clone();
+        let index = Arc::clone(&index);
+        let trigger = trigger.clone();
+        let ready = Arc::clone(&ready);
+        let pending = Arc::clone(&pending);
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(slim)
+            .reflect(writer)
+            .inspect_ok(move |event| {
+                on_target_event(event, &kind, &index, &trigger, &ready, &pending);
+            });
+        streams.push(stream.boxed());
+    }
+    let mut all = futures::stream::select_all(streams);
+    while let Some(item) = all.next().await {
+        if let Err(err) = item {
+            // The default backoff already paces retries; the error is only worth a log line.
+            tracing::warn!(kind = %kind.kind, error = %err, "target watch error");
+        }
+    }
+}
+
+fn on_target_event<O: Ord + Clone>(
+    event: &watcher::Event<DynamicObject>,
+    kind: &TargetKind,
+    index: &Mutex<TargetIndex<O>>,
+    trigger: &mpsc::UnboundedSender<O>,
+    ready: &AtomicBool,
+    pending: &std::sync::atomic::AtomicUsize,
+) {
+    match event {
+        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+            let key = TargetKey {
+                kind: kind.clone(),
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+            };
+            for owner in lock(index).owners_of(&key) {
+                let _closed = trigger.send(owner);
+            }
+        }
+        watcher::Event::InitDone => {
+            // Owners that asked while the cache was empty were told "pending": wake them all
+            // once every namespace's cache is filled.
+            if pending
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(1))
+                })
+                .is_ok_and(|before| before <= 1)
+            {
+                ready.store(true, Ordering::Release);
+            }
+            notify_kind(index, trigger, kind);
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// Trigger every owner that follows some object of `kind`.
+fn notify_kind<O: Ord + Clone>(
+    index: &Mutex<TargetIndex<O>>,
+    trigger: &mpsc::UnboundedSender<O>,
+    kind: &TargetKind,
+) {
+    for owner in lock(index).owners_of_kind(kind) {
+        let _closed = trigger.send(owner);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn group_version_splits_core_and_named_groups() {
+        assert_eq!(group_version("v1"), ("", "v1"));
+        assert_eq!(group_version("apps/v1"), ("apps", "v1"));
+        assert_eq!(
+            group_version("argoproj.io/v1alpha1"),
+            ("argoproj.io", "v1alpha1")
+        );
+    }
+
+    #[test]
+    fn slim_keeps_what_rollout_evaluation_reads() {
+        let mut obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "generation": 3,
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"replicas": 3, "progressDeadlineSeconds": 600,
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry/app:1.2.3", "env": [{"name": "A"}]}],
+                             "volumes": [{"name": "v"}]}}},
+            "status": {"observedGeneration": 3, "updatedReplicas": 3}
+        }))
+        .unwrap();
+        slim(&mut obj);
+        assert!(obj.metadata.managed_fields.is_none());
+        let annotations = obj.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["keep"], "me");
+        assert_eq!(
+            obj.data["spec"]["template"]["spec"],
+            json!({"containers": [{"name": "app", "image": "registry/app:1.2.3"}]})
+        );
+        assert_eq!(obj.data["spec"]["replicas"], 3);
+        assert_eq!(obj.data["status"]["updatedReplicas"], 3);
+        assert_eq!(
+            obj.data["spec"]["template"]["metadata"]["labels"]["app"],
+            "web"
+        );
+    }
+
+    #[test]
+    fn scope_includes_only_listed_namespaces() {
+        assert!(Scope::All.includes("anything"));
+        let scope = Scope::Namespaces(vec!["a".into(), "b".into()]);
+        assert!(scope.includes("a"));
+        assert!(!scope.includes("c"));
+    }
+}
