@@ -1,0 +1,1 @@
+//! Grape-style parameters.

@@ -1,0 +1,82 @@
+//! What tests observe: the request log, counters and a flat view of deployments.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The seven Deployments API routes (plus "no route matched").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Endpoint {
+    ListDeployments,
+    GetDeployment,
+    CreateDeployment,
+    UpdateDeployment,
+    DeleteDeployment,
+    ListMergeRequests,
+    ApproveDeployment,
+    /// GitLab's catch-all route (`404 Not Found`).
+    NotFound,
+}
+
+impl Endpoint {
+    /// Route template, as used in counters and logs (never a raw path).
+    pub fn template(self) -> &'static str {
+        match self {
+            Endpoint::ListDeployments | Endpoint::CreateDeployment => "/projects/:id/deployments",
+            Endpoint::GetDeployment | Endpoint::UpdateDeployment | Endpoint::DeleteDeployment => {
+                "/projects/:id/deployments/:deployment_id"
+            }
+            Endpoint::ListMergeRequests => {
+                "/projects/:id/deployments/:deployment_id/merge_requests"
+            }
+            Endpoint::ApproveDeployment => "/projects/:id/deployments/:deployment_id/approval",
+            Endpoint::NotFound => "*path",
+        }
+    }
+}
+
+/// One handled request. `path` has credential query parameters removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Route template, e.g. `/projects/:id/deployments/:deployment_id`.
+    pub endpoint: String,
+    /// Which route matched (`NotFound` for the catch-all).
+    pub route: Endpoint,
+    /// Request path and query, without `private_token`/`access_token`/`job_token`.
+    pub path: String,
+    /// Status sent; 0 when the connection was dropped on purpose.
+    pub status: u16,
+    pub at: DateTime<Utc>,
+}
+
+/// Counter key: route template, method, status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CounterKey {
+    pub endpoint: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// A flat, test-friendly view of one stored deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub project_id: u64,
+    pub id: u64,
+    pub iid: u64,
+    pub environment: String,
+    pub sha: String,
+    pub ref_: String,
+    pub tag: bool,
+    /// `running`, `success`, ...
+    pub status: String,
+    pub user_id: Option<u64>,
+    pub username: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub from_ci: bool,
+    pub pending_approval_count: u32,
+    /// `(username, status)` of every approval/rejection.
+    pub approvals: Vec<(String, String)>,
+    pub merge_request_iids: Vec<u64>,
+}
