@@ -1,0 +1,429 @@
+//! `GitlabDeployment`: "this workload is deployed to this GitLab project's environment at this
+//! revision". The OpenAPI schema and CEL rules here are the first validation layer; the same
+//! rules run again in Rust in [`super::validate`] so a bad object never reaches the planner.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Commit sha: GitLab accepts abbreviations, but a full sha is the only unambiguous identity
+/// (the same short sha can name different commits later), so the spec demands all 40 digits.
+pub const SHA_PATTERN: &str = "^[0-9a-f]{40}$";
+/// GitLab environment names: letters, digits, spaces and `-_/${}.`; not starting or ending
+/// with `/` (GitLab's `environment_name_regex` plus its slash rule). Length is checked apart.
+pub const ENVIRONMENT_PATTERN: &str = r"^[a-zA-Z0-9 _.${}-]([a-zA-Z0-9 _./${}-]*[a-zA-Z0-9 _.${}-])?$";
+/// Project: a numeric id, or a full path `group/project` (nested groups allowed). Path segments
+/// follow GitLab's path rule: letters, digits, `_`, `-`, `.`, not starting or ending with `-`/`.`.
+pub const PROJECT_PATTERN: &str = r"^([1-9][0-9]*|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?(/[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)+)$";
+/// Go duration as Kubernetes writes them (`90s`, `10m`, `1h30m`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// The desired state: which workload, reported as which GitLab deployment.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "gitlab-operator.io",
+    version = "v1alpha1",
+    kind = "GitlabDeployment",
+    namespaced,
+    status = "GitlabDeploymentStatus",
+    derive = "PartialEq",
+    shortname = "gld",
+    shortname = "gldeploy",
+    category = "gitlab",
+    cel,
+    doc = "Reports the rollout of one workload to a GitLab project's environment through GitLab's Deployments API.",
+    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(name = "Sha", type_ = "string", json_path = ".status.shortSha"),
+    printcolumn(name = "GitLab", type_ = "string", json_path = ".status.deployment.status"),
+    printcolumn(name = "Rollout", type_ = "string", json_path = ".status.rollout.state"),
+    printcolumn(name = "Approvals", type_ = "string", json_path = ".status.approvalsSummary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Deployment", type_ = "integer", json_path = ".status.deployment.id", priority = "1"),
+    printcolumn(name = "Ref", type_ = "string", json_path = ".status.deployment.ref", priority = "1"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.sha) != has(self.revisionFrom)").message(
+    "set exactly one of spec.sha (a fixed commit) and spec.revisionFrom (read the commit from the target)"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct GitlabDeploymentSpec {
+    /// The GitlabConnection or ClusterGitlabConnection to use; absent means the operator's
+    /// default connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<ConnectionRef>,
+    /// GitLab project: numeric id (`42`) or full path (`group/subgroup/project`).
+    #[schemars(regex(pattern = PROJECT_PATTERN))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub project: String,
+    /// GitLab environment name (created by GitLab on first deployment).
+    #[schemars(regex(pattern = ENVIRONMENT_PATTERN))]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.environment is immutable: changing it would orphan the GitLab deployment already reported; create a new GitlabDeployment instead"
+    ))]
+    pub environment: String,
+    /// Git ref (branch or tag name) the deployment is reported for.
+    #[serde(rename = "ref")]
+    #[schemars(length(min = 1, max = 255))]
+    pub ref_name: String,
+    /// Full 40-character commit sha. Exactly one of `sha` and `revisionFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SHA_PATTERN))]
+    pub sha: Option<String>,
+    /// Whether `ref` is a tag (sent to GitLab as is).
+    #[serde(default)]
+    pub tag: bool,
+    /// The workload whose rollout is reported.
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.target is immutable: changing it would orphan the GitLab deployment already reported; create a new GitlabDeployment instead"
+    ))]
+    pub target: TargetRef,
+    /// Read the commit from the target instead of `sha`, so one resource follows every future
+    /// rollout of its workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_from: Option<RevisionFrom>,
+    /// How long a rollout may take before it is reported `failed` (Go duration, default `10m`).
+    /// Needed for kinds that never report failure themselves (StatefulSet, DaemonSet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub progress_timeout: Option<String>,
+    /// What happens to a GitLab deployment when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Which connection to use.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRef {
+    pub kind: ConnectionKind,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConnectionKind {
+    #[default]
+    GitlabConnection,
+    ClusterGitlabConnection,
+}
+
+/// The workload to follow, in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    /// e.g. `apps/v1`, `argoproj.io/v1alpha1`.
+    #[schemars(length(min = 1, max = 253))]
+    pub api_version: String,
+    /// e.g. `Deployment`, `StatefulSet`, `Rollout`, `Kustomization`.
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Where the commit sha comes from when it is not fixed in the spec.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("has(self.annotation) != has(self.container)").message(
+    "set exactly one of revisionFrom.annotation and revisionFrom.container"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionFrom {
+    /// Annotation holding the commit sha, read from the pod template first, then from the
+    /// target's own metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 317))]
+    pub annotation: Option<String>,
+    /// Container whose image tag is the commit sha (`app:1a2b3c4d`, `app:v1.2-1a2b3c4d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
+    /// Optional annotation holding the ref; `spec.ref` is used when absent or missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 317))]
+    pub ref_annotation: Option<String>,
+}
+
+/// What to do with the GitLab deployment when the resource is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Mark a still-running GitLab deployment `canceled`; finished ones stay as they are.
+    #[default]
+    Cancel,
+    /// Leave GitLab untouched.
+    Orphan,
+    /// Delete the GitLab deployment where GitLab allows it (not the environment's current
+    /// successful deployment); a running one is canceled first.
+    Delete,
+}
+
+/// GitLab deployment statuses (GitLab's state machine; only the first four can be requested
+/// through the API).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum GitlabStatus {
+    Running,
+    Success,
+    Failed,
+    Canceled,
+    Created,
+    Skipped,
+    Blocked,
+}
+
+impl GitlabStatus {
+    /// The wire name (`running`, `success`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitlabStatus::Running => "running",
+            GitlabStatus::Success => "success",
+            GitlabStatus::Failed => "failed",
+            GitlabStatus::Canceled => "canceled",
+            GitlabStatus::Created => "created",
+            GitlabStatus::Skipped => "skipped",
+            GitlabStatus::Blocked => "blocked",
+        }
+    }
+
+    /// Whether GitLab accepts `PUT status=to` from this state (spec §5.1). Re-sending the
+    /// current status is always refused.
+    pub fn can_transition_to(self, to: GitlabStatus) -> bool {
+        match to {
+            GitlabStatus::Running => matches!(self, GitlabStatus::Created | GitlabStatus::Blocked),
+            GitlabStatus::Success | GitlabStatus::Failed | GitlabStatus::Canceled => self != to,
+            // Not requestable through the API.
+            GitlabStatus::Created | GitlabStatus::Skipped | GitlabStatus::Blocked => false,
+        }
+    }
+
+    /// `success`, `failed` and `canceled` stamp `finished_at` in GitLab.
+    pub fn is_finished(self) -> bool {
+        matches!(self, GitlabStatus::Success | GitlabStatus::Failed | GitlabStatus::Canceled)
+    }
+}
+
+impl std::fmt::Display for GitlabStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What GitLab is told: the identity of one GitLab deployment (GitLab has no other key).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployRevision {
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    #[serde(default)]
+    pub tag: bool,
+}
+
+/// Observed state. Every field is optional so a partial status (and server-side apply) works.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitlabDeploymentStatus {
+    /// Generation whose reconcile last finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Summary derived from the conditions, never set on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// First 7 characters of the reported sha (printer column; a jsonPath cannot cut strings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_sha: Option<String>,
+    /// The current GitLab deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentRecord>,
+    /// Write-ahead record of a create in flight: present between "decided to create" and
+    /// "id recorded". After a crash it means "look the deployment up before creating".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<DeploymentIntent>,
+    /// The workload's rollout as last evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRecord>,
+    /// GitLab's approval state of the current deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
+    /// Approvals as `approved/required` (printer column), absent when none are required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_summary: Option<String>,
+    /// Merge requests GitLab linked to the current deployment (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_requests: Vec<MergeRequestRecord>,
+    /// Deployment id whose merge requests were fetched (fetched once, after success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_requests_for: Option<i64>,
+    /// Earlier GitLab deployments of this resource, newest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Phase shown to people; derived from the conditions and the rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Progressing,
+    Succeeded,
+    Failed,
+    Stalled,
+}
+
+/// The GitLab deployment as GitLab last returned it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRecord {
+    pub id: i64,
+    pub iid: i64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    #[serde(default)]
+    pub tag: bool,
+    pub status: GitlabStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+}
+
+impl DeploymentRecord {
+    /// The GitLab identity of this deployment.
+    pub fn revision(&self) -> DeployRevision {
+        DeployRevision { sha: self.sha.clone(), ref_name: self.ref_name.clone(), tag: self.tag }
+    }
+}
+
+/// A create the operator decided on but has not yet seen succeed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentIntent {
+    pub revision: DeployRevision,
+    pub environment: String,
+    /// Status the deployment is created with.
+    pub status: GitlabStatus,
+    /// When the intent was written; the lookup window starts here.
+    pub claimed_at: Time,
+}
+
+/// The last evaluation of the target's rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    /// `Pending`, `Progressing`, `Succeeded`, `Failed` or `Unknown`.
+    pub state: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    /// Workload revision id (pod-template-hash, ControllerRevision, source revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Start of the `progressTimeout` clock for the revision being rolled out (persisted so a
+    /// restart does not reset it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// Start of the current pause, if paused (the clock stops while paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Time>,
+    /// Whole seconds spent paused before `pausedSince`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_seconds: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ApprovalState {
+    #[default]
+    NotRequired,
+    Pending,
+    Approved,
+    Rejected,
+}
+
+/// GitLab's approval state of the current deployment (protected environments, EE).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    pub state: ApprovalState,
+    /// Approvals required in total (sum over rules).
+    #[serde(default)]
+    pub required: i64,
+    /// GitLab's `pending_approval_count`.
+    #[serde(default)]
+    pub pending: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ApprovalRuleRecord>,
+    /// When approvals were first seen pending (start of the polling backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<Time>,
+    /// When GitLab was last asked (polling backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    pub user: String,
+    /// `approved` or `rejected`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRuleRecord {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub required: i64,
+    pub approved: i64,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeRequestRecord {
+    pub iid: i64,
+    pub title: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<Time>,
+}
+
+/// One earlier GitLab deployment of this resource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub deployment_id: i64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// Last status GitLab reported for it.
+    pub status: GitlabStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+}
