@@ -23,7 +23,13 @@ fn crds_parse_back_as_three_definitions() {
     use serde::Deserialize;
     let yaml = crds_yaml().unwrap();
     let names: Vec<String> = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| CustomResourceDefinition::deserialize(doc).unwrap().metadata.name.unwrap())
+        .map(|doc| {
+            CustomResourceDefinition::deserialize(doc)
+                .unwrap()
+                .metadata
+                .name
+                .unwrap()
+        })
         .collect();
     assert_eq!(
         names,

@@ -19,8 +19,18 @@ pub struct NewCondition {
 }
 
 impl NewCondition {
-    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status, reason, message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -35,7 +45,12 @@ pub fn whole_seconds(now: Timestamp) -> Time {
 /// changes only if status, reason or message changed; `Reconciling`/`Stalled` set to false are
 /// removed, and setting one true removes the other; the list is sorted `Stalled`,
 /// `Reconciling`, `Ready`, then alphabetically.
-pub fn set_condition(conditions: &mut Vec<Condition>, new: NewCondition, generation: i64, now: Timestamp) {
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    new: NewCondition,
+    generation: i64,
+    now: Timestamp,
+) {
     let abnormal = new.type_ == RECONCILING || new.type_ == STALLED;
     if abnormal && !new.status {
         conditions.retain(|c| c.type_ != new.type_);
@@ -43,13 +58,19 @@ pub fn set_condition(conditions: &mut Vec<Condition>, new: NewCondition, generat
         return;
     }
     if abnormal {
-        let other = if new.type_ == RECONCILING { STALLED } else { RECONCILING };
+        let other = if new.type_ == RECONCILING {
+            STALLED
+        } else {
+            RECONCILING
+        };
         conditions.retain(|c| c.type_ != other);
     }
     let status = if new.status { "True" } else { "False" };
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
-            let changed = existing.status != status || existing.reason != new.reason || existing.message != new.message;
+            let changed = existing.status != status
+                || existing.reason != new.reason
+                || existing.message != new.message;
             if changed {
                 existing.status = status.to_owned();
                 existing.reason = new.reason.to_owned();

@@ -106,7 +106,11 @@ pub struct RateLimit {
     cel,
     doc = "A GitLab instance and token for GitlabDeployments in the same namespace.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitlabConnectionSpec {
@@ -125,7 +129,11 @@ pub struct GitlabConnectionSpec {
     cel,
     doc = "A GitLab instance and token shared by GitlabDeployments of the namespaces it names.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.namespaces) || has(self.namespaceSelector)").message(
     "set namespaces or namespaceSelector: a ClusterGitlabConnection serves only the namespaces it names"

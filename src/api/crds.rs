@@ -17,7 +17,11 @@ pub struct RenderError {
 /// All CRDs of the operator, as one multi-document YAML stream (`---` separated), in a fixed
 /// order so the output is byte-stable.
 pub fn crds_yaml() -> Result<String, RenderError> {
-    let crds = [GitlabDeployment::crd(), GitlabConnection::crd(), ClusterGitlabConnection::crd()];
+    let crds = [
+        GitlabDeployment::crd(),
+        GitlabConnection::crd(),
+        ClusterGitlabConnection::crd(),
+    ];
     let mut out = String::new();
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const SHA_PATTERN: &str = "^[0-9a-f]{40}$";
 /// GitLab environment names: letters, digits, spaces and `-_/${}.`; not starting or ending
 /// with `/` (GitLab's `environment_name_regex` plus its slash rule). Length is checked apart.
-pub const ENVIRONMENT_PATTERN: &str = r"^[a-zA-Z0-9 _.${}-]([a-zA-Z0-9 _./${}-]*[a-zA-Z0-9 _.${}-])?$";
+pub const ENVIRONMENT_PATTERN: &str =
+    r"^[a-zA-Z0-9 _.${}-]([a-zA-Z0-9 _./${}-]*[a-zA-Z0-9 _.${}-])?$";
 /// Project: a numeric id, or a full path `group/project` (nested groups allowed). Path segments
 /// follow GitLab's path rule: letters, digits, `_`, `-`, `.`, not starting or ending with `-`/`.`.
 pub const PROJECT_PATTERN: &str = r"^([1-9][0-9]*|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?(/[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)+)$";
@@ -20,6 +21,9 @@ pub const PROJECT_PATTERN: &str = r"^([1-9][0-9]*|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 /// The desired state: which workload, reported as which GitLab deployment.
+// kube's `printcolumn(...)` repeats `type_`/`priority` keys by design; clippy reads them as
+// duplicates of one attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "gitlab-operator.io",
@@ -33,14 +37,44 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
     category = "gitlab",
     cel,
     doc = "Reports the rollout of one workload to a GitLab project's environment through GitLab's Deployments API.",
-    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(
+        name = "Environment",
+        type_ = "string",
+        json_path = ".spec.environment"
+    ),
     printcolumn(name = "Sha", type_ = "string", json_path = ".status.shortSha"),
-    printcolumn(name = "GitLab", type_ = "string", json_path = ".status.deployment.status"),
-    printcolumn(name = "Rollout", type_ = "string", json_path = ".status.rollout.state"),
-    printcolumn(name = "Approvals", type_ = "string", json_path = ".status.approvalsSummary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Deployment", type_ = "integer", json_path = ".status.deployment.id", priority = "1"),
-    printcolumn(name = "Ref", type_ = "string", json_path = ".status.deployment.ref", priority = "1"),
+    printcolumn(
+        name = "GitLab",
+        type_ = "string",
+        json_path = ".status.deployment.status"
+    ),
+    printcolumn(
+        name = "Rollout",
+        type_ = "string",
+        json_path = ".status.rollout.state"
+    ),
+    printcolumn(
+        name = "Approvals",
+        type_ = "string",
+        json_path = ".status.approvalsSummary"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Deployment",
+        type_ = "integer",
+        json_path = ".status.deployment.id",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Ref",
+        type_ = "string",
+        json_path = ".status.deployment.ref",
+        priority = "1"
+    ),
     printcolumn(
         name = "Message",
         type_ = "string",
@@ -165,7 +199,9 @@ pub enum DeletionPolicy {
 
 /// GitLab deployment statuses (GitLab's state machine; only the first four can be requested
 /// through the API).
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GitlabStatus {
     Running,
@@ -204,7 +240,10 @@ impl GitlabStatus {
 
     /// `success`, `failed` and `canceled` stamp `finished_at` in GitLab.
     pub fn is_finished(self) -> bool {
-        matches!(self, GitlabStatus::Success | GitlabStatus::Failed | GitlabStatus::Canceled)
+        matches!(
+            self,
+            GitlabStatus::Success | GitlabStatus::Failed | GitlabStatus::Canceled
+        )
     }
 }
 
@@ -302,7 +341,11 @@ pub struct DeploymentRecord {
 impl DeploymentRecord {
     /// The GitLab identity of this deployment.
     pub fn revision(&self) -> DeployRevision {
-        DeployRevision { sha: self.sha.clone(), ref_name: self.ref_name.clone(), tag: self.tag }
+        DeployRevision {
+            sha: self.sha.clone(),
+            ref_name: self.ref_name.clone(),
+            tag: self.tag,
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use regex::Regex;
 
 use super::deployment::{
-    ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision, ENVIRONMENT_PATTERN, GitlabDeployment,
-    PROJECT_PATTERN, RevisionFrom, SHA_PATTERN, TargetRef,
+    ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision, ENVIRONMENT_PATTERN,
+    GitlabDeployment, PROJECT_PATTERN, RevisionFrom, SHA_PATTERN, TargetRef,
 };
 use super::names::{DEFAULT_CONNECTION_NAME, reason};
 
@@ -21,14 +21,21 @@ pub const DEFAULT_PROGRESS_TIMEOUT: Duration = Duration::from_secs(600);
 pub const ENVIRONMENT_MAX_LEN: usize = 255;
 
 // The patterns are compile-time constants shared with the CRD schema; a failure to compile
-// them is a programming error caught by the tests below.
-static SHA_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(SHA_PATTERN).expect("SHA_PATTERN is a valid regex"));
-static ENV_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(ENVIRONMENT_PATTERN).expect("ENVIRONMENT_PATTERN is a valid regex"));
-static PROJECT_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(PROJECT_PATTERN).expect("PROJECT_PATTERN is a valid regex"));
-static DURATION_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(DURATION_PATTERN).expect("DURATION_PATTERN is a valid regex"));
+// them is a programming error caught by the validation tests, never a runtime input.
+#[allow(clippy::expect_used)]
+mod patterns {
+    use super::*;
+    pub(super) static SHA_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(SHA_PATTERN).expect("SHA_PATTERN is a valid regex"));
+    pub(super) static ENV_RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(ENVIRONMENT_PATTERN).expect("ENVIRONMENT_PATTERN is a valid regex")
+    });
+    pub(super) static PROJECT_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(PROJECT_PATTERN).expect("PROJECT_PATTERN is a valid regex"));
+    pub(super) static DURATION_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(DURATION_PATTERN).expect("DURATION_PATTERN is a valid regex"));
+}
+use patterns::{DURATION_RE, ENV_RE, PROJECT_RE, SHA_RE};
 
 /// A GitLab project reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +68,11 @@ pub enum RevisionSource {
     /// `spec.sha`: one fixed revision.
     Fixed(DeployRevision),
     /// `spec.revisionFrom`: the commit is read from the target at each rollout.
-    FromTarget { from: RevisionFrom, default_ref: String, tag: bool },
+    FromTarget {
+        from: RevisionFrom,
+        default_ref: String,
+        tag: bool,
+    },
 }
 
 /// A spec that passed every rule: the only input [`crate::controller::plan::plan`] accepts.
@@ -84,10 +95,16 @@ impl ValidatedSpec {
     /// The GitLab revision to report, given the commit sha read from the target (ignored for a
     /// fixed `spec.sha`) and an optional ref read from the target. `None` when the target does
     /// not carry a usable commit yet.
-    pub fn wanted_revision(&self, target_sha: Option<&str>, target_ref: Option<&str>) -> Option<DeployRevision> {
+    pub fn wanted_revision(
+        &self,
+        target_sha: Option<&str>,
+        target_ref: Option<&str>,
+    ) -> Option<DeployRevision> {
         match &self.revision {
             RevisionSource::Fixed(rev) => Some(rev.clone()),
-            RevisionSource::FromTarget { default_ref, tag, .. } => target_sha.map(|sha| DeployRevision {
+            RevisionSource::FromTarget {
+                default_ref, tag, ..
+            } => target_sha.map(|sha| DeployRevision {
                 sha: sha.to_owned(),
                 ref_name: target_ref.unwrap_or(default_ref).to_owned(),
                 tag: *tag,
@@ -107,23 +124,35 @@ impl ValidatedSpec {
 /// Why a spec was refused. Each message names the field, what was found and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("metadata.{field} is missing; the API server always sets it, so this object did not come from one")]
+    #[error(
+        "metadata.{field} is missing; the API server always sets it, so this object did not come from one"
+    )]
     Metadata { field: &'static str },
-    #[error("spec.project {found:?} is neither a numeric project id nor a full path like group/project; use the id or the path shown in GitLab's project settings")]
+    #[error(
+        "spec.project {found:?} is neither a numeric project id nor a full path like group/project; use the id or the path shown in GitLab's project settings"
+    )]
     Project { found: String },
     #[error("spec.environment is empty; set the GitLab environment name, e.g. production")]
     EnvironmentEmpty,
     #[error("spec.environment is {len} characters long; GitLab allows at most 255")]
     EnvironmentTooLong { len: usize },
-    #[error("spec.environment {found:?} is not a valid GitLab environment name: use only letters, digits, spaces and - _ / $ {{ }} ., and do not start or end with /")]
+    #[error(
+        "spec.environment {found:?} is not a valid GitLab environment name: use only letters, digits, spaces and - _ / $ {{ }} ., and do not start or end with /"
+    )]
     EnvironmentChars { found: String },
     #[error("spec.ref is empty; set the branch or tag being deployed, e.g. main")]
     RefEmpty,
-    #[error("spec.sha {found:?} is not a full commit sha; write all 40 lowercase hex characters (git rev-parse HEAD)")]
+    #[error(
+        "spec.sha {found:?} is not a full commit sha; write all 40 lowercase hex characters (git rev-parse HEAD)"
+    )]
     Sha { found: String },
-    #[error("spec.sha and spec.revisionFrom are both set; keep sha for a fixed commit, or revisionFrom to follow the target")]
+    #[error(
+        "spec.sha and spec.revisionFrom are both set; keep sha for a fixed commit, or revisionFrom to follow the target"
+    )]
     ShaAndRevisionFrom,
-    #[error("neither spec.sha nor spec.revisionFrom is set; set sha to a commit, or revisionFrom to read it from the target")]
+    #[error(
+        "neither spec.sha nor spec.revisionFrom is set; set sha to a commit, or revisionFrom to read it from the target"
+    )]
     NoRevision,
     #[error("spec.revisionFrom must set exactly one of annotation and container (found {found})")]
     RevisionFrom { found: &'static str },
@@ -131,7 +160,9 @@ pub enum SpecError {
     Target { field: &'static str },
     #[error("spec.progressTimeout {found:?} is not a duration; write it like 10m, 90s or 1h30m")]
     ProgressTimeout { found: String },
-    #[error("spec.connectionRef.name is empty; name a GitlabConnection or ClusterGitlabConnection, or drop connectionRef to use the default")]
+    #[error(
+        "spec.connectionRef.name is empty; name a GitlabConnection or ClusterGitlabConnection, or drop connectionRef to use the default"
+    )]
     ConnectionName,
 }
 
@@ -145,8 +176,14 @@ impl SpecError {
 /// Check every rule of the CRD again and resolve defaults.
 pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
     let spec = &gd.spec;
-    let namespace = gd.namespace().ok_or(SpecError::Metadata { field: "namespace" })?;
-    let name = gd.metadata.name.clone().ok_or(SpecError::Metadata { field: "name" })?;
+    let namespace = gd
+        .namespace()
+        .ok_or(SpecError::Metadata { field: "namespace" })?;
+    let name = gd
+        .metadata
+        .name
+        .clone()
+        .ok_or(SpecError::Metadata { field: "name" })?;
     // A missing generation only happens for objects not read from the API server (tests,
     // dry runs); treat it as the first generation.
     let generation = gd.metadata.generation.unwrap_or(1);
@@ -163,7 +200,11 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
             if !SHA_RE.is_match(sha) {
                 return Err(SpecError::Sha { found: sha.clone() });
             }
-            RevisionSource::Fixed(DeployRevision { sha: sha.clone(), ref_name: spec.ref_name.clone(), tag: spec.tag })
+            RevisionSource::Fixed(DeployRevision {
+                sha: sha.clone(),
+                ref_name: spec.ref_name.clone(),
+                tag: spec.tag,
+            })
         }
         (None, Some(from)) => {
             let has_annotation = from.annotation.as_deref().is_some_and(|a| !a.is_empty());
@@ -173,24 +214,38 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
                 (false, false) => return Err(SpecError::RevisionFrom { found: "neither" }),
                 _ => {}
             }
-            RevisionSource::FromTarget { from: from.clone(), default_ref: spec.ref_name.clone(), tag: spec.tag }
+            RevisionSource::FromTarget {
+                from: from.clone(),
+                default_ref: spec.ref_name.clone(),
+                tag: spec.tag,
+            }
         }
     };
-    for (field, value) in
-        [("apiVersion", &spec.target.api_version), ("kind", &spec.target.kind), ("name", &spec.target.name)]
-    {
+    for (field, value) in [
+        ("apiVersion", &spec.target.api_version),
+        ("kind", &spec.target.kind),
+        ("name", &spec.target.name),
+    ] {
         if value.trim().is_empty() {
             return Err(SpecError::Target { field });
         }
     }
     let progress_timeout = match &spec.progress_timeout {
         None => DEFAULT_PROGRESS_TIMEOUT,
-        Some(text) => parse_duration(text).ok_or_else(|| SpecError::ProgressTimeout { found: text.clone() })?,
+        Some(text) => parse_duration(text).ok_or_else(|| SpecError::ProgressTimeout {
+            found: text.clone(),
+        })?,
     };
     let connection = match &spec.connection_ref {
-        None => ConnectionTarget { kind: ConnectionKind::GitlabConnection, name: DEFAULT_CONNECTION_NAME.to_owned() },
+        None => ConnectionTarget {
+            kind: ConnectionKind::GitlabConnection,
+            name: DEFAULT_CONNECTION_NAME.to_owned(),
+        },
         Some(r) if r.name.trim().is_empty() => return Err(SpecError::ConnectionName),
-        Some(r) => ConnectionTarget { kind: r.kind, name: r.name.clone() },
+        Some(r) => ConnectionTarget {
+            kind: r.kind,
+            name: r.name.clone(),
+        },
     };
     Ok(ValidatedSpec {
         namespace,
@@ -208,7 +263,9 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
 
 fn parse_project(text: &str) -> Result<ProjectRef, SpecError> {
     if !PROJECT_RE.is_match(text) {
-        return Err(SpecError::Project { found: text.to_owned() });
+        return Err(SpecError::Project {
+            found: text.to_owned(),
+        });
     }
     match text.parse::<u64>() {
         Ok(id) => Ok(ProjectRef::Id(id)),
@@ -225,7 +282,9 @@ fn validate_environment(env: &str) -> Result<(), SpecError> {
         return Err(SpecError::EnvironmentTooLong { len });
     }
     if !ENV_RE.is_match(env) {
-        return Err(SpecError::EnvironmentChars { found: env.to_owned() });
+        return Err(SpecError::EnvironmentChars {
+            found: env.to_owned(),
+        });
     }
     Ok(())
 }

@@ -1,1 +1,640 @@
-//! Pure status computation: conditions, phase, history.
+//! Pure status computation: the next `.status` from the old one and what this reconcile saw
+//! and did. Guarantees: identical inputs give a byte-identical serialization (whole-second
+//! timestamps that move only on change, sorted lists, bounded history); `phase` is derived
+//! from the conditions; [`differs`] tells the reconciler whether a write is needed at all.
+//!
+//! GitLab's JSON is mirrored by small input structs ([`GitlabDeploymentView`] and friends)
+//! that deserialize straight from `DeploymentExtended` / `MergeRequestBasic`, so this module
+//! does not depend on the client's types.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::api::conditions::{NewCondition, is_true, set_condition, whole_seconds};
+use crate::api::deployment::{
+    ApprovalRecord, ApprovalRuleRecord, ApprovalState, ApprovalStatus, DeployRevision,
+    DeploymentIntent, DeploymentRecord, GitlabDeploymentStatus, GitlabStatus, HistoryEntry,
+    MergeRequestRecord, Phase, RolloutRecord,
+};
+use crate::api::names::condition_type::{READY, RECONCILING, STALLED};
+use crate::api::names::reason;
+use crate::api::validate::SpecError;
+use crate::rollout::{Reason, RolloutState, RolloutStatus};
+
+/// At most this many earlier deployments are kept in `status.history` (oldest dropped).
+pub const MAX_HISTORY: usize = 10;
+/// At most this many merge requests are kept in `status.mergeRequests` (newest kept).
+pub const MAX_MERGE_REQUESTS: usize = 20;
+
+/// A GitLab user as it appears in approvals and merge requests (`UserBasic`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct UserView {
+    pub username: String,
+}
+
+/// `DeploymentApproval`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ApprovalView {
+    pub user: UserView,
+    /// `approved` or `rejected`.
+    pub status: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+}
+
+/// `ApprovalRuleForSummary`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ApprovalRuleView {
+    /// Absent on older GitLab versions.
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub access_level_description: Option<String>,
+    pub required_approvals: i64,
+    #[serde(default)]
+    pub deployment_approvals: Vec<ApprovalView>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ApprovalSummaryView {
+    #[serde(default)]
+    pub rules: Vec<ApprovalRuleView>,
+}
+
+/// `EnvironmentBasic`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct EnvironmentView {
+    pub id: i64,
+    #[serde(default)]
+    pub external_url: Option<String>,
+}
+
+/// `DeploymentExtended` as returned by create, update and get. The EE approval fields are
+/// absent on CE, hence optional.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct GitlabDeploymentView {
+    pub id: i64,
+    pub iid: i64,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub sha: String,
+    pub status: GitlabStatus,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(default)]
+    pub updated_at: Option<Timestamp>,
+    #[serde(default)]
+    pub environment: Option<EnvironmentView>,
+    #[serde(default)]
+    pub pending_approval_count: Option<i64>,
+    #[serde(default)]
+    pub approvals: Vec<ApprovalView>,
+    #[serde(default)]
+    pub approval_summary: Option<ApprovalSummaryView>,
+}
+
+/// `MergeRequestBasic` (the fields we keep).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct MergeRequestView {
+    pub iid: i64,
+    pub title: String,
+    pub web_url: String,
+    #[serde(default)]
+    pub author: Option<UserView>,
+    #[serde(default)]
+    pub merged_at: Option<Timestamp>,
+}
+
+/// An error of this reconcile that the status should explain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// A reason constant from [`crate::api::names::reason`] (e.g. `TokenSecretMissing`).
+    pub reason: &'static str,
+    /// One sentence saying what is wrong and what to do.
+    pub message: String,
+    /// User errors stall (`Stalled=True`, no retry until the object changes); transient ones
+    /// keep `Reconciling=True`.
+    pub user_error: bool,
+}
+
+/// Everything one reconcile learned, in the order it happened.
+#[derive(Clone, Debug)]
+pub struct Observation<'a> {
+    /// `metadata.generation` of the object reconciled.
+    pub generation: i64,
+    /// The validation result (a spec error stalls everything else).
+    pub spec_error: Option<&'a SpecError>,
+    /// The target's rollout, when the spec was valid.
+    pub rollout: Option<&'a RolloutStatus>,
+    /// The revision the resource wants reported (from [`super::plan::wanted_revision`]).
+    pub wanted: Option<&'a DeployRevision>,
+    /// GitLab's answers about deployments (create, update, get, lookup), in call order, each
+    /// with the `tag` flag sent on create (GitLab never returns it).
+    pub deployments: &'a [(GitlabDeploymentView, bool)],
+    /// Set when a recovery lookup found nothing: the intent is dropped so the next reconcile
+    /// creates the deployment.
+    pub intent_not_found: bool,
+    /// Merge requests fetched for a deployment id.
+    pub merge_requests: Option<(i64, &'a [MergeRequestView])>,
+    /// An error to explain.
+    pub problem: Option<&'a Problem>,
+}
+
+impl<'a> Observation<'a> {
+    /// An observation with nothing but the generation.
+    pub fn new(generation: i64) -> Self {
+        Self {
+            generation,
+            spec_error: None,
+            rollout: None,
+            wanted: None,
+            deployments: &[],
+            intent_not_found: false,
+            merge_requests: None,
+            problem: None,
+        }
+    }
+}
+
+/// Whether `new` must be written (the reconciler patches only on change).
+pub fn differs(old: &GitlabDeploymentStatus, new: &GitlabDeploymentStatus) -> bool {
+    old != new
+}
+
+/// The write-ahead intent, recorded (with a resourceVersion precondition) before `POST`.
+pub fn with_intent(
+    status: &GitlabDeploymentStatus,
+    revision: &DeployRevision,
+    environment: &str,
+    initial_status: GitlabStatus,
+    now: Timestamp,
+) -> GitlabDeploymentStatus {
+    let mut next = status.clone();
+    next.intent = Some(DeploymentIntent {
+        revision: revision.clone(),
+        environment: environment.to_owned(),
+        status: initial_status,
+        claimed_at: whole_seconds(now),
+    });
+    next
+}
+
+/// The next status: apply every answer of `obs` to `old`, then derive conditions and phase.
+pub fn next_status(
+    old: &GitlabDeploymentStatus,
+    obs: &Observation<'_>,
+    now: Timestamp,
+) -> GitlabDeploymentStatus {
+    let mut next = old.clone();
+    if obs.intent_not_found {
+        next.intent = None;
+    }
+    for (view, tag) in obs.deployments {
+        record_deployment(&mut next, view, *tag, now);
+    }
+    if let Some((id, mrs)) = obs.merge_requests {
+        record_merge_requests(&mut next, id, mrs);
+    }
+    if obs.spec_error.is_none()
+        && let Some(rollout) = obs.rollout
+    {
+        record_rollout(&mut next, rollout, obs.wanted, now);
+    }
+    derive_conditions(&mut next, obs, now);
+    next.short_sha = next
+        .deployment
+        .as_ref()
+        .map(|d| d.sha.as_str())
+        .or(next.intent.as_ref().map(|i| i.revision.sha.as_str()))
+        .or(obs.wanted.map(|w| w.sha.as_str()))
+        .map(|sha| sha.chars().take(7).collect());
+    next.observed_generation = Some(obs.generation);
+    next
+}
+
+fn to_time(t: Option<Timestamp>) -> Option<Time> {
+    t.map(whole_seconds)
+}
+
+/// Record GitLab's answer about a deployment. A different id than the current one moves the
+/// current one to `history` (bounded, newest first); the intent it fulfils is cleared.
+pub fn record_deployment(
+    status: &mut GitlabDeploymentStatus,
+    view: &GitlabDeploymentView,
+    tag: bool,
+    now: Timestamp,
+) {
+    let record = DeploymentRecord {
+        id: view.id,
+        iid: view.iid,
+        sha: view.sha.clone(),
+        ref_name: view.ref_name.clone(),
+        tag,
+        status: view.status,
+        environment_id: view.environment.as_ref().map(|e| e.id),
+        environment_url: view
+            .environment
+            .as_ref()
+            .and_then(|e| e.external_url.clone()),
+        created_at: to_time(view.created_at),
+        updated_at: to_time(view.updated_at),
+    };
+    match status.deployment.take() {
+        Some(old) if old.id != view.id => {
+            status.history.insert(
+                0,
+                HistoryEntry {
+                    deployment_id: old.id,
+                    sha: old.sha,
+                    ref_name: old.ref_name,
+                    status: old.status,
+                    created_at: old.created_at,
+                    finished_at: if old.status.is_finished() {
+                        old.updated_at
+                    } else {
+                        None
+                    },
+                },
+            );
+            status.history.truncate(MAX_HISTORY);
+            status.merge_requests.clear();
+            status.merge_requests_for = None;
+            status.approval = None;
+        }
+        _ => {}
+    }
+    if status
+        .intent
+        .as_ref()
+        .is_some_and(|i| i.revision == record.revision())
+    {
+        status.intent = None;
+    }
+    status.deployment = Some(record);
+    record_approvals(status, view, now);
+}
+
+/// Summarize GitLab's approval fields (§9.2): state, required/pending counts, approvals and
+/// rules, sorted for a stable serialization; plus the `approved/required` column string.
+pub fn record_approvals(
+    status: &mut GitlabDeploymentStatus,
+    view: &GitlabDeploymentView,
+    now: Timestamp,
+) {
+    let rules_in = view
+        .approval_summary
+        .as_ref()
+        .map(|s| s.rules.as_slice())
+        .unwrap_or(&[]);
+    let pending = view.pending_approval_count.unwrap_or(0).max(0);
+    let mut rules: Vec<ApprovalRuleRecord> = rules_in
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ApprovalRuleRecord {
+            id: r.id.unwrap_or(i64::try_from(i).unwrap_or(0)),
+            description: r.access_level_description.clone(),
+            required: r.required_approvals,
+            approved: i64::try_from(
+                r.deployment_approvals
+                    .iter()
+                    .filter(|a| a.status == "approved")
+                    .count(),
+            )
+            .unwrap_or(i64::MAX),
+        })
+        .collect();
+    rules.sort_by_key(|r| r.id);
+    let mut approvals: Vec<ApprovalRecord> = view
+        .approvals
+        .iter()
+        .map(|a| ApprovalRecord {
+            user: a.user.username.clone(),
+            status: a.status.clone(),
+            comment: a.comment.clone(),
+            created_at: to_time(a.created_at),
+        })
+        .collect();
+    approvals.sort_by(|a, b| (&a.created_at, &a.user).cmp(&(&b.created_at, &b.user)));
+    let required: i64 = rules.iter().map(|r| r.required).sum();
+    let rejected = view.approvals.iter().any(|a| a.status == "rejected")
+        || rules_in.iter().any(|r| {
+            r.deployment_approvals
+                .iter()
+                .any(|a| a.status == "rejected")
+        });
+    let state = if rejected {
+        ApprovalState::Rejected
+    } else if pending > 0 {
+        ApprovalState::Pending
+    } else if required > 0 {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::NotRequired
+    };
+    if state == ApprovalState::NotRequired && approvals.is_empty() {
+        status.approval = None;
+        status.approvals_summary = None;
+        return;
+    }
+    let old = status.approval.as_ref();
+    let pending_since = match state {
+        ApprovalState::Pending => old
+            .filter(|a| a.state == ApprovalState::Pending)
+            .and_then(|a| a.pending_since.clone())
+            .or_else(|| Some(whole_seconds(now))),
+        _ => None,
+    };
+    // Only a pending approval is polled; recording the poll time keeps the backoff stateless.
+    let checked_at = (state == ApprovalState::Pending).then(|| whole_seconds(now));
+    // Legacy (rule-less) protected environments report only a pending count.
+    let required = if required == 0 {
+        pending + count_approved(&approvals)
+    } else {
+        required
+    };
+    let approved = (required - pending).max(0);
+    status.approvals_summary = (required > 0).then(|| format!("{approved}/{required}"));
+    status.approval = Some(ApprovalStatus {
+        state,
+        required,
+        pending,
+        approvals,
+        rules,
+        pending_since,
+        checked_at,
+    });
+}
+
+fn count_approved(approvals: &[ApprovalRecord]) -> i64 {
+    i64::try_from(approvals.iter().filter(|a| a.status == "approved").count()).unwrap_or(i64::MAX)
+}
+
+/// Keep the merge requests GitLab linked to deployment `id`: newest merge first, bounded.
+pub fn record_merge_requests(
+    status: &mut GitlabDeploymentStatus,
+    id: i64,
+    mrs: &[MergeRequestView],
+) {
+    let mut list: Vec<MergeRequestRecord> = mrs
+        .iter()
+        .map(|m| MergeRequestRecord {
+            iid: m.iid,
+            title: m.title.clone(),
+            url: m.web_url.clone(),
+            author: m.author.as_ref().map(|a| a.username.clone()),
+            merged_at: to_time(m.merged_at),
+        })
+        .collect();
+    list.sort_by(|a, b| (&b.merged_at, b.iid).cmp(&(&a.merged_at, a.iid)));
+    list.dedup_by_key(|m| m.iid);
+    list.truncate(MAX_MERGE_REQUESTS);
+    status.merge_requests = list;
+    status.merge_requests_for = Some(id);
+}
+
+/// The key of the tracked revision: the commit and the workload revision id.
+fn rollout_key(rollout: &RolloutStatus, wanted: Option<&DeployRevision>) -> Option<String> {
+    let sha = wanted.map(|w| w.sha.as_str()).or(rollout.commit_sha());
+    let kind_id = rollout.revision.as_ref().and_then(|r| r.kind_id.as_deref());
+    match (sha, kind_id) {
+        (None, None) => None,
+        (Some(s), None) => Some(s.to_owned()),
+        (None, Some(k)) => Some(k.to_owned()),
+        (Some(s), Some(k)) => Some(format!("{s} ({k})")),
+    }
+}
+
+/// Record the rollout and run the `progressTimeout` clock: it starts at the first evaluation
+/// past the generation gate for a revision, stops while paused, and restarts for a new revision.
+pub fn record_rollout(
+    status: &mut GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    wanted: Option<&DeployRevision>,
+    now: Timestamp,
+) {
+    let key = rollout_key(rollout, wanted);
+    let old = status.rollout.take().filter(|r| r.revision == key);
+    let gate_passed = !matches!(rollout.state, RolloutState::Pending);
+    let mut started_at = old.as_ref().and_then(|r| r.started_at.clone());
+    if started_at.is_none() && gate_passed && rollout.reason != Reason::TargetTerminating {
+        started_at = Some(whole_seconds(now));
+    }
+    let mut paused_since = old.as_ref().and_then(|r| r.paused_since.clone());
+    let mut paused_seconds = old.as_ref().map_or(0, |r| r.paused_seconds);
+    if rollout.reason.is_paused() {
+        paused_since.get_or_insert_with(|| whole_seconds(now));
+    } else if let Some(since) = paused_since.take() {
+        paused_seconds += now.as_second().saturating_sub(since.0.as_second()).max(0);
+    }
+    status.rollout = Some(RolloutRecord {
+        state: rollout.state.as_str().to_owned(),
+        reason: rollout.reason.as_str().to_owned(),
+        message: rollout.message.clone(),
+        revision: key,
+        started_at,
+        paused_since,
+        paused_seconds,
+    });
+}
+
+/// The `TrackCtx` clock inputs from the recorded rollout: (started_at, paused_for). A
+/// current pause is counted up to `now`.
+pub fn rollout_clock(
+    status: &GitlabDeploymentStatus,
+    now: Timestamp,
+) -> (Option<Timestamp>, std::time::Duration) {
+    let Some(r) = status.rollout.as_ref() else {
+        return (None, std::time::Duration::ZERO);
+    };
+    let current_pause = r.paused_since.as_ref().map_or(0, |s| {
+        now.as_second().saturating_sub(s.0.as_second()).max(0)
+    });
+    let paused = u64::try_from(r.paused_seconds.saturating_add(current_pause)).unwrap_or(0);
+    (
+        r.started_at.as_ref().map(|t| t.0),
+        std::time::Duration::from_secs(paused),
+    )
+}
+
+fn derive_conditions(status: &mut GitlabDeploymentStatus, obs: &Observation<'_>, now: Timestamp) {
+    let generation = obs.generation;
+    let (ready, abnormal) = conditions_for(status_view(status), obs);
+    let mut set = |c: NewCondition| set_condition(&mut status.conditions, c, generation, now);
+    set(ready);
+    match abnormal {
+        Some(c) => set(c),
+        None => {
+            set(NewCondition::new(RECONCILING, false, "", ""));
+            set(NewCondition::new(STALLED, false, "", ""));
+        }
+    }
+    status.phase = Some(derive_phase(status, obs));
+}
+
+/// The parts of the status the conditions depend on (borrow split from the conditions).
+struct StatusView {
+    deployment: Option<(GitlabStatus, i64, String)>,
+    intent: bool,
+    approval: Option<ApprovalState>,
+    environment_hint: String,
+}
+
+fn status_view(status: &GitlabDeploymentStatus) -> StatusView {
+    StatusView {
+        deployment: status
+            .deployment
+            .as_ref()
+            .map(|d| (d.status, d.iid, d.sha.chars().take(7).collect())),
+        intent: status.intent.is_some(),
+        approval: status.approval.as_ref().map(|a| a.state),
+        environment_hint: status
+            .approval
+            .as_ref()
+            .map(|a| {
+                format!(
+                    "{} of {} approvals",
+                    (a.required - a.pending).max(0),
+                    a.required
+                )
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// (Ready, the abnormal-true condition if any).
+fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Option<NewCondition>) {
+    let not_ready =
+        |reason: &'static str, message: String| NewCondition::new(READY, false, reason, message);
+    let stalled = |reason: &'static str, message: String| {
+        Some(NewCondition::new(STALLED, true, reason, message))
+    };
+    let reconciling = |reason: &'static str, message: String| {
+        Some(NewCondition::new(RECONCILING, true, reason, message))
+    };
+
+    if let Some(err) = obs.spec_error {
+        return (
+            not_ready(reason::INVALID_SPEC, err.to_string()),
+            stalled(reason::INVALID_SPEC, err.to_string()),
+        );
+    }
+    if let Some(p) = obs.problem {
+        let abnormal = if p.user_error {
+            stalled(p.reason, p.message.clone())
+        } else {
+            reconciling(p.reason, p.message.clone())
+        };
+        return (not_ready(p.reason, p.message.clone()), abnormal);
+    }
+    if view.intent && view.deployment.is_none() {
+        let m = "Creating the GitLab deployment (intent recorded, id not yet known)".to_owned();
+        return (
+            not_ready(reason::DEPLOYMENT_PENDING, m.clone()),
+            reconciling(reason::DEPLOYMENT_PENDING, m),
+        );
+    }
+    if view.approval == Some(ApprovalState::Rejected) {
+        let m = "The GitLab deployment was rejected by an approver; see status.approval".to_owned();
+        return (
+            not_ready(reason::APPROVAL_REJECTED, m.clone()),
+            stalled(reason::APPROVAL_REJECTED, m),
+        );
+    }
+    let rollout = obs.rollout;
+    let rollout_msg = rollout.map(|r| r.message.clone()).unwrap_or_default();
+    if obs.wanted.is_none() && rollout.is_some_and(|r| !matches!(r.state, RolloutState::Pending)) {
+        let m = "The target carries no commit sha where spec.revisionFrom points; set the annotation or image tag to the commit".to_owned();
+        return (
+            not_ready(reason::REVISION_UNKNOWN, m.clone()),
+            stalled(reason::REVISION_UNKNOWN, m),
+        );
+    }
+    let deployed = view
+        .deployment
+        .as_ref()
+        .map(|(s, iid, sha)| (*s, format!("GitLab deployment #{iid} ({sha})")));
+    match (rollout.map(|r| r.state), deployed) {
+        (Some(RolloutState::Failed), _) => (
+            not_ready(reason::ROLLOUT_FAILED, rollout_msg.clone()),
+            stalled(reason::ROLLOUT_FAILED, rollout_msg),
+        ),
+        (_, Some((GitlabStatus::Success, what))) => {
+            if view.approval == Some(ApprovalState::Pending) {
+                let m = format!(
+                    "{what} succeeded; waiting for approvals ({})",
+                    view.environment_hint
+                );
+                return (
+                    not_ready(reason::APPROVAL_PENDING, m.clone()),
+                    reconciling(reason::APPROVAL_PENDING, m),
+                );
+            }
+            (
+                NewCondition::new(
+                    READY,
+                    true,
+                    reason::ROLLOUT_COMPLETE,
+                    format!("{what} succeeded: {rollout_msg}"),
+                ),
+                None,
+            )
+        }
+        (_, Some((GitlabStatus::Canceled, what))) => (
+            not_ready(
+                reason::SUPERSEDED,
+                format!("{what} was canceled: {rollout_msg}"),
+            ),
+            reconciling(
+                reason::SUPERSEDED,
+                format!("{what} was canceled; waiting for the next revision"),
+            ),
+        ),
+        (Some(RolloutState::Progressing), _) => (
+            not_ready(reason::ROLLOUT_PROGRESSING, rollout_msg.clone()),
+            reconciling(reason::ROLLOUT_PROGRESSING, rollout_msg),
+        ),
+        (Some(RolloutState::Unknown), _) => (
+            not_ready(reason::ROLLOUT_UNKNOWN, rollout_msg.clone()),
+            reconciling(reason::ROLLOUT_UNKNOWN, rollout_msg),
+        ),
+        (Some(RolloutState::Succeeded), _) => {
+            let m = "The rollout is complete; reporting it to GitLab".to_owned();
+            (
+                not_ready(reason::DEPLOYMENT_PENDING, m.clone()),
+                reconciling(reason::DEPLOYMENT_PENDING, m),
+            )
+        }
+        _ => {
+            let reason = if rollout.is_some_and(|r| r.reason == Reason::TargetNotFound) {
+                reason::TARGET_NOT_FOUND
+            } else {
+                reason::ROLLOUT_PENDING
+            };
+            (
+                not_ready(reason, rollout_msg.clone()),
+                reconciling(reason, rollout_msg),
+            )
+        }
+    }
+}
+
+fn derive_phase(status: &GitlabDeploymentStatus, obs: &Observation<'_>) -> Phase {
+    let c = &status.conditions;
+    if is_true(c, READY) {
+        return Phase::Succeeded;
+    }
+    if is_true(c, STALLED) {
+        return if obs.rollout.is_some_and(|r| r.state == RolloutState::Failed) {
+            Phase::Failed
+        } else {
+            Phase::Stalled
+        };
+    }
+    match obs.rollout.map(|r| r.state) {
+        Some(RolloutState::Progressing) | Some(RolloutState::Succeeded) => Phase::Progressing,
+        _ => Phase::Pending,
+    }
+}

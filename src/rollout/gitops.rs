@@ -46,14 +46,27 @@ pub fn argo_rollout(t: &TargetObject) -> RolloutStatus {
         .filter_map(|p| p.get("reason").and_then(Value::as_str))
         .collect();
     if bool_at(o, &["status", "controllerPause"]) && pause_conditions.is_empty() {
-        return status(RolloutState::Progressing, Reason::Paused, "Rollout paused: waiting for rollout to unpause".into());
+        return status(
+            RolloutState::Progressing,
+            Reason::Paused,
+            "Rollout paused: waiting for rollout to unpause".into(),
+        );
     }
     if let Some(c) = condition(o, "InvalidSpec").filter(|c| !c.is_false()) {
-        return status(RolloutState::Failed, Reason::InvalidSpec, format!("Rollout failed: InvalidSpec: {}", c.message));
+        return status(
+            RolloutState::Failed,
+            Reason::InvalidSpec,
+            format!("Rollout failed: InvalidSpec: {}", c.message),
+        );
     }
-    if bool_at(o, &["status", "abort"]) || conditions(o).any(|(_, c)| c.reason == "RolloutAborted") {
+    if bool_at(o, &["status", "abort"]) || conditions(o).any(|(_, c)| c.reason == "RolloutAborted")
+    {
         let message = str_at(o, &["status", "message"]).unwrap_or("rollout aborted");
-        return status(RolloutState::Failed, Reason::RolloutAborted, format!("Rollout failed: RolloutAborted: {message}"));
+        return status(
+            RolloutState::Failed,
+            Reason::RolloutAborted,
+            format!("Rollout failed: RolloutAborted: {message}"),
+        );
     }
     if let Some((_, c)) = conditions(o).find(|(_, c)| c.reason == "ProgressDeadlineExceeded") {
         return status(
@@ -64,12 +77,24 @@ pub fn argo_rollout(t: &TargetObject) -> RolloutStatus {
     }
     let phase = str_at(o, &["status", "phase"]).unwrap_or("");
     if phase == "Paused" || bool_at(o, &["spec", "paused"]) || !pause_conditions.is_empty() {
-        let why = if pause_conditions.is_empty() { "manually paused".to_owned() } else { pause_conditions.join(", ") };
-        return status(RolloutState::Progressing, Reason::AwaitingPromotion, format!("Rollout paused: {why}"));
+        let why = if pause_conditions.is_empty() {
+            "manually paused".to_owned()
+        } else {
+            pause_conditions.join(", ")
+        };
+        return status(
+            RolloutState::Progressing,
+            Reason::AwaitingPromotion,
+            format!("Rollout paused: {why}"),
+        );
     }
     let message = str_at(o, &["status", "message"]).unwrap_or("");
     if phase == "Degraded" {
-        return status(RolloutState::Failed, Reason::Degraded, format!("Rollout failed: Degraded: {message}"));
+        return status(
+            RolloutState::Failed,
+            Reason::Degraded,
+            format!("Rollout failed: Degraded: {message}"),
+        );
     }
     let stable = str_at(o, &["status", "stableRS"]);
     let current = str_at(o, &["status", "currentPodHash"]);
@@ -77,24 +102,48 @@ pub fn argo_rollout(t: &TargetObject) -> RolloutStatus {
         return status(
             RolloutState::Succeeded,
             Reason::Healthy,
-            format!("Rollout complete: revision {} is stable and healthy", current.unwrap_or("")),
+            format!(
+                "Rollout complete: revision {} is stable and healthy",
+                current.unwrap_or("")
+            ),
         );
     }
-    let message = if message.is_empty() { "waiting for the rollout to progress" } else { message };
-    status(RolloutState::Progressing, Reason::InProgress, format!("Waiting for rollout to finish: {message}"))
+    let message = if message.is_empty() {
+        "waiting for the rollout to progress"
+    } else {
+        message
+    };
+    status(
+        RolloutState::Progressing,
+        Reason::InProgress,
+        format!("Waiting for rollout to finish: {message}"),
+    )
 }
 
-const FLUX_FAILURE_REASONS: [&str; 5] =
-    ["HealthCheckFailed", "BuildFailed", "ValidationFailed", "ReconciliationFailed", "PruneFailed"];
+const FLUX_FAILURE_REASONS: [&str; 5] = [
+    "HealthCheckFailed",
+    "BuildFailed",
+    "ValidationFailed",
+    "ReconciliationFailed",
+    "PruneFailed",
+];
 
 /// Flux Kustomization, rows FK1–FK7.
 pub fn flux_kustomization(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     let o = &t.object;
     if bool_at(o, &["spec", "suspend"]) {
-        return status(RolloutState::Progressing, Reason::Paused, format!("Rollout paused: Kustomization {:?} is suspended", t.name()));
+        return status(
+            RolloutState::Progressing,
+            Reason::Paused,
+            format!("Rollout paused: Kustomization {:?} is suspended", t.name()),
+        );
     }
     if let Some(c) = condition_true(o, "Stalled") {
-        return status(RolloutState::Failed, Reason::Stalled, format!("Rollout failed: Stalled: {}", c.message));
+        return status(
+            RolloutState::Failed,
+            Reason::Stalled,
+            format!("Rollout failed: Stalled: {}", c.message),
+        );
     }
     let wanted = ctx.wanted_sha.as_deref();
     let attempted = str_at(o, &["status", "lastAttemptedRevision"]);
@@ -118,17 +167,31 @@ pub fn flux_kustomization(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
         (Some(obs), Some(g)) => obs >= g,
         _ => true,
     });
-    if let Some(c) = ready.filter(|c| c.is_false() && FLUX_FAILURE_REASONS.contains(&c.reason) && ready_current) {
+    if let Some(c) =
+        ready.filter(|c| c.is_false() && FLUX_FAILURE_REASONS.contains(&c.reason) && ready_current)
+    {
         if ctx.flux_retry_as_progress {
             return status(
                 RolloutState::Progressing,
                 Reason::RetryingAfterFailure,
-                format!("Waiting for rollout to finish: Flux retries after {}: {}", c.reason, c.message),
+                format!(
+                    "Waiting for rollout to finish: Flux retries after {}: {}",
+                    c.reason, c.message
+                ),
             );
         }
-        return status(RolloutState::Failed, Reason::HealthCheckFailed, format!("Rollout failed: {}: {}", c.reason, c.message));
+        return status(
+            RolloutState::Failed,
+            Reason::HealthCheckFailed,
+            format!("Rollout failed: {}: {}", c.reason, c.message),
+        );
     }
-    flux_common_tail(t, ready, str_at(o, &["status", "lastAppliedRevision"]), wanted)
+    flux_common_tail(
+        t,
+        ready,
+        str_at(o, &["status", "lastAppliedRevision"]),
+        wanted,
+    )
 }
 
 fn flux_common_tail(
@@ -140,13 +203,26 @@ fn flux_common_tail(
     let o = &t.object;
     let reconciling = condition_true(o, "Reconciling").is_some();
     if let Some(c) = ready.filter(|c| c.reason == "DependencyNotReady") {
-        return status(RolloutState::Progressing, Reason::DependencyNotReady, format!("Waiting for dependencies: {}", c.message));
+        return status(
+            RolloutState::Progressing,
+            Reason::DependencyNotReady,
+            format!("Waiting for dependencies: {}", c.message),
+        );
     }
     if reconciling
-        || ready.is_some_and(|c| c.status == "Unknown" || c.reason == "Progressing" || c.reason == "ProgressingWithRetry")
+        || ready.is_some_and(|c| {
+            c.status == "Unknown" || c.reason == "Progressing" || c.reason == "ProgressingWithRetry"
+        })
     {
-        let message = ready.map(|c| c.message).filter(|m| !m.is_empty()).unwrap_or("reconciliation in progress");
-        return status(RolloutState::Progressing, Reason::Reconciling, format!("Waiting for rollout to finish: {message}"));
+        let message = ready
+            .map(|c| c.message)
+            .filter(|m| !m.is_empty())
+            .unwrap_or("reconciliation in progress");
+        return status(
+            RolloutState::Progressing,
+            Reason::Reconciling,
+            format!("Waiting for rollout to finish: {message}"),
+        );
     }
     let generation = int_at(o, &["metadata", "generation"]);
     let observed = int_at(o, &["status", "observedGeneration"]);
@@ -155,13 +231,22 @@ fn flux_common_tail(
         return status(
             RolloutState::Succeeded,
             Reason::ReconciliationSucceeded,
-            format!("Rollout complete: {} {:?} applied revision {}", t.kind, t.name(), applied.unwrap_or("")),
+            format!(
+                "Rollout complete: {} {:?} applied revision {}",
+                t.kind,
+                t.name(),
+                applied.unwrap_or("")
+            ),
         );
     }
     if ready.is_some_and(|c| c.is_true()) && !gate {
         return not_observed(generation, observed);
     }
-    status(RolloutState::Progressing, Reason::Reconciling, format!("Waiting for {} {:?} to become ready", t.kind, t.name()))
+    status(
+        RolloutState::Progressing,
+        Reason::Reconciling,
+        format!("Waiting for {} {:?} to become ready", t.kind, t.name()),
+    )
 }
 
 /// Flux HelmRelease, rows HR1–HR6.
@@ -169,24 +254,47 @@ pub fn flux_helmrelease(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     let o = &t.object;
     let _ = ctx;
     if bool_at(o, &["spec", "suspend"]) {
-        return status(RolloutState::Progressing, Reason::Paused, format!("Rollout paused: HelmRelease {:?} is suspended", t.name()));
+        return status(
+            RolloutState::Progressing,
+            Reason::Paused,
+            format!("Rollout paused: HelmRelease {:?} is suspended", t.name()),
+        );
     }
     if let Some(c) = condition_true(o, "Stalled") {
-        return status(RolloutState::Failed, Reason::Stalled, format!("Rollout failed: Stalled: {}", c.message));
+        return status(
+            RolloutState::Failed,
+            Reason::Stalled,
+            format!("Rollout failed: Stalled: {}", c.message),
+        );
     }
-    if let Some(c) = condition(o, "Released").filter(|c| c.is_false() && matches!(c.reason, "InstallFailed" | "UpgradeFailed")) {
-        return status(RolloutState::Failed, Reason::ReleaseFailed, format!("Rollout failed: {}: {}", c.reason, c.message));
-    }
-    if let Some(c) = condition_true(o, "Remediated").filter(|c| matches!(c.reason, "RollbackSucceeded" | "UninstallSucceeded")) {
+    if let Some(c) = condition(o, "Released")
+        .filter(|c| c.is_false() && matches!(c.reason, "InstallFailed" | "UpgradeFailed"))
+    {
         return status(
             RolloutState::Failed,
             Reason::ReleaseFailed,
-            format!("Rollout failed: the release was remediated ({}): {}", c.reason, c.message),
+            format!("Rollout failed: {}: {}", c.reason, c.message),
+        );
+    }
+    if let Some(c) = condition_true(o, "Remediated")
+        .filter(|c| matches!(c.reason, "RollbackSucceeded" | "UninstallSucceeded"))
+    {
+        return status(
+            RolloutState::Failed,
+            Reason::ReleaseFailed,
+            format!(
+                "Rollout failed: the release was remediated ({}): {}",
+                c.reason, c.message
+            ),
         );
     }
     let tests_ignored = bool_at(o, &["spec", "test", "ignoreFailures"]);
     if let Some(c) = condition(o, "TestSuccess").filter(|c| c.is_false() && !tests_ignored) {
-        return status(RolloutState::Failed, Reason::ReleaseFailed, format!("Rollout failed: {}: {}", c.reason, c.message));
+        return status(
+            RolloutState::Failed,
+            Reason::ReleaseFailed,
+            format!("Rollout failed: {}: {}", c.reason, c.message),
+        );
     }
     // The commit is carried by the workloads' pod templates (§1.5.8), not by the release, so
     // no revision comparison here.
@@ -199,8 +307,13 @@ pub fn argocd_application(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     let wanted = ctx.wanted_sha.as_deref();
     let sync_revision = str_at(o, &["status", "sync", "revision"]);
     let op_phase = str_at(o, &["status", "operationState", "phase"]);
-    let op_revision = str_at(o, &["status", "operationState", "syncResult", "revision"])
-        .or_else(|| str_at(o, &["status", "operationState", "operation", "sync", "revision"]));
+    let op_revision =
+        str_at(o, &["status", "operationState", "syncResult", "revision"]).or_else(|| {
+            str_at(
+                o,
+                &["status", "operationState", "operation", "sync", "revision"],
+            )
+        });
     let op_for_wanted = op_phase.is_some() && revision_matches(op_revision, wanted);
     if !revision_matches(sync_revision, wanted) && !op_for_wanted {
         return status(
@@ -216,27 +329,60 @@ pub fn argocd_application(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     }
     let op_message = str_at(o, &["status", "operationState", "message"]).unwrap_or("");
     if matches!(op_phase, Some("Failed" | "Error")) && op_for_wanted {
-        return status(RolloutState::Failed, Reason::SyncFailed, format!("Rollout failed: SyncFailed: {op_message}"));
+        return status(
+            RolloutState::Failed,
+            Reason::SyncFailed,
+            format!("Rollout failed: SyncFailed: {op_message}"),
+        );
     }
     if matches!(op_phase, Some("Running" | "Terminating")) {
-        return status(RolloutState::Progressing, Reason::Reconciling, format!("Waiting for sync to finish: {op_message}"));
+        return status(
+            RolloutState::Progressing,
+            Reason::Reconciling,
+            format!("Waiting for sync to finish: {op_message}"),
+        );
     }
     let health = str_at(o, &["status", "health", "status"]).unwrap_or("");
     let health_message = str_at(o, &["status", "health", "message"]).unwrap_or("");
     match health {
-        "Degraded" => status(RolloutState::Failed, Reason::Degraded, format!("Rollout failed: Degraded: {health_message}")),
-        "Suspended" => status(RolloutState::Progressing, Reason::Paused, format!("Rollout paused: Application {:?} is suspended", t.name())),
+        "Degraded" => status(
+            RolloutState::Failed,
+            Reason::Degraded,
+            format!("Rollout failed: Degraded: {health_message}"),
+        ),
+        "Suspended" => status(
+            RolloutState::Progressing,
+            Reason::Paused,
+            format!("Rollout paused: Application {:?} is suspended", t.name()),
+        ),
         "Missing" | "Progressing" => status(
             RolloutState::Progressing,
             Reason::InProgress,
             format!("Waiting for rollout to finish: application health is {health}"),
         ),
-        "Unknown" => status(RolloutState::Unknown, Reason::StatusUnparseable, "Application health is Unknown".into()),
-        "Healthy" if str_at(o, &["status", "sync", "status"]) == Some("Synced") && revision_matches(sync_revision, wanted) => status(
-            RolloutState::Succeeded,
-            Reason::Healthy,
-            format!("Rollout complete: Application {:?} is synced to {} and healthy", t.name(), sync_revision.unwrap_or("")),
+        "Unknown" => status(
+            RolloutState::Unknown,
+            Reason::StatusUnparseable,
+            "Application health is Unknown".into(),
         ),
-        _ => status(RolloutState::Progressing, Reason::InProgress, format!("Waiting for Application {:?} to sync", t.name())),
+        "Healthy"
+            if str_at(o, &["status", "sync", "status"]) == Some("Synced")
+                && revision_matches(sync_revision, wanted) =>
+        {
+            status(
+                RolloutState::Succeeded,
+                Reason::Healthy,
+                format!(
+                    "Rollout complete: Application {:?} is synced to {} and healthy",
+                    t.name(),
+                    sync_revision.unwrap_or("")
+                ),
+            )
+        }
+        _ => status(
+            RolloutState::Progressing,
+            Reason::InProgress,
+            format!("Waiting for Application {:?} to sync", t.name()),
+        ),
     }
 }

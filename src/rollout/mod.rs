@@ -176,7 +176,12 @@ pub struct RolloutStatus {
 
 impl RolloutStatus {
     pub fn new(state: RolloutState, reason: Reason, message: impl Into<String>) -> Self {
-        Self { state, reason, message: message.into(), revision: None }
+        Self {
+            state,
+            reason,
+            message: message.into(),
+            revision: None,
+        }
     }
 
     /// Ended for its revision (`Succeeded` or `Failed`).
@@ -271,9 +276,15 @@ pub struct TargetObject {
 impl TargetObject {
     /// From any JSON object with `apiVersion` and `kind`.
     pub fn from_value(object: Value) -> Self {
-        let api_version = str_at(&object, &["apiVersion"]).unwrap_or_default().to_owned();
+        let api_version = str_at(&object, &["apiVersion"])
+            .unwrap_or_default()
+            .to_owned();
         let kind = str_at(&object, &["kind"]).unwrap_or_default().to_owned();
-        Self { api_version, kind, object }
+        Self {
+            api_version,
+            kind,
+            object,
+        }
     }
 
     /// From a `DynamicObject` (as the reflector stores them).
@@ -288,14 +299,20 @@ impl TargetObject {
     {
         let mut value = serde_json::to_value(obj)?;
         if let Some(map) = value.as_object_mut() {
-            map.insert("apiVersion".into(), Value::String(K::API_VERSION.to_owned()));
+            map.insert(
+                "apiVersion".into(),
+                Value::String(K::API_VERSION.to_owned()),
+            );
             map.insert("kind".into(), Value::String(K::KIND.to_owned()));
         }
         Ok(Self::from_value(value))
     }
 
     fn group(&self) -> &str {
-        self.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
     }
 
     fn name(&self) -> &str {
@@ -306,7 +323,11 @@ impl TargetObject {
 /// Evaluate the rollout of `target` (`None`: not found) per §1.4.
 pub fn evaluate(target: Option<&TargetObject>, ctx: &TrackCtx, now: Timestamp) -> RolloutStatus {
     let Some(target) = target else {
-        return RolloutStatus::new(RolloutState::Pending, Reason::TargetNotFound, "Waiting for the target to be created");
+        return RolloutStatus::new(
+            RolloutState::Pending,
+            Reason::TargetNotFound,
+            "Waiting for the target to be created",
+        );
     };
     let revision = revision_of(target, ctx);
     let mut status = evaluate_kind(target, ctx, now);
@@ -326,10 +347,18 @@ fn evaluate_kind(target: &TargetObject, ctx: &TrackCtx, now: Timestamp) -> Rollo
         );
     }
     match (target.group(), target.kind.as_str()) {
-        ("apps", "Deployment") => gate_strict(target).unwrap_or_else(|| workloads::deployment(target)),
-        ("apps", "StatefulSet") => gate_strict(target).unwrap_or_else(|| workloads::statefulset(target, ctx)),
-        ("apps", "DaemonSet") => gate_strict(target).unwrap_or_else(|| workloads::daemonset(target, ctx)),
-        ("apps", "ReplicaSet") => gate_strict(target).unwrap_or_else(|| workloads::replicaset(target)),
+        ("apps", "Deployment") => {
+            gate_strict(target).unwrap_or_else(|| workloads::deployment(target))
+        }
+        ("apps", "StatefulSet") => {
+            gate_strict(target).unwrap_or_else(|| workloads::statefulset(target, ctx))
+        }
+        ("apps", "DaemonSet") => {
+            gate_strict(target).unwrap_or_else(|| workloads::daemonset(target, ctx))
+        }
+        ("apps", "ReplicaSet") => {
+            gate_strict(target).unwrap_or_else(|| workloads::replicaset(target))
+        }
         ("batch", "Job") => workloads::job(target),
         ("argoproj.io", "Rollout") => gitops::argo_rollout(target),
         ("argoproj.io", "Application") => gitops::argocd_application(target, ctx),
@@ -372,35 +401,77 @@ pub fn revision_of(target: &TargetObject, ctx: &TrackCtx) -> Revision {
     let (kind_id, number) = match (target.group(), target.kind.as_str()) {
         ("apps", "Deployment") => (
             ctx.new_pod_hash.clone(),
-            str_at(obj, &["metadata", "annotations", "deployment.kubernetes.io/revision"]).and_then(|s| s.parse().ok()),
+            str_at(
+                obj,
+                &[
+                    "metadata",
+                    "annotations",
+                    "deployment.kubernetes.io/revision",
+                ],
+            )
+            .and_then(|s| s.parse().ok()),
         ),
-        ("apps", "StatefulSet") => (str_at(obj, &["status", "updateRevision"]).map(str::to_owned), None),
+        ("apps", "StatefulSet") => (
+            str_at(obj, &["status", "updateRevision"]).map(str::to_owned),
+            None,
+        ),
         ("apps", "DaemonSet") => (
             ctx.new_pod_hash.clone(),
-            str_at(obj, &["metadata", "annotations", "deprecated.daemonset.template.generation"])
-                .and_then(|s| s.parse().ok()),
+            str_at(
+                obj,
+                &[
+                    "metadata",
+                    "annotations",
+                    "deprecated.daemonset.template.generation",
+                ],
+            )
+            .and_then(|s| s.parse().ok()),
         ),
         ("argoproj.io", "Rollout") => (
             str_at(obj, &["status", "currentPodHash"]).map(str::to_owned),
-            str_at(obj, &["metadata", "annotations", "rollout.argoproj.io/revision"]).and_then(|s| s.parse().ok()),
+            str_at(
+                obj,
+                &["metadata", "annotations", "rollout.argoproj.io/revision"],
+            )
+            .and_then(|s| s.parse().ok()),
         ),
-        ("argoproj.io", "Application") => (str_at(obj, &["status", "sync", "revision"]).map(str::to_owned), None),
-        ("kustomize.toolkit.fluxcd.io", _) | ("helm.toolkit.fluxcd.io", _) => {
-            (str_at(obj, &["status", "lastAttemptedRevision"]).map(str::to_owned), None)
-        }
+        ("argoproj.io", "Application") => (
+            str_at(obj, &["status", "sync", "revision"]).map(str::to_owned),
+            None,
+        ),
+        ("kustomize.toolkit.fluxcd.io", _) | ("helm.toolkit.fluxcd.io", _) => (
+            str_at(obj, &["status", "lastAttemptedRevision"]).map(str::to_owned),
+            None,
+        ),
         _ => (ctx.new_pod_hash.clone(), None),
     };
-    let commit = ctx.revision_from.as_ref().map(|from| revision::commit_from_target(obj, from)).unwrap_or_default();
-    Revision { kind_id, number, commit_sha: commit.sha, commit_ref: commit.ref_name }
+    let commit = ctx
+        .revision_from
+        .as_ref()
+        .map(|from| revision::commit_from_target(obj, from))
+        .unwrap_or_default();
+    Revision {
+        kind_id,
+        number,
+        commit_sha: commit.sha,
+        commit_ref: commit.ref_name,
+    }
 }
 
 /// Pod inspection (§2.3): only pods of the new revision, only while progressing. With
 /// `failFast` off, problems show in the message (`PodProblem`) but never fail the rollout.
-fn pod_overlay(status: RolloutStatus, target: &TargetObject, ctx: &TrackCtx, now: Timestamp) -> RolloutStatus {
+fn pod_overlay(
+    status: RolloutStatus,
+    target: &TargetObject,
+    ctx: &TrackCtx,
+    now: Timestamp,
+) -> RolloutStatus {
     if status.state != RolloutState::Progressing || status.reason.is_paused() {
         return status;
     }
-    let Some(hash) = ctx.new_pod_hash.as_deref() else { return status };
+    let Some(hash) = ctx.new_pod_hash.as_deref() else {
+        return status;
+    };
     let new_pods = ctx.pods.iter().filter(|p| {
         str_at(p, &["metadata", "labels", "pod-template-hash"]) == Some(hash)
             || str_at(p, &["metadata", "labels", "controller-revision-hash"]) == Some(hash)
@@ -411,31 +482,51 @@ fn pod_overlay(status: RolloutStatus, target: &TargetObject, ctx: &TrackCtx, now
         let since = str_at(pod, &["status", "startTime"])
             .or_else(|| str_at(pod, &["metadata", "creationTimestamp"]))
             .and_then(|t| t.parse::<Timestamp>().ok());
-        let waited = since.map(|s| now.duration_since(s).unsigned_abs()).unwrap_or(Duration::ZERO);
-        let statuses = json::at(pod, &["status", "containerStatuses"]).and_then(Value::as_array).into_iter().flatten();
+        let waited = since
+            .map(|s| now.duration_since(s).unsigned_abs())
+            .unwrap_or(Duration::ZERO);
+        let statuses = json::at(pod, &["status", "containerStatuses"])
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
         for c in statuses {
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             let restarts = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
             match json::str_at(c, &["state", "waiting", "reason"]) {
                 Some("CrashLoopBackOff") => crash.push((name, restarts)),
                 Some(r @ ("ErrImagePull" | "ImagePullBackOff")) => {
                     pull = Some((name, r.to_owned(), waited > ctx.image_pull_grace));
                 }
-                Some(r @ ("InvalidImageName" | "ErrImageNeverPull")) => pull = Some((name, r.to_owned(), true)),
+                Some(r @ ("InvalidImageName" | "ErrImageNeverPull")) => {
+                    pull = Some((name, r.to_owned(), true))
+                }
                 _ => {}
             }
         }
     }
     let revision = revision_label(target, ctx);
     if let Some((container, reason, past_grace)) = pull {
-        let message = format!("pods of revision {revision} cannot pull their image ({reason}, container {container:?})");
+        let message = format!(
+            "pods of revision {revision} cannot pull their image ({reason}, container {container:?})"
+        );
         if ctx.fail_fast && past_grace {
-            return RolloutStatus::new(RolloutState::Failed, Reason::ImagePullFailed, format!("Rollout failed: {message}"));
+            return RolloutStatus::new(
+                RolloutState::Failed,
+                Reason::ImagePullFailed,
+                format!("Rollout failed: {message}"),
+            );
         }
         return RolloutStatus::new(
             RolloutState::Progressing,
             Reason::PodProblem,
-            format!("Waiting for rollout to finish: {message}; {}", status.message),
+            format!(
+                "Waiting for rollout to finish: {message}; {}",
+                status.message
+            ),
         );
     }
     if let Some((container, restarts)) = crash.iter().max_by_key(|(_, r)| *r).cloned() {
@@ -444,18 +535,33 @@ fn pod_overlay(status: RolloutStatus, target: &TargetObject, ctx: &TrackCtx, now
             crash.len()
         );
         if ctx.fail_fast && restarts >= ctx.crash_loop_threshold {
-            return RolloutStatus::new(RolloutState::Failed, Reason::CrashLoopBackOff, format!("Rollout failed: {message}"));
+            return RolloutStatus::new(
+                RolloutState::Failed,
+                Reason::CrashLoopBackOff,
+                format!("Rollout failed: {message}"),
+            );
         }
-        return RolloutStatus::new(RolloutState::Progressing, Reason::PodProblem, format!("Waiting for rollout to finish: {message}"));
+        return RolloutStatus::new(
+            RolloutState::Progressing,
+            Reason::PodProblem,
+            format!("Waiting for rollout to finish: {message}"),
+        );
     }
     status
 }
 
 fn revision_label(target: &TargetObject, ctx: &TrackCtx) -> String {
-    str_at(&target.object, &["metadata", "annotations", "deployment.kubernetes.io/revision"])
-        .map(str::to_owned)
-        .or_else(|| ctx.new_pod_hash.clone())
-        .unwrap_or_else(|| "new".to_owned())
+    str_at(
+        &target.object,
+        &[
+            "metadata",
+            "annotations",
+            "deployment.kubernetes.io/revision",
+        ],
+    )
+    .map(str::to_owned)
+    .or_else(|| ctx.new_pod_hash.clone())
+    .unwrap_or_else(|| "new".to_owned())
 }
 
 /// `progressTimeout` (§2.2): a progressing, not paused rollout whose clock (minus paused time)
@@ -464,7 +570,9 @@ fn timeout_overlay(status: RolloutStatus, ctx: &TrackCtx, now: Timestamp) -> Rol
     if status.state != RolloutState::Progressing || status.reason.is_paused() {
         return status;
     }
-    let Some(started) = ctx.started_at else { return status };
+    let Some(started) = ctx.started_at else {
+        return status;
+    };
     let elapsed = now.duration_since(started);
     if elapsed.is_negative() {
         return status;
@@ -473,7 +581,10 @@ fn timeout_overlay(status: RolloutStatus, ctx: &TrackCtx, now: Timestamp) -> Rol
     if running <= ctx.progress_timeout {
         return status;
     }
-    let last = status.message.strip_prefix("Waiting for rollout to finish: ").unwrap_or(&status.message);
+    let last = status
+        .message
+        .strip_prefix("Waiting for rollout to finish: ")
+        .unwrap_or(&status.message);
     RolloutStatus::new(
         RolloutState::Failed,
         Reason::ProgressTimeout,

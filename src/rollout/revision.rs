@@ -9,10 +9,14 @@ use serde_json::Value;
 use super::json::{at, str_at};
 use crate::api::deployment::RevisionFrom;
 
+// Constant patterns: a compile failure is a programming error the tests catch.
+#[allow(clippy::expect_used)]
 static COMMIT_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new("^[0-9a-f]{7,40}$").expect("commit pattern is a valid regex"));
-static TAG_SUFFIX_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("[-_.]([0-9a-f]{7,40})$").expect("tag suffix pattern is a valid regex"));
+#[allow(clippy::expect_used)]
+static TAG_SUFFIX_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new("[-_.]([0-9a-f]{7,40})$").expect("tag suffix pattern is a valid regex")
+});
 
 /// The commit and ref a target's current template carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,14 +38,21 @@ pub fn commit_from_target(object: &Value, from: &RevisionFrom) -> TargetCommit {
         None
     };
     let sha = raw.and_then(|v| commit_in(&v));
-    let ref_name = from.ref_annotation.as_deref().and_then(|a| annotation_value(object, a)).filter(|r| !r.is_empty());
+    let ref_name = from
+        .ref_annotation
+        .as_deref()
+        .and_then(|a| annotation_value(object, a))
+        .filter(|r| !r.is_empty());
     TargetCommit { sha, ref_name }
 }
 
 fn annotation_value(object: &Value, key: &str) -> Option<String> {
-    str_at(object, &["spec", "template", "metadata", "annotations", key])
-        .or_else(|| str_at(object, &["metadata", "annotations", key]))
-        .map(str::to_owned)
+    str_at(
+        object,
+        &["spec", "template", "metadata", "annotations", key],
+    )
+    .or_else(|| str_at(object, &["metadata", "annotations", key]))
+    .map(str::to_owned)
 }
 
 fn container_image<'a>(object: &'a Value, name: &str) -> Option<&'a str> {
@@ -73,5 +84,8 @@ pub fn commit_in(value: &str) -> Option<String> {
     if COMMIT_RE.is_match(value) {
         return Some(value.to_owned());
     }
-    TAG_SUFFIX_RE.captures(value).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned())
+    TAG_SUFFIX_RE
+        .captures(value)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_owned())
 }

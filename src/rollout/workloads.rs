@@ -29,7 +29,10 @@ pub fn deployment(t: &TargetObject) -> RolloutStatus {
         );
     }
     if bool_at(o, &["spec", "paused"]) {
-        return progressing(Reason::Paused, format!("Rollout paused: Deployment {name:?} has spec.paused=true"));
+        return progressing(
+            Reason::Paused,
+            format!("Rollout paused: Deployment {name:?} has spec.paused=true"),
+        );
     }
     // D6: a ReplicaFailure (quota, admission) is appended to the progressing message.
     let failure = condition_true(o, "ReplicaFailure")
@@ -38,29 +41,42 @@ pub fn deployment(t: &TargetObject) -> RolloutStatus {
     if updated < spec_replicas {
         return progressing(
             Reason::ReplicasUpdating,
-            format!("Waiting for rollout to finish: {updated} of {spec_replicas} new replicas have been updated{failure}"),
+            format!(
+                "Waiting for rollout to finish: {updated} of {spec_replicas} new replicas have been updated{failure}"
+            ),
         );
     }
     if replicas > updated {
         return progressing(
             Reason::OldReplicasTerminating,
-            format!("Waiting for rollout to finish: {} old replicas are pending termination{failure}", replicas - updated),
+            format!(
+                "Waiting for rollout to finish: {} old replicas are pending termination{failure}",
+                replicas - updated
+            ),
         );
     }
     if available < updated {
         return progressing(
             Reason::ReplicasBecomingAvailable,
-            format!("Waiting for rollout to finish: {available} of {updated} updated replicas are available{failure}"),
+            format!(
+                "Waiting for rollout to finish: {available} of {updated} updated replicas are available{failure}"
+            ),
         );
     }
     if let Some(c) = progressing_cond.filter(|c| c.reason != "NewReplicaSetAvailable") {
         return progressing(
             Reason::ReplicasBecomingAvailable,
-            format!("Waiting for rollout to finish: the Deployment controller reports {}", c.reason),
+            format!(
+                "Waiting for rollout to finish: the Deployment controller reports {}",
+                c.reason
+            ),
         );
     }
     if spec_replicas == 0 {
-        return succeeded(Reason::ScaledToZero, "Rollout complete: scaled to zero, no pods running".to_owned());
+        return succeeded(
+            Reason::ScaledToZero,
+            "Rollout complete: scaled to zero, no pods running".to_owned(),
+        );
     }
     succeeded(
         Reason::RolloutComplete,
@@ -85,7 +101,10 @@ pub fn statefulset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     if ready < r {
         return progressing(
             Reason::PodsNotReady,
-            format!("Waiting for rollout to finish: {} pods are not ready", r - ready),
+            format!(
+                "Waiting for rollout to finish: {} pods are not ready",
+                r - ready
+            ),
         );
     }
     if on_delete(o) {
@@ -98,7 +117,9 @@ pub fn statefulset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
             ),
             OnDeletePolicy::WaitForPods if updated < r => progressing(
                 Reason::ReplicasUpdating,
-                format!("Waiting for rollout to finish: {updated} of {r} new pods have been updated (OnDelete: delete old pods to update them)"),
+                format!(
+                    "Waiting for rollout to finish: {updated} of {r} new pods have been updated (OnDelete: delete old pods to update them)"
+                ),
             ),
             OnDeletePolicy::WaitForPods => succeeded(
                 Reason::RolloutComplete,
@@ -109,21 +130,29 @@ pub fn statefulset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     if replicas > r {
         return progressing(
             Reason::OldReplicasTerminating,
-            format!("Waiting for rollout to finish: {} old replicas are pending termination", replicas - r),
+            format!(
+                "Waiting for rollout to finish: {} old replicas are pending termination",
+                replicas - r
+            ),
         );
     }
-    let partition = int_at(o, &["spec", "updateStrategy", "rollingUpdate", "partition"]).unwrap_or(0);
+    let partition =
+        int_at(o, &["spec", "updateStrategy", "rollingUpdate", "partition"]).unwrap_or(0);
     if partition > 0 {
         let wanted = (r - partition).max(0);
         if updated < wanted {
             return progressing(
                 Reason::PartitionRollout,
-                format!("Waiting for partitioned rollout to finish: {updated} of {wanted} new pods have been updated"),
+                format!(
+                    "Waiting for partitioned rollout to finish: {updated} of {wanted} new pods have been updated"
+                ),
             );
         }
         return succeeded(
             Reason::PartitionRolloutComplete,
-            format!("Partitioned rollout complete: {updated} new pods have been updated (partition {partition})"),
+            format!(
+                "Partitioned rollout complete: {updated} new pods have been updated (partition {partition})"
+            ),
         );
     }
     if updated < r {
@@ -135,17 +164,24 @@ pub fn statefulset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     if update_rev != current_rev {
         return progressing(
             Reason::RevisionMismatch,
-            format!("Waiting for rollout to finish: {updated} pods at revision {update_rev}, current revision {current_rev}"),
+            format!(
+                "Waiting for rollout to finish: {updated} pods at revision {update_rev}, current revision {current_rev}"
+            ),
         );
     }
     if int_at(o, &["spec", "minReadySeconds"]).unwrap_or(0) > 0 && available < r {
         return progressing(
             Reason::ReplicasBecomingAvailable,
-            format!("Waiting for rollout to finish: {available} of {r} updated replicas are available"),
+            format!(
+                "Waiting for rollout to finish: {available} of {r} updated replicas are available"
+            ),
         );
     }
     if r == 0 {
-        return succeeded(Reason::ScaledToZero, "Rollout complete: scaled to zero, no pods running".to_owned());
+        return succeeded(
+            Reason::ScaledToZero,
+            "Rollout complete: scaled to zero, no pods running".to_owned(),
+        );
     }
     succeeded(
         Reason::RolloutComplete,
@@ -182,13 +218,18 @@ pub fn daemonset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
     if current < d || ready < d {
         return progressing(
             Reason::PodsNotReady,
-            format!("Waiting for rollout to finish: {} pods are not ready", d - current.min(ready)),
+            format!(
+                "Waiting for rollout to finish: {} pods are not ready",
+                d - current.min(ready)
+            ),
         );
     }
     if on_delete(o) && !check_updated {
         return succeeded(
             Reason::OnDeleteSpecApplied,
-            format!("Rollout complete: {updated} of {d} pods updated; remaining pods update when deleted"),
+            format!(
+                "Rollout complete: {updated} of {d} pods updated; remaining pods update when deleted"
+            ),
         );
     }
     if d == 0 {
@@ -197,7 +238,13 @@ pub fn daemonset(t: &TargetObject, ctx: &TrackCtx) -> RolloutStatus {
             "Rollout complete: 0 nodes eligible, no pods running".to_owned(),
         );
     }
-    succeeded(Reason::RolloutComplete, format!("Rollout complete: daemon set {:?} successfully rolled out on {d} nodes", t.name()))
+    succeeded(
+        Reason::RolloutComplete,
+        format!(
+            "Rollout complete: daemon set {:?} successfully rolled out on {d} nodes",
+            t.name()
+        ),
+    )
 }
 
 /// Standalone ReplicaSet (§1.5.4).
@@ -208,7 +255,10 @@ pub fn replicaset(t: &TargetObject) -> RolloutStatus {
     if let Some(c) = condition_true(o, "ReplicaFailure") {
         return progressing(
             Reason::ReplicaFailure,
-            format!("Waiting for rollout to finish: {available} of {r} replicas are available ({}: {})", c.reason, c.message),
+            format!(
+                "Waiting for rollout to finish: {available} of {r} replicas are available ({}: {})",
+                c.reason, c.message
+            ),
         );
     }
     if available < r {
@@ -217,7 +267,10 @@ pub fn replicaset(t: &TargetObject) -> RolloutStatus {
             format!("Waiting for rollout to finish: {available} of {r} new replicas are available"),
         );
     }
-    succeeded(Reason::RolloutComplete, format!("Rollout complete: {available} of {r} replicas available"))
+    succeeded(
+        Reason::RolloutComplete,
+        format!("Rollout complete: {available} of {r} replicas available"),
+    )
 }
 
 /// Job (§1.5.5).
@@ -225,22 +278,35 @@ pub fn job(t: &TargetObject) -> RolloutStatus {
     let o = &t.object;
     let succeeded_pods = int_at(o, &["status", "succeeded"]).unwrap_or(0);
     if condition_true(o, "Complete").is_some() {
-        return succeeded(Reason::RolloutComplete, format!("Job completed: {succeeded_pods} pods succeeded"));
+        return succeeded(
+            Reason::RolloutComplete,
+            format!("Job completed: {succeeded_pods} pods succeeded"),
+        );
     }
     if let Some(c) = condition_true(o, "Failed") {
         return RolloutStatus::new(
             RolloutState::Failed,
             Reason::JobFailed,
-            format!("Rollout failed: job {:?} failed: {}: {}", t.name(), c.reason, c.message),
+            format!(
+                "Rollout failed: job {:?} failed: {}: {}",
+                t.name(),
+                c.reason,
+                c.message
+            ),
         );
     }
     if condition_true(o, "Suspended").is_some() || bool_at(o, &["spec", "suspend"]) {
-        return progressing(Reason::Paused, format!("Rollout paused: Job {:?} is suspended", t.name()));
+        return progressing(
+            Reason::Paused,
+            format!("Rollout paused: Job {:?} is suspended", t.name()),
+        );
     }
     let active = int_at(o, &["status", "active"]).unwrap_or(0);
     let failed = int_at(o, &["status", "failed"]).unwrap_or(0);
     progressing(
         Reason::InProgress,
-        format!("Waiting for job to finish: {active} active, {succeeded_pods} succeeded, {failed} failed pods"),
+        format!(
+            "Waiting for job to finish: {active} active, {succeeded_pods} succeeded, {failed} failed pods"
+        ),
     )
 }
