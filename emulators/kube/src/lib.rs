@@ -7,3 +7,31 @@
 pub mod openapi;
 pub mod schema;
 pub mod table;
+
+mod admin;
+mod admit;
+pub mod apps;
+mod bootstrap;
+mod crdval;
+mod discovery;
+mod emulator;
+pub mod error;
+pub mod fields;
+pub mod hooks;
+mod openapi_routes;
+pub mod ops;
+pub mod patch;
+mod persist;
+mod print;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod state;
+pub mod store;
+mod views;
+mod watch;
+
+pub use emulator::{DEFAULT_TOKEN, KubeEmulator, KubeEmulatorOptions, kubeconfig_yaml, spawn_all};
+pub use hooks::{Hooks, RequestRecord};
+pub use server::{router, serve};
+pub use state::{AppState, Settings};

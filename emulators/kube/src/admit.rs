@@ -1,0 +1,874 @@
+//! Per-kind admission: defaulting and validation of built-ins (spec §11), the CRD pipeline for
+//! custom resources (spec §10), and the side effects of CRD/Namespace writes and deletions.
+
+use crate::crdval;
+use crate::error::{ApiError, ApiResult};
+use crate::ops::{self, FieldValidation, WriteCtx};
+use crate::patch;
+use crate::resources::{CrdVersion, ResourceInfo, ScalePaths};
+use crate::store::{EventType, Inner};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn validate_name(res: &ResourceInfo, name: &str) -> ApiResult<()> {
+    let (ok, msg) = if res.plural == "namespaces" || res.plural == "services" {
+        (is_dns_label(name), DNS_LABEL_MSG)
+    } else {
+        (
+            name.len() <= 253 && name.split('.').all(is_dns_label),
+            DNS_SUBDOMAIN_MSG,
+        )
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &res.kind,
+        &res.group,
+        name,
+        &[(
+            "FieldValueInvalid",
+            "metadata.name".into(),
+            format!("Invalid value: {name:?}: {msg}"),
+        )],
+    ))
+}
+
+/// Defaulting and validation for one write; returns `Warning` texts.
+pub fn admit(
+    inner: &Inner,
+    res: &ResourceInfo,
+    old: Option<&Value>,
+    obj: &mut Value,
+    ctx: &WriteCtx,
+) -> ApiResult<Vec<String>> {
+    if let Some(crd) = &res.crd {
+        return admit_cr(res, crd, old, obj, ctx);
+    }
+    patch::drop_nulls(obj);
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let invalid = |field: &str, msg: String| {
+        ApiError::invalid(
+            &res.kind,
+            &res.group,
+            &name,
+            &[("FieldValueInvalid", field.to_string(), msg)],
+        )
+    };
+    match (res.group.as_str(), res.kind.as_str()) {
+        ("", "Namespace") => {
+            if old.is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+                obj["status"] = json!({"phase": "Active"});
+            } else if let Some(o) = old {
+                obj["spec"] = o.get("spec").cloned().unwrap_or(json!({}));
+                obj["status"] = o.get("status").cloned().unwrap_or(json!({}));
+            }
+            let labels = obj.pointer_mut("/metadata").and_then(Value::as_object_mut);
+            if let Some(md) = labels {
+                let l = md.entry("labels").or_insert(json!({}));
+                l["kubernetes.io/metadata.name"] = json!(name);
+            }
+        }
+        ("", "Secret") => {
+            if obj.get("type").is_none() {
+                obj["type"] = json!("Opaque");
+            }
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                use base64_lite::encode;
+                for (k, v) in sd {
+                    obj["data"][k] = json!(encode(v.as_str().unwrap_or("").as_bytes()));
+                }
+            }
+            if let Some(Value::Object(d)) = obj.get("data") {
+                for (k, v) in d {
+                    if !v.as_str().is_some_and(base64_lite::valid) {
+                        return Err(invalid(
+                            &format!("data[{k}]"),
+                            "Invalid value: \"<secret contents redacted>\": illegal base64 data"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            if let Some(o) = old
+                && o.get("type") != obj.get("type")
+            {
+                return Err(invalid("type", "Invalid value: field is immutable".into()));
+            }
+        }
+        ("", "ConfigMap") => {
+            if let Some(o) = old
+                && o.get("immutable") == Some(&json!(true))
+                && (o.get("data") != obj.get("data")
+                    || o.get("binaryData") != obj.get("binaryData"))
+            {
+                return Err(ApiError::invalid(
+                    &res.kind,
+                    "",
+                    &name,
+                    &[(
+                        "FieldValueForbidden",
+                        "data".into(),
+                        "Forbidden: field is immutable when `immutable` is set".into(),
+                    )],
+                ));
+            }
+        }
+        ("", "Service") => default_service(inner, old, obj, &invalid)?,
+        ("apps", kind @ ("Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")) => {
+            default_workload(kind, obj);
+            validate_selector(res, &name, old, obj)?;
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => admit_crd(obj, old, &name)?,
+        ("", "Event") | ("events.k8s.io", "Event") => {}
+        _ => {}
+    }
+    let _ = ctx;
+    Ok(Vec::new())
+}
+
+fn admit_cr(
+    res: &ResourceInfo,
+    crd: &CrdVersion,
+    old: Option<&Value>,
+    obj: &mut Value,
+    ctx: &WriteCtx,
+) -> ApiResult<Vec<String>> {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let Some(c) = &crd.compiled else {
+        return Ok(vec![]);
+    };
+    let pruned = crdval::prune(c, obj);
+    let mut warnings = Vec::new();
+    if !pruned.is_empty() {
+        match ctx.validation {
+            FieldValidation::Strict => {
+                let list: Vec<String> = pruned
+                    .iter()
+                    .map(|p| format!("unknown field {p:?}"))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                    res.kind,
+                    res.version,
+                    res.kind,
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => {
+                warnings.extend(pruned.iter().map(|p| format!("unknown field {p:?}")))
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    crdval::apply_defaults(c, obj);
+    let causes = crdval::validate(c, obj, old);
+    if !causes.is_empty() {
+        let refs: Vec<(&str, String, String)> = causes
+            .iter()
+            .map(|(r, f, m)| (r.as_str(), f.clone(), m.clone()))
+            .collect();
+        return Err(ApiError::invalid(&res.kind, &res.group, &name, &refs));
+    }
+    Ok(warnings)
+}
+
+fn default_service(
+    inner: &Inner,
+    old: Option<&Value>,
+    obj: &mut Value,
+    invalid: &dyn Fn(&str, String) -> ApiError,
+) -> ApiResult<()> {
+    let spec = obj
+        .as_object_mut()
+        .map(|m| m.entry("spec").or_insert(json!({})));
+    let Some(spec) = spec else { return Ok(()) };
+    if spec.get("type").is_none() {
+        spec["type"] = json!("ClusterIP");
+    }
+    if spec.get("sessionAffinity").is_none() {
+        spec["sessionAffinity"] = json!("None");
+    }
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    match old.and_then(|o| o.pointer("/spec/clusterIP")).cloned() {
+        Some(ip) => {
+            if spec.get("clusterIP").is_some_and(|c| *c != ip) {
+                return Err(invalid(
+                    "spec.clusterIP",
+                    format!("Invalid value: {}: field is immutable", spec["clusterIP"]),
+                ));
+            }
+            spec["clusterIP"] = ip.clone();
+            spec["clusterIPs"] = json!([ip]);
+        }
+        None if !headless && spec.get("clusterIP").is_none() => {
+            let n = inner.rv;
+            let ip = format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 2);
+            spec["clusterIP"] = json!(ip);
+            spec["clusterIPs"] = json!([ip]);
+        }
+        None => {
+            let ip = spec["clusterIP"].clone();
+            spec["clusterIPs"] = json!([ip]);
+        }
+    }
+    spec["ipFamilies"] = json!(["IPv4"]);
+    spec["ipFamilyPolicy"] = json!("SingleStack");
+    if spec.get("internalTrafficPolicy").is_none() {
+        spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if p.get("protocol").is_none() {
+                p["protocol"] = json!("TCP");
+            }
+            if p.get("targetPort").is_none() {
+                p["targetPort"] = p.get("port").cloned().unwrap_or(json!(0));
+            }
+        }
+    }
+    if obj.get("status").is_none() {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+    Ok(())
+}
+
+fn default_pod_template(tpl: &mut Value) {
+    let Some(spec) = tpl.get_mut("spec") else {
+        return;
+    };
+    for (k, v) in [
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+    ] {
+        if spec.get(k).is_none() {
+            spec[k] = v;
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let last = image.rsplit('/').next().unwrap_or("");
+                let latest = !last.contains(':') || last.ends_with(":latest");
+                let latest = latest && !image.contains('@');
+                for (k, v) in [
+                    (
+                        "imagePullPolicy",
+                        json!(if latest { "Always" } else { "IfNotPresent" }),
+                    ),
+                    ("terminationMessagePath", json!("/dev/termination-log")),
+                    ("terminationMessagePolicy", json!("File")),
+                    ("resources", json!({})),
+                ] {
+                    if c.get(k).is_none() {
+                        c[k] = v;
+                    }
+                }
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        if p.get("protocol").is_none() {
+                            p["protocol"] = json!("TCP");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn default_workload(kind: &str, obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec") else {
+        return;
+    };
+    if kind != "DaemonSet" && spec.get("replicas").is_none() {
+        spec["replicas"] = json!(1);
+    }
+    if kind != "ReplicaSet" && spec.get("revisionHistoryLimit").is_none() {
+        spec["revisionHistoryLimit"] = json!(10);
+    }
+    match kind {
+        "Deployment" => {
+            if spec.get("strategy").is_none() {
+                spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+            }
+            if spec.get("progressDeadlineSeconds").is_none() {
+                spec["progressDeadlineSeconds"] = json!(600);
+            }
+        }
+        "StatefulSet" => {
+            if spec.get("podManagementPolicy").is_none() {
+                spec["podManagementPolicy"] = json!("OrderedReady");
+            }
+            if spec.get("updateStrategy").is_none() {
+                spec["updateStrategy"] =
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+            }
+            if spec.get("persistentVolumeClaimRetentionPolicy").is_none() {
+                spec["persistentVolumeClaimRetentionPolicy"] =
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+            }
+        }
+        "DaemonSet" => {
+            if spec.get("updateStrategy").is_none() {
+                spec["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
+            }
+        }
+        _ => {}
+    }
+    if let Some(t) = spec.get_mut("template") {
+        if t.get("metadata").is_none() {
+            t["metadata"] = json!({});
+        }
+        default_pod_template(t);
+    }
+}
+
+fn go_map(labels: Option<&Value>) -> String {
+    let items: Vec<String> = labels
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{}", v)).collect())
+        .unwrap_or_default();
+    format!("map[string]string{{{}}}", items.join(", "))
+}
+
+fn validate_selector(
+    res: &ResourceInfo,
+    name: &str,
+    old: Option<&Value>,
+    obj: &Value,
+) -> ApiResult<()> {
+    let sel = obj.pointer("/spec/selector");
+    let Some(sel) = sel else {
+        return Err(ApiError::invalid(
+            &res.kind,
+            &res.group,
+            name,
+            &[(
+                "FieldValueRequired",
+                "spec.selector".into(),
+                "Required value".into(),
+            )],
+        ));
+    };
+    let labels = obj.pointer("/spec/template/metadata/labels");
+    let matches = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|ml| {
+            ml.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
+    if !matches {
+        return Err(ApiError::invalid(
+            &res.kind,
+            &res.group,
+            name,
+            &[(
+                "FieldValueInvalid",
+                "spec.template.metadata.labels".into(),
+                format!(
+                    "Invalid value: {}: `selector` does not match template `labels`",
+                    go_map(labels)
+                ),
+            )],
+        ));
+    }
+    if let Some(o) = old
+        && o.pointer("/spec/selector") != Some(sel)
+        && res.kind != "ReplicaSet"
+    {
+        return Err(ApiError::invalid(
+            &res.kind,
+            &res.group,
+            name,
+            &[(
+                "FieldValueInvalid",
+                "spec.selector".into(),
+                format!(
+                    "Invalid value: v1.LabelSelector{{MatchLabels:{}}}: field is immutable",
+                    go_map(sel.get("matchLabels"))
+                ),
+            )],
+        ));
+    }
+    Ok(())
+}
+
+/// The served version of a CRD (the storage version, else the first served one).
+fn served_version(crd: &Value) -> Option<&Value> {
+    let versions = crd.pointer("/spec/versions")?.as_array()?;
+    versions
+        .iter()
+        .find(|v| v.get("storage") == Some(&json!(true)) && v.get("served") != Some(&json!(false)))
+        .or_else(|| {
+            versions
+                .iter()
+                .find(|v| v.get("served") != Some(&json!(false)))
+        })
+}
+
+fn admit_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> ApiResult<()> {
+    let kind = "CustomResourceDefinition";
+    let group_ = "apiextensions.k8s.io";
+    let spec = obj.get_mut("spec").ok_or_else(|| {
+        ApiError::invalid(
+            kind,
+            group_,
+            name,
+            &[("FieldValueRequired", "spec".into(), "Required value".into())],
+        )
+    })?;
+    let g = spec
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let names = spec.get_mut("names").ok_or_else(|| {
+        ApiError::invalid(
+            kind,
+            group_,
+            name,
+            &[(
+                "FieldValueRequired",
+                "spec.names".into(),
+                "Required value".into(),
+            )],
+        )
+    })?;
+    let plural = names
+        .get("plural")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let k = names
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if names.get("singular").is_none() {
+        names["singular"] = json!(k.to_lowercase());
+    }
+    if names.get("listKind").is_none() {
+        names["listKind"] = json!(format!("{k}List"));
+    }
+    if name != format!("{plural}.{g}") {
+        return Err(ApiError::invalid(
+            kind,
+            group_,
+            name,
+            &[(
+                "FieldValueInvalid",
+                "metadata.name".into(),
+                format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
+            )],
+        ));
+    }
+    if spec.get("conversion").is_none() {
+        spec["conversion"] = json!({"strategy": "None"});
+    }
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage") == Some(&json!(true)))
+        .count();
+    if storage != 1 {
+        return Err(ApiError::invalid(
+            kind,
+            group_,
+            name,
+            &[(
+                "FieldValueInvalid",
+                "spec.versions".into(),
+                format!(
+                    "Invalid value: {}: must have exactly one version marked as storage version",
+                    json!(
+                        versions
+                            .iter()
+                            .map(|v| v.get("name").cloned().unwrap_or(Value::Null))
+                            .collect::<Vec<_>>()
+                    )
+                ),
+            )],
+        ));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(s) = v.pointer("/schema/openAPIV3Schema")
+            && let Err(causes) = crdval::compile(s)
+        {
+            let causes: Vec<(&str, String, String)> = causes
+                .iter()
+                .map(|(r, f, m)| {
+                    (
+                        r.as_str(),
+                        format!(
+                            "spec.versions[{i}].schema.openAPIV3Schema{}{f}",
+                            if f.is_empty() { "" } else { "." }
+                        ),
+                        m.clone(),
+                    )
+                })
+                .collect();
+            return Err(ApiError::invalid(kind, group_, name, &causes));
+        }
+    }
+    if let Some(o) = old {
+        obj["status"] = o.get("status").cloned().unwrap_or(json!({}));
+    }
+    Ok(())
+}
+
+/// A custom resource's registration from its CRD.
+fn crd_resource(crd: &Value) -> Option<ResourceInfo> {
+    let spec = crd.get("spec")?;
+    let v = served_version(crd)?;
+    let names = spec.get("names")?;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let list = |k: &str| -> Vec<String> {
+        names
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let schema = v.pointer("/schema/openAPIV3Schema").cloned();
+    let compiled = schema.as_ref().and_then(|s| crdval::compile(s).ok());
+    let group = s(spec, "group");
+    let plural = s(names, "plural");
+    let scale = v.pointer("/subresources/scale").map(|sc| ScalePaths {
+        spec_replicas: s(sc, "specReplicasPath"),
+        status_replicas: s(sc, "statusReplicasPath"),
+        label_selector: sc
+            .get("labelSelectorPath")
+            .and_then(Value::as_str)
+            .map(String::from),
+    });
+    Some(ResourceInfo {
+        version: s(v, "name"),
+        kind: s(names, "kind"),
+        singular: s(names, "singular"),
+        short_names: list("shortNames"),
+        categories: list("categories"),
+        namespaced: s(spec, "scope") != "Cluster",
+        status: v.pointer("/subresources/status").is_some(),
+        scale,
+        generation: true,
+        crd: Some(Arc::new(CrdVersion {
+            crd_name: crd
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            schema,
+            compiled,
+            printer_columns: v
+                .get("additionalPrinterColumns")
+                .cloned()
+                .unwrap_or(json!([])),
+        })),
+        storage: format!("{group}/{plural}"),
+        group,
+        plural,
+    })
+}
+
+/// Side effects after an object is stored: CRDs are served at once, with their status.
+pub fn after_write(inner: &mut Inner, res: &ResourceInfo, stored: &Value, now: &str) {
+    if res.kind != "CustomResourceDefinition" || res.is_crd() {
+        return;
+    }
+    let name = stored
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if stored.pointer("/metadata/deletionTimestamp").is_some() {
+        return;
+    }
+    if let Some(r) = crd_resource(stored) {
+        inner
+            .resources
+            .retain(|x| x.crd.as_ref().is_none_or(|c| c.crd_name != name));
+        inner.resources.push(r);
+        inner.resources_generation += 1;
+    }
+    let names = stored.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let version = served_version(stored)
+        .and_then(|v| v.get("name"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut accepted = names.clone();
+    if let Some(m) = accepted.as_object_mut() {
+        m.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "plural" | "singular" | "kind" | "listKind" | "shortNames" | "categories"
+            )
+        });
+    }
+    let existing_time = |t: &str| {
+        stored
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|c| c.get("type") == Some(&json!(t))))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now))
+    };
+    let mut stored_versions: Vec<Value> = stored
+        .pointer("/status/storedVersions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !stored_versions.contains(&version) {
+        stored_versions.push(version);
+    }
+    let status = json!({
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": existing_time("NamesAccepted")},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": existing_time("Established")},
+        ],
+        "acceptedNames": accepted,
+        "storedVersions": stored_versions,
+    });
+    let mut finalizers: Vec<Value> = stored
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let cleanup = json!("customresourcecleanup.apiextensions.k8s.io");
+    if !finalizers.contains(&cleanup) {
+        finalizers.push(cleanup);
+    }
+    if stored.get("status") != Some(&status)
+        || stored.pointer("/metadata/finalizers") != Some(&Value::Array(finalizers.clone()))
+    {
+        let mut n = stored.clone();
+        n["status"] = status;
+        n["metadata"]["finalizers"] = Value::Array(finalizers);
+        let key = ops::key(res, None, &name);
+        inner.put(key, n, EventType::Modified);
+    }
+}
+
+/// Side effects after an object is finally removed.
+pub fn after_remove(inner: &mut Inner, res: &ResourceInfo, last: &Value) {
+    if res.kind == "CustomResourceDefinition" && !res.is_crd() {
+        let name = last
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        inner
+            .resources
+            .retain(|x| x.crd.as_ref().is_none_or(|c| c.crd_name != name));
+        inner.resources_generation += 1;
+    }
+}
+
+pub fn has_spec_finalizers(obj: &Value) -> bool {
+    obj.get("kind") == Some(&json!("Namespace"))
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+}
+
+pub fn needs_cleanup_finalizer(res: &ResourceInfo) -> bool {
+    !res.is_crd() && res.group.is_empty() && res.kind == "Namespace"
+}
+
+/// Marking for deletion: namespaces show `Terminating`, CRDs a `Terminating` condition.
+pub fn on_delete_mark(res: &ResourceInfo, obj: &mut Value) {
+    if res.kind == "Namespace" && !res.is_crd() {
+        obj["status"] = json!({"phase": "Terminating"});
+    }
+    if res.kind == "CustomResourceDefinition"
+        && !res.is_crd()
+        && let Some(conds) = obj
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+    {
+        conds.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress", "lastTransitionTime": ops::now_string()}));
+    }
+}
+
+/// Namespace and CRD controllers: empty what is being deleted, then finish the deletion.
+pub fn cleanup_pass(inner: &mut Inner, now: &str) -> bool {
+    let mut changed = false;
+    let terminating: Vec<(String, Arc<Value>)> = inner
+        .objects
+        .iter()
+        .filter(|(k, o)| {
+            (k.0 == "namespaces" || k.0 == "apiextensions.k8s.io/customresourcedefinitions")
+                && o.pointer("/metadata/deletionTimestamp").is_some()
+        })
+        .map(|(k, o)| (k.0.clone(), o.clone()))
+        .collect();
+    for (storage, obj) in terminating {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let contents: Vec<(ResourceInfo, String, String)> = if storage == "namespaces" {
+            inner
+                .objects
+                .iter()
+                .filter(|(k, _)| k.1 == name && k.0 != "namespaces")
+                .filter_map(|(k, _)| {
+                    inner
+                        .resource_by_storage(&k.0)
+                        .map(|r| (r.clone(), k.1.clone(), k.2.clone()))
+                })
+                .collect()
+        } else {
+            let Some(r) = inner
+                .resources
+                .iter()
+                .find(|r| r.crd.as_ref().is_some_and(|c| c.crd_name == name))
+                .cloned()
+            else {
+                finish_terminating(inner, &storage, &obj, &mut changed);
+                continue;
+            };
+            inner
+                .range(&r.storage, None)
+                .map(|(k, _)| (r.clone(), k.1.clone(), k.2.clone()))
+                .collect()
+        };
+        if contents.is_empty() {
+            finish_terminating(inner, &storage, &obj, &mut changed);
+            continue;
+        }
+        for (r, ns, n) in contents {
+            let ns = (!ns.is_empty()).then_some(ns);
+            let already = inner
+                .get(&ops::key(&r, ns.as_deref(), &n))
+                .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some());
+            if already {
+                continue;
+            }
+            if ops::delete(
+                inner,
+                &r,
+                ns.as_deref(),
+                &n,
+                &ops::DeleteOpts::default(),
+                now,
+            )
+            .is_ok()
+            {
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+fn finish_terminating(inner: &mut Inner, storage: &str, obj: &Value, changed: &mut bool) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let key = (storage.to_string(), String::new(), name);
+    let mut n = obj.clone();
+    if storage == "namespaces" {
+        n["spec"] = json!({});
+    }
+    if let Some(f) = n
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        f.retain(|x| x != "customresourcecleanup.apiextensions.k8s.io");
+    }
+    patch::normalize_metadata(&mut n);
+    let empty = n
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
+    if empty {
+        if let Some(last) = inner.remove(&key, n)
+            && let Some(res) = inner.resource_by_storage(storage).cloned()
+        {
+            after_remove(inner, &res, &last);
+        }
+        *changed = true;
+    } else if n != *obj {
+        inner.put(key, n, EventType::Modified);
+        *changed = true;
+    }
+}
+
+/// Minimal base64 (standard alphabet, padded): Secret `stringData` → `data`.
+mod base64_lite {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn valid(s: &str) -> bool {
+        let s = s.trim_end_matches('=');
+        s.bytes().all(|c| ALPHABET.contains(&c))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn encodes() {
+            assert_eq!(super::encode(b"hello"), "aGVsbG8=");
+            assert_eq!(super::encode(b"hi"), "aGk=");
+            assert_eq!(super::encode(b"abc"), "YWJj");
+        }
+    }
+}

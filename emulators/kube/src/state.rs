@@ -1,0 +1,91 @@
+//! Shared server state: the store, the hooks, and the notifications that wake background tasks.
+
+use crate::hooks::Hooks;
+use crate::resources;
+use crate::store::{DEFAULT_HISTORY, Inner};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bearer token required on API requests (None: no authentication).
+    pub token: Option<String>,
+    /// Periodic bookmark interval for watches that allow them.
+    pub bookmark_interval: Duration,
+    /// Server-side cap for watches without `timeoutSeconds`.
+    pub max_watch: Duration,
+    pub history: usize,
+    pub state_file: Option<PathBuf>,
+    /// Default rollout step of the apps simulator.
+    pub rollout_step: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            bookmark_interval: Duration::from_secs(5),
+            max_watch: Duration::from_secs(1800),
+            history: DEFAULT_HISTORY,
+            state_file: None,
+            rollout_step: Duration::from_millis(200),
+        }
+    }
+}
+
+pub struct Shared {
+    inner: Mutex<Inner>,
+    pub settings: Settings,
+    pub hooks: Hooks,
+    /// Wakes the GC / namespace / CRD cleanup task.
+    pub gc: Notify,
+    /// Wakes the state-file writer.
+    pub persist: Notify,
+}
+
+/// Cheap handle on the server state.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl AppState {
+    pub fn new(settings: Settings, hooks: Hooks) -> Self {
+        let mut inner = Inner::new(resources::builtins(), settings.history);
+        crate::bootstrap::seed(&mut inner);
+        Self(Arc::new(Shared {
+            inner: Mutex::new(inner),
+            settings,
+            hooks,
+            gc: Notify::new(),
+            persist: Notify::new(),
+        }))
+    }
+
+    /// Lock the store. Never hold the guard across `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn hooks(&self) -> &Hooks {
+        &self.0.hooks
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    /// After a removal: run GC soon; after any write: persist soon.
+    pub fn written(&self, removed: bool) {
+        if removed {
+            self.0.gc.notify_one();
+        }
+        self.0.persist.notify_one();
+    }
+}
+
+/// Load a `--state` file into `state` (missing file: empty store).
+pub fn load_state(state: &AppState, path: &std::path::Path) -> std::io::Result<()> {
+    crate::persist::load(state, path)
+}

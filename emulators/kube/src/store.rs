@@ -1,0 +1,205 @@
+//! The object store: one struct behind one `std::sync::Mutex` (never held across `.await`).
+//! A write bumps the global resourceVersion, mutates, records history and broadcasts under the
+//! lock, so watch event order equals resourceVersion order.
+
+use crate::resources::ResourceInfo;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// `(storage, namespace, name)`; namespace is empty for cluster-scoped kinds. BTreeMap order is
+/// the etcd key order lists need (namespace, then name).
+pub type Key = (String, String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One recorded change.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub kind: EventType,
+    pub key: Key,
+    pub obj: Arc<Value>,
+    /// The state before this change (None for ADDED), for selector transitions and snapshots.
+    pub prev: Option<Arc<Value>>,
+}
+
+pub struct Inner {
+    pub objects: BTreeMap<Key, Arc<Value>>,
+    pub rv: u64,
+    pub history: VecDeque<Arc<Event>>,
+    pub history_cap: usize,
+    /// Every event with `rv <= compacted` has left the history window.
+    pub compacted: u64,
+    pub tx: broadcast::Sender<Arc<Event>>,
+    pub resources: Vec<ResourceInfo>,
+    /// Bumped whenever served resources change (CRDs), for discovery/OpenAPI hashes.
+    pub resources_generation: u64,
+}
+
+pub const DEFAULT_HISTORY: usize = 50_000;
+
+impl Inner {
+    pub fn new(resources: Vec<ResourceInfo>, history_cap: usize) -> Self {
+        let (tx, _) = broadcast::channel(16_384);
+        Self {
+            objects: BTreeMap::new(),
+            rv: 1,
+            history: VecDeque::new(),
+            history_cap,
+            compacted: 1,
+            tx,
+            resources,
+            resources_generation: 1,
+        }
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Arc<Value>> {
+        self.objects.get(key)
+    }
+
+    fn record(&mut self, ev: Event) {
+        let ev = Arc::new(ev);
+        self.history.push_back(ev.clone());
+        while self.history.len() > self.history_cap {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(ev);
+    }
+
+    /// Store `obj` under `key` with a fresh resourceVersion and record the event.
+    pub fn put(&mut self, key: Key, mut obj: Value, kind: EventType) -> Arc<Value> {
+        self.rv += 1;
+        let rv = self.rv;
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let obj = Arc::new(obj);
+        let prev = self.objects.insert(key.clone(), obj.clone());
+        self.record(Event {
+            rv,
+            kind,
+            key,
+            obj: obj.clone(),
+            prev,
+        });
+        obj
+    }
+
+    /// Remove `key`; the DELETED event carries the last state with a new resourceVersion.
+    pub fn remove(&mut self, key: &Key, mut last: Value) -> Option<Arc<Value>> {
+        let prev = self.objects.remove(key)?;
+        self.rv += 1;
+        let rv = self.rv;
+        if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let obj = Arc::new(last);
+        self.record(Event {
+            rv,
+            kind: EventType::Deleted,
+            key: key.clone(),
+            obj: obj.clone(),
+            prev: Some(prev),
+        });
+        Some(obj)
+    }
+
+    /// Drop history up to the current RV (test hook): resumes from older RVs get 410.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    /// Objects of one storage (optionally one namespace) as they were at `rv`, rebuilt by
+    /// undoing newer history. `None` when `rv` is older than the history window.
+    pub fn snapshot(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Option<BTreeMap<Key, Arc<Value>>> {
+        if rv < self.compacted {
+            return None;
+        }
+        let mut objs: BTreeMap<Key, Arc<Value>> = self
+            .range(storage, ns)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if rv >= self.rv {
+            return Some(objs);
+        }
+        for ev in self.history.iter().rev() {
+            if ev.rv <= rv {
+                break;
+            }
+            if ev.key.0 != storage || ns.is_some_and(|n| n != ev.key.1) {
+                continue;
+            }
+            match &ev.prev {
+                None => {
+                    objs.remove(&ev.key);
+                }
+                Some(p) => {
+                    objs.insert(ev.key.clone(), p.clone());
+                }
+            }
+        }
+        Some(objs)
+    }
+
+    /// Objects of one storage, optionally one namespace, in key order.
+    pub fn range<'a>(
+        &'a self,
+        storage: &str,
+        ns: Option<&str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
+        let start: Key = (
+            storage.to_string(),
+            ns.unwrap_or("").to_string(),
+            String::new(),
+        );
+        let storage = storage.to_string();
+        let ns = ns.map(String::from);
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.0 == storage && ns.as_ref().is_none_or(|n| *n == k.1))
+    }
+
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The served resource for a stored object's storage (first view; core for Events).
+    pub fn resource_by_storage(&self, storage: &str) -> Option<&ResourceInfo> {
+        self.resources.iter().find(|r| r.storage == storage)
+    }
+
+    /// Resource serving `apiVersion`/`kind`, for ownerReference and GC lookups.
+    pub fn resource_by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.kind == kind && r.api_version() == api_version)
+    }
+}

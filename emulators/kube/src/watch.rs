@@ -1,0 +1,230 @@
+//! Watch streams (spec §8): initial state or history replay, live events filtered per watcher
+//! (selector transitions become ADDED/DELETED), bookmarks, timeouts, and 410 Expired delivered
+//! as an in-stream ERROR event.
+
+use crate::print::{self, IncludeObject};
+use crate::resources::ResourceInfo;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::state::AppState;
+use crate::store::{Event, EventType};
+use crate::views;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// How each event's object is rendered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Render {
+    Json,
+    Metadata,
+    Table(IncludeObject),
+}
+
+pub struct WatchRequest {
+    pub res: ResourceInfo,
+    pub namespace: Option<String>,
+    pub resource_version: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub timeout: Option<Duration>,
+    pub bookmarks: bool,
+    pub send_initial_events: bool,
+    pub render: Render,
+}
+
+impl WatchRequest {
+    fn matches(&self, key_ns: &str, obj: &Value) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == key_ns)
+            && self.labels.matches(obj)
+            && self.fields.matches(obj)
+    }
+
+    fn render_obj(&self, obj: &Value) -> Value {
+        let view = views::to_view(&self.res, obj);
+        match self.render {
+            Render::Json => view,
+            Render::Metadata => {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": view.get("metadata").cloned().unwrap_or(json!({}))})
+            }
+            Render::Table(inc) => print::table(&self.res, &[view], inc, None),
+        }
+    }
+
+    fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        let mut s = serde_json::to_vec(&json!({"type": kind, "object": self.render_obj(obj)}))
+            .unwrap_or_default();
+        s.push(b'\n');
+        Bytes::from(s)
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let (kind, av) = match self.render {
+            Render::Metadata => (
+                "PartialObjectMetadata".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            ),
+            _ => (self.res.kind.clone(), self.res.api_version()),
+        };
+        let mut md = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
+        if initial_end {
+            md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let mut s = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": av, "metadata": md}})).unwrap_or_default();
+        s.push(b'\n');
+        Bytes::from(s)
+    }
+}
+
+fn expired_line(message: String) -> Bytes {
+    let mut s = serde_json::to_vec(&json!({"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Expired", "code": 410,
+    }}))
+    .unwrap_or_default();
+    s.push(b'\n');
+    Bytes::from(s)
+}
+
+/// Start a watch; the returned channel yields the response body chunks.
+pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(256);
+    let mut initial: Vec<Bytes> = Vec::new();
+    let forced = state.hooks().take_forced_expiry();
+    let (sub, start_rv, send_end_bookmark) = {
+        let inner = state.lock();
+        let requested = req
+            .resource_version
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "0");
+        match requested.map(|s| s.parse::<u64>()) {
+            _ if forced => {
+                initial.push(expired_line(format!(
+                    "too old resource version: {} ({})",
+                    req.resource_version.clone().unwrap_or_default(),
+                    inner.rv
+                )));
+                (None, inner.rv, false)
+            }
+            Some(Err(_)) => {
+                initial.push(expired_line(format!(
+                    "too old resource version: {}",
+                    requested.unwrap_or("")
+                )));
+                (None, inner.rv, false)
+            }
+            Some(Ok(n)) if n < inner.compacted => {
+                initial.push(expired_line(format!(
+                    "too old resource version: {n} ({})",
+                    inner.compacted + 1
+                )));
+                (None, inner.rv, false)
+            }
+            Some(Ok(n)) => {
+                for ev in inner
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > n && e.key.0 == req.res.storage)
+                {
+                    if let Some(line) = transition(&req, ev) {
+                        initial.push(line);
+                    }
+                }
+                (Some(inner.tx.subscribe()), inner.rv, false)
+            }
+            None => {
+                let ns = if req.res.namespaced {
+                    req.namespace.as_deref()
+                } else {
+                    None
+                };
+                for (k, o) in inner.range(&req.res.storage, ns) {
+                    if req.matches(&k.1, o) {
+                        initial.push(req.line("ADDED", o));
+                    }
+                }
+                (
+                    Some(inner.tx.subscribe()),
+                    inner.rv,
+                    req.send_initial_events,
+                )
+            }
+        }
+    };
+    if send_end_bookmark {
+        initial.push(req.bookmark(start_rv, true));
+    }
+    let drop_signal = state.hooks().drop_signal();
+    let hooks = state.hooks().clone();
+    let interval = state.settings().bookmark_interval;
+    let timeout = req.timeout.unwrap_or(state.settings().max_watch);
+    tokio::spawn(async move {
+        for line in initial {
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut sub) = sub else { return };
+        let mut drop_signal = drop_signal;
+        if let Some(d) = drop_signal.as_mut() {
+            d.mark_unchanged();
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_rv = start_rv;
+        loop {
+            tokio::select! {
+                ev = sub.recv() => match ev {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv && ev.rv <= start_rv {
+                            continue;
+                        }
+                        last_rv = last_rv.max(ev.rv);
+                        if ev.key.0 != req.res.storage {
+                            continue;
+                        }
+                        if let Some(line) = transition(&req, &ev)
+                            && tx.send(Ok(line)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // A lagging watcher is closed, as the real server does; clients re-watch.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick() => {
+                    if req.bookmarks && hooks.bookmarks_enabled() && tx.send(Ok(req.bookmark(last_rv, false))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut deadline => return,
+                changed = async {
+                    match drop_signal.as_mut() {
+                        Some(d) => d.changed().await.is_err(),
+                        None => std::future::pending().await,
+                    }
+                } => { let _ = changed; return; }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}
+
+/// The line this watcher sees for one store event, with label/field selector transitions.
+fn transition(req: &WatchRequest, ev: &Arc<Event>) -> Option<Bytes> {
+    let now = req.matches(&ev.key.1, &ev.obj);
+    let before = ev.prev.as_ref().is_some_and(|p| req.matches(&ev.key.1, p));
+    match ev.kind {
+        EventType::Added => now.then(|| req.line("ADDED", &ev.obj)),
+        EventType::Deleted => before.then(|| req.line("DELETED", &ev.obj)),
+        EventType::Modified => match (before, now) {
+            (true, true) => Some(req.line("MODIFIED", &ev.obj)),
+            (false, true) => Some(req.line("ADDED", &ev.obj)),
+            (true, false) => Some(req.line("DELETED", &ev.obj)),
+            (false, false) => None,
+        },
+    }
+}
