@@ -119,3 +119,152 @@ fn sort_key(type_: &str) -> (u8, &str) {
 pub fn sort_conditions(conditions: &mut [Condition]) {
     conditions.sort_by(|a, b| sort_key(&a.type_).cmp(&sort_key(&b.type_)));
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn cond(
+        type_: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+        generation: i64,
+        time: &str,
+    ) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: Some(generation),
+            last_transition_time: Time(at(time)),
+        }
+    }
+
+    const T0: &str = "2026-01-01T12:00:00Z";
+    const T1: &str = "2026-01-01T12:05:00.750Z";
+    const T1_WHOLE: &str = "2026-01-01T12:05:00Z";
+
+    #[test]
+    fn set_condition_table() {
+        let ready = |status: &str, reason: &str, msg: &str, g: i64, t: &str| {
+            cond(READY, status, reason, msg, g, t)
+        };
+        let cases: Vec<(&str, Vec<Condition>, NewCondition, i64, Vec<Condition>)> = vec![
+            (
+                "new condition gets whole-second time and generation",
+                vec![],
+                NewCondition::new(READY, true, "RolloutComplete", "done"),
+                3,
+                vec![ready("True", "RolloutComplete", "done", 3, T1_WHOLE)],
+            ),
+            (
+                "same state keeps the transition time",
+                vec![ready("True", "RolloutComplete", "done", 3, T0)],
+                NewCondition::new(READY, true, "RolloutComplete", "done"),
+                3,
+                vec![ready("True", "RolloutComplete", "done", 3, T0)],
+            ),
+            (
+                "same state, new generation: only observedGeneration moves",
+                vec![ready("True", "RolloutComplete", "done", 3, T0)],
+                NewCondition::new(READY, true, "RolloutComplete", "done"),
+                4,
+                vec![ready("True", "RolloutComplete", "done", 4, T0)],
+            ),
+            (
+                "changed reason moves the time",
+                vec![ready("False", "RolloutProgressing", "x", 3, T0)],
+                NewCondition::new(READY, false, "RolloutFailed", "x"),
+                3,
+                vec![ready("False", "RolloutFailed", "x", 3, T1_WHOLE)],
+            ),
+            (
+                "changed message moves the time",
+                vec![ready("False", "RolloutProgressing", "1 of 3", 3, T0)],
+                NewCondition::new(READY, false, "RolloutProgressing", "2 of 3"),
+                3,
+                vec![ready("False", "RolloutProgressing", "2 of 3", 3, T1_WHOLE)],
+            ),
+            (
+                "changed status moves the time",
+                vec![ready("False", "RolloutProgressing", "x", 3, T0)],
+                NewCondition::new(READY, true, "RolloutProgressing", "x"),
+                3,
+                vec![ready("True", "RolloutProgressing", "x", 3, T1_WHOLE)],
+            ),
+            (
+                "abnormal false is removed",
+                vec![
+                    cond(RECONCILING, "True", "RolloutProgressing", "x", 3, T0),
+                    ready("False", "R", "x", 3, T0),
+                ],
+                NewCondition::new(RECONCILING, false, "", ""),
+                3,
+                vec![ready("False", "R", "x", 3, T0)],
+            ),
+            (
+                "marking stalled removes reconciling and sorts first",
+                vec![
+                    ready("False", "R", "x", 3, T0),
+                    cond(RECONCILING, "True", "RolloutProgressing", "x", 3, T0),
+                ],
+                NewCondition::new(STALLED, true, "InvalidSpec", "bad"),
+                3,
+                vec![
+                    cond(STALLED, "True", "InvalidSpec", "bad", 3, T1_WHOLE),
+                    ready("False", "R", "x", 3, T0),
+                ],
+            ),
+            (
+                "marking reconciling removes stalled",
+                vec![cond(STALLED, "True", "InvalidSpec", "bad", 3, T0)],
+                NewCondition::new(RECONCILING, true, "RolloutProgressing", "x"),
+                4,
+                vec![cond(
+                    RECONCILING,
+                    "True",
+                    "RolloutProgressing",
+                    "x",
+                    4,
+                    T1_WHOLE,
+                )],
+            ),
+            (
+                "other types sort alphabetically after Ready",
+                vec![
+                    cond("Zeta", "True", "Z", "", 1, T0),
+                    ready("True", "R", "", 1, T0),
+                    cond("Alpha", "True", "A", "", 1, T0),
+                ],
+                NewCondition::new(RECONCILING, true, "P", "p"),
+                1,
+                vec![
+                    cond(RECONCILING, "True", "P", "p", 1, T1_WHOLE),
+                    ready("True", "R", "", 1, T0),
+                    cond("Alpha", "True", "A", "", 1, T0),
+                    cond("Zeta", "True", "Z", "", 1, T0),
+                ],
+            ),
+        ];
+        for (name, mut before, new, generation, want) in cases {
+            set_condition(&mut before, new, generation, at(T1));
+            assert_eq!(before, want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn unchanged_conditions_serialize_identically() {
+        let mut a = Vec::new();
+        set_condition(&mut a, NewCondition::new(READY, true, "X", "m"), 1, at(T0));
+        let first = serde_json::to_string(&a).unwrap();
+        set_condition(&mut a, NewCondition::new(READY, true, "X", "m"), 1, at(T1));
+        assert_eq!(serde_json::to_string(&a).unwrap(), first);
+    }
+}

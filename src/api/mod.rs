@@ -10,3 +10,6 @@ pub mod validate;
 pub use connection::{ClusterGitlabConnection, GitlabConnection};
 pub use deployment::{GitlabDeployment, GitlabDeploymentSpec, GitlabDeploymentStatus};
 pub use validate::{SpecError, ValidatedSpec};
+
+#[cfg(test)]
+mod tests;
