@@ -4,9 +4,11 @@
 //! end-to-end tests in `tests/` drive the same code the binary runs.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod gitlab;
+pub mod metrics;
 pub mod rollout;
 pub mod telemetry;

@@ -20,7 +20,7 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Use GitLab's Deployments API from a shell: list, get, create, update, delete,
     /// merge-requests, approve.
-    Deployments(deployments::DeploymentsArgs),
+    Deployments(Box<deployments::DeploymentsArgs>),
 }
 
 /// An error from a subcommand, with the exit code `main` should return.
@@ -46,6 +46,6 @@ impl CliError {
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crd(args) => Ok(crd::run(args)?),
-        Command::Deployments(args) => Ok(deployments::run(args).await?),
+        Command::Deployments(args) => Ok(deployments::run(*args).await?),
     }
 }
