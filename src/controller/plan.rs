@@ -316,3 +316,6 @@ pub fn cleanup(policy: DeletionPolicy, status: Option<&GitlabDeploymentStatus>) 
         DeletionPolicy::Delete => Cleanup::Delete { id: cur.id },
     }
 }
+
+#[cfg(test)]
+mod tests;

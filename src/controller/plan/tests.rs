@@ -1,0 +1,853 @@
+//! Table tests for `plan` and `cleanup`, plus sequence tests that drive plan → (pure GitLab
+//! model) → status → plan, and count the GitLab calls (spec §7 tracker rows T1–T8).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::api::deployment::{
+    ApprovalStatus, ConnectionKind, DeployRevision, RevisionFrom, RolloutRecord, TargetRef,
+};
+use crate::api::validate::{ConnectionTarget, ProjectRef, RevisionSource};
+use crate::controller::status::{self, GitlabDeploymentView, Observation};
+use crate::rollout::{Reason, Revision, RolloutState, RolloutStatus};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn now() -> Timestamp {
+    "2026-01-01T12:00:00Z".parse().unwrap()
+}
+fn secs_ago(s: i64) -> Time {
+    Time(now() - SignedDuration::from_secs(s))
+}
+
+fn spec(source: RevisionSource) -> ValidatedSpec {
+    ValidatedSpec {
+        namespace: "apps".into(),
+        name: "web".into(),
+        generation: 1,
+        connection: ConnectionTarget {
+            kind: ConnectionKind::GitlabConnection,
+            name: "default".into(),
+        },
+        project: ProjectRef::Path("group/web".into()),
+        environment: "production".into(),
+        revision: source,
+        target: TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+        },
+        progress_timeout: Duration::from_secs(600),
+        deletion_policy: DeletionPolicy::Cancel,
+    }
+}
+fn rev(sha: &str) -> DeployRevision {
+    DeployRevision {
+        sha: sha.into(),
+        ref_name: "main".into(),
+        tag: false,
+    }
+}
+fn fixed(sha: &str) -> ValidatedSpec {
+    spec(RevisionSource::Fixed(rev(sha)))
+}
+fn follow() -> ValidatedSpec {
+    spec(RevisionSource::FromTarget {
+        from: RevisionFrom {
+            annotation: Some("example.com/sha".into()),
+            container: None,
+            ref_annotation: None,
+        },
+        default_ref: "main".into(),
+        tag: false,
+    })
+}
+
+fn ro(state: RolloutState, reason: Reason) -> RolloutStatus {
+    RolloutStatus::new(state, reason, "m")
+}
+fn ro_commit(state: RolloutState, reason: Reason, sha: Option<&str>) -> RolloutStatus {
+    let mut r = ro(state, reason);
+    r.revision = Some(Revision {
+        commit_sha: sha.map(Into::into),
+        ..Revision::default()
+    });
+    r
+}
+fn progressing() -> RolloutStatus {
+    ro(RolloutState::Progressing, Reason::ReplicasUpdating)
+}
+fn complete() -> RolloutStatus {
+    ro(RolloutState::Succeeded, Reason::RolloutComplete)
+}
+
+fn record(id: i64, sha: &str, status: GitlabStatus) -> DeploymentRecord {
+    DeploymentRecord {
+        id,
+        iid: id,
+        sha: sha.into(),
+        ref_name: "main".into(),
+        tag: false,
+        status,
+        environment_id: Some(1),
+        environment_url: None,
+        created_at: Some(secs_ago(600)),
+        updated_at: Some(secs_ago(60)),
+    }
+}
+
+#[derive(Default)]
+struct St(GitlabDeploymentStatus);
+impl St {
+    fn deployment(mut self, id: i64, sha: &str, status: GitlabStatus) -> Self {
+        self.0.deployment = Some(record(id, sha, status));
+        self
+    }
+    fn updated_secs_ago(mut self, s: i64) -> Self {
+        if let Some(d) = self.0.deployment.as_mut() {
+            d.updated_at = Some(secs_ago(s));
+        }
+        self
+    }
+    fn intent(mut self, sha: &str) -> Self {
+        self.0.intent = Some(DeploymentIntent {
+            revision: rev(sha),
+            environment: "production".into(),
+            status: GitlabStatus::Running,
+            claimed_at: secs_ago(30),
+        });
+        self
+    }
+    fn mrs_fetched(mut self, id: i64) -> Self {
+        self.0.merge_requests_for = Some(id);
+        self
+    }
+    fn approval(mut self, state: ApprovalState, since: Option<i64>, checked: Option<i64>) -> Self {
+        self.0.approval = Some(ApprovalStatus {
+            state,
+            required: 2,
+            pending: 1,
+            pending_since: since.map(secs_ago),
+            checked_at: checked.map(secs_ago),
+            ..ApprovalStatus::default()
+        });
+        self
+    }
+    fn started_secs_ago(mut self, s: i64) -> Self {
+        self.0.rollout = Some(RolloutRecord {
+            state: "Progressing".into(),
+            reason: "ReplicasUpdating".into(),
+            message: String::new(),
+            revision: None,
+            started_at: Some(secs_ago(s)),
+            paused_since: None,
+            paused_seconds: 0,
+        });
+        self
+    }
+}
+
+fn create(sha: &str, s: GitlabStatus) -> Plan {
+    Plan::CreateDeployment {
+        revision: rev(sha),
+        initial_status: s,
+    }
+}
+fn nothing(requeue: Option<u64>) -> Plan {
+    Plan::Nothing {
+        requeue: requeue.map(Duration::from_secs),
+    }
+}
+
+use GitlabStatus::{Canceled, Failed, Running, Success};
+
+#[test]
+fn plan_table() {
+    let failed_pde = ro(RolloutState::Failed, Reason::ProgressDeadlineExceeded);
+    let failed_timeout = ro(RolloutState::Failed, Reason::ProgressTimeout);
+    let paused = ro(RolloutState::Progressing, Reason::Paused);
+    let stale = ro(RolloutState::Pending, Reason::GenerationNotObserved);
+    let cases: Vec<(&str, ValidatedSpec, St, RolloutStatus, Plan)> = vec![
+        // First create.
+        (
+            "first create while progressing",
+            fixed(A),
+            St::default(),
+            progressing(),
+            create(A, Running),
+        ),
+        (
+            "create when already complete: one call",
+            fixed(A),
+            St::default(),
+            complete(),
+            create(A, Success),
+        ),
+        (
+            "create when already failed",
+            fixed(A),
+            St::default(),
+            failed_pde.clone(),
+            create(A, Failed),
+        ),
+        (
+            "nothing to create before the target exists",
+            fixed(A),
+            St::default(),
+            ro(RolloutState::Pending, Reason::TargetNotFound),
+            nothing(Some(30)),
+        ),
+        // Transitions of the current revision.
+        (
+            "running -> success",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            complete(),
+            Plan::UpdateStatus { id: 7, to: Success },
+        ),
+        (
+            "running -> failed (ProgressDeadlineExceeded)",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            failed_pde.clone(),
+            Plan::UpdateStatus { id: 7, to: Failed },
+        ),
+        (
+            "running -> failed (progressTimeout)",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            failed_timeout.clone(),
+            Plan::UpdateStatus { id: 7, to: Failed },
+        ),
+        (
+            "running stays running: no running->running PUT",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            progressing(),
+            nothing(Some(30)),
+        ),
+        (
+            "requeue at the progressTimeout deadline",
+            fixed(A),
+            St::default()
+                .deployment(7, A, Running)
+                .started_secs_ago(590),
+            progressing(),
+            nothing(Some(10)),
+        ),
+        (
+            "paused: no deadline, wait for events",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            paused,
+            nothing(None),
+        ),
+        // Newer revisions.
+        (
+            "supersede a running revision",
+            fixed(B),
+            St::default().deployment(7, A, Running),
+            progressing(),
+            Plan::Supersede {
+                old_id: 7,
+                then: Box::new(create(B, Running)),
+            },
+        ),
+        (
+            "supersede when the new one is already complete",
+            fixed(B),
+            St::default().deployment(7, A, Running),
+            complete(),
+            Plan::Supersede {
+                old_id: 7,
+                then: Box::new(create(B, Success)),
+            },
+        ),
+        (
+            "new revision after a finished one: no cancel",
+            fixed(B),
+            St::default().deployment(7, A, Success).mrs_fetched(7),
+            progressing(),
+            create(B, Running),
+        ),
+        (
+            "rollback is a new revision",
+            follow(),
+            St::default().deployment(8, B, Success).mrs_fetched(8),
+            ro_commit(RolloutState::Progressing, Reason::ReplicasUpdating, Some(A)),
+            create(A, Running),
+        ),
+        (
+            "revisionFrom: no commit on the target yet",
+            follow(),
+            St::default(),
+            ro_commit(RolloutState::Progressing, Reason::ReplicasUpdating, None),
+            nothing(None),
+        ),
+        // Crash recovery.
+        (
+            "intent without id: recover, never create",
+            fixed(A),
+            St::default().intent(A),
+            complete(),
+            Plan::RecoverDeployment {
+                intent: St::default().intent(A).0.intent.unwrap(),
+            },
+        ),
+        (
+            "intent for a newer revision than the recorded one",
+            fixed(B),
+            St::default().deployment(7, A, Canceled).intent(B),
+            progressing(),
+            Plan::RecoverDeployment {
+                intent: St::default().intent(B).0.intent.unwrap(),
+            },
+        ),
+        (
+            "intent already recorded: carry on",
+            fixed(A),
+            St::default().deployment(7, A, Running).intent(A),
+            complete(),
+            Plan::UpdateStatus { id: 7, to: Success },
+        ),
+        // Approvals.
+        (
+            "approval pending, never polled",
+            fixed(A),
+            St::default()
+                .deployment(7, A, Running)
+                .approval(ApprovalState::Pending, Some(0), None),
+            progressing(),
+            Plan::PollApprovals {
+                id: 7,
+                after: Duration::from_secs(10),
+            },
+        ),
+        (
+            "approval pending, polled 4 s ago",
+            fixed(A),
+            St::default().deployment(7, A, Running).approval(
+                ApprovalState::Pending,
+                Some(4),
+                Some(4),
+            ),
+            progressing(),
+            nothing(Some(6)),
+        ),
+        (
+            "approval backoff doubles",
+            fixed(A),
+            St::default().deployment(7, A, Success).approval(
+                ApprovalState::Pending,
+                Some(100),
+                Some(40),
+            ),
+            complete(),
+            nothing(Some(20)),
+        ),
+        (
+            "approval backoff due",
+            fixed(A),
+            St::default().deployment(7, A, Success).approval(
+                ApprovalState::Pending,
+                Some(100),
+                Some(60),
+            ),
+            complete(),
+            Plan::PollApprovals {
+                id: 7,
+                after: Duration::from_secs(100),
+            },
+        ),
+        (
+            "approval backoff capped at 5 min",
+            fixed(A),
+            St::default().deployment(7, A, Success).approval(
+                ApprovalState::Pending,
+                Some(7200),
+                Some(300),
+            ),
+            complete(),
+            Plan::PollApprovals {
+                id: 7,
+                after: Duration::from_secs(300),
+            },
+        ),
+        (
+            "status transition before approval poll",
+            fixed(A),
+            St::default()
+                .deployment(7, A, Running)
+                .approval(ApprovalState::Pending, Some(0), None),
+            complete(),
+            Plan::UpdateStatus { id: 7, to: Success },
+        ),
+        (
+            "approved: settled",
+            fixed(A),
+            St::default()
+                .deployment(7, A, Success)
+                .mrs_fetched(7)
+                .approval(ApprovalState::Approved, None, None),
+            complete(),
+            nothing(None),
+        ),
+        (
+            "rejected: settled, no polling",
+            fixed(A),
+            St::default()
+                .deployment(7, A, Success)
+                .mrs_fetched(7)
+                .approval(ApprovalState::Rejected, None, None),
+            complete(),
+            nothing(None),
+        ),
+        // Merge requests.
+        (
+            "fetch merge requests once after success",
+            fixed(A),
+            St::default().deployment(7, A, Success),
+            complete(),
+            Plan::FetchMergeRequests { id: 7 },
+        ),
+        (
+            "give GitLab a moment to link merge requests",
+            fixed(A),
+            St::default().deployment(7, A, Success).updated_secs_ago(2),
+            complete(),
+            nothing(Some(3)),
+        ),
+        // Settled and stale.
+        (
+            "settled: nothing, no requeue",
+            fixed(A),
+            St::default().deployment(7, A, Success).mrs_fetched(7),
+            complete(),
+            nothing(None),
+        ),
+        (
+            "re-apply of the same sha (T5)",
+            fixed(A),
+            St::default().deployment(7, A, Success).mrs_fetched(7),
+            complete(),
+            nothing(None),
+        ),
+        (
+            "scale after success (T6): finished is never changed",
+            fixed(A),
+            St::default().deployment(7, A, Success).mrs_fetched(7),
+            progressing(),
+            nothing(None),
+        ),
+        (
+            "timed out, completes later (T7): stays failed",
+            fixed(A),
+            St::default().deployment(7, A, Failed),
+            complete(),
+            nothing(None),
+        ),
+        (
+            "stale generation: never act on old status",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            stale.clone(),
+            nothing(Some(30)),
+        ),
+        (
+            "stale generation: no create either",
+            fixed(A),
+            St::default(),
+            stale,
+            nothing(Some(30)),
+        ),
+        (
+            "unknown state leaves GitLab as is",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            ro(RolloutState::Unknown, Reason::ApiError),
+            nothing(Some(30)),
+        ),
+        // Target removed.
+        (
+            "target deleted while running (T3)",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            ro(RolloutState::Pending, Reason::TargetNotFound),
+            Plan::UpdateStatus {
+                id: 7,
+                to: Canceled,
+            },
+        ),
+        (
+            "target terminating while running",
+            fixed(A),
+            St::default().deployment(7, A, Running),
+            ro(RolloutState::Unknown, Reason::TargetTerminating),
+            Plan::UpdateStatus {
+                id: 7,
+                to: Canceled,
+            },
+        ),
+        (
+            "target deleted after success: untouched",
+            fixed(A),
+            St::default().deployment(7, A, Success).mrs_fetched(7),
+            ro(RolloutState::Pending, Reason::TargetNotFound),
+            nothing(Some(30)),
+        ),
+    ];
+    for (name, spec, st, rollout, want) in cases {
+        assert_eq!(plan(&spec, &st.0, &rollout, now()), want, "case {name}");
+    }
+}
+
+#[test]
+fn cleanup_table() {
+    use DeletionPolicy::{Cancel, Delete, Orphan};
+    let cases: Vec<(&str, DeletionPolicy, Option<St>, Cleanup)> = vec![
+        ("apply never ran", Cancel, None, Cleanup::Nothing),
+        (
+            "no deployment yet",
+            Delete,
+            Some(St::default()),
+            Cleanup::Nothing,
+        ),
+        (
+            "cancel a running deployment",
+            Cancel,
+            Some(St::default().deployment(7, A, Running)),
+            Cleanup::Cancel { id: 7 },
+        ),
+        (
+            "cancel leaves a finished deployment",
+            Cancel,
+            Some(St::default().deployment(7, A, Success)),
+            Cleanup::Nothing,
+        ),
+        (
+            "orphan leaves a running deployment",
+            Orphan,
+            Some(St::default().deployment(7, A, Running)),
+            Cleanup::Nothing,
+        ),
+        (
+            "delete a finished deployment",
+            Delete,
+            Some(St::default().deployment(7, A, Failed)),
+            Cleanup::Delete { id: 7 },
+        ),
+        (
+            "delete a successful deployment (GitLab may refuse)",
+            Delete,
+            Some(St::default().deployment(7, A, Success)),
+            Cleanup::Delete { id: 7 },
+        ),
+        (
+            "GitLab refuses to delete running: cancel first",
+            Delete,
+            Some(St::default().deployment(7, A, Running)),
+            Cleanup::CancelThenDelete { id: 7 },
+        ),
+        (
+            "intent without id: look it up first",
+            Cancel,
+            Some(St::default().intent(A)),
+            Cleanup::Recover {
+                intent: St::default().intent(A).0.intent.unwrap(),
+            },
+        ),
+        (
+            "orphan does not even look up",
+            Orphan,
+            Some(St::default().intent(A)),
+            Cleanup::Nothing,
+        ),
+    ];
+    for (name, policy, st, want) in cases {
+        assert_eq!(
+            cleanup(policy, st.as_ref().map(|s| &s.0)),
+            want,
+            "case {name}"
+        );
+    }
+}
+
+/// A tiny in-memory GitLab that enforces the PUT matrix, for sequence tests.
+#[derive(Default)]
+struct GitLab {
+    deployments: Vec<GitlabDeploymentView>,
+    calls: Vec<String>,
+}
+
+impl GitLab {
+    fn view(&self, id: i64) -> GitlabDeploymentView {
+        self.deployments
+            .iter()
+            .find(|d| d.id == id)
+            .cloned()
+            .unwrap()
+    }
+    fn put(&mut self, id: i64, to: GitlabStatus) -> GitlabDeploymentView {
+        let d = self.deployments.iter_mut().find(|d| d.id == id).unwrap();
+        assert!(
+            d.status.can_transition_to(to),
+            "GitLab would refuse {} -> {to}",
+            d.status
+        );
+        d.status = to;
+        self.calls.push(format!("PUT {} {to}", &d.sha[..1]));
+        d.clone()
+    }
+    fn post(&mut self, r: &DeployRevision, s: GitlabStatus) -> GitlabDeploymentView {
+        let id = i64::try_from(self.deployments.len()).unwrap() + 1;
+        let view = GitlabDeploymentView {
+            id,
+            iid: id,
+            ref_name: r.ref_name.clone(),
+            sha: r.sha.clone(),
+            status: s,
+            created_at: Some(now()),
+            updated_at: Some(now() - SignedDuration::from_secs(60)),
+            environment: None,
+            pending_approval_count: None,
+            approvals: vec![],
+            approval_summary: None,
+        };
+        self.deployments.push(view.clone());
+        self.calls.push(format!("POST {} {s}", &r.sha[..1]));
+        view
+    }
+}
+
+/// Run plan → act → record until the plan is `Nothing`; return the new status.
+fn drive(
+    gitlab: &mut GitLab,
+    spec: &ValidatedSpec,
+    mut st: GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    crash_after_post: bool,
+) -> GitlabDeploymentStatus {
+    let wanted = wanted_revision(spec, rollout);
+    for _ in 0..10 {
+        let mut views = Vec::new();
+        let mut not_found = false;
+        let mut mrs = None;
+        let mut step = plan(spec, &st, rollout, now());
+        loop {
+            match step {
+                Plan::Nothing { .. } => return st,
+                Plan::CreateDeployment {
+                    revision,
+                    initial_status,
+                } => {
+                    st = status::with_intent(
+                        &st,
+                        &revision,
+                        &spec.environment,
+                        initial_status,
+                        now(),
+                    );
+                    let view = gitlab.post(&revision, initial_status);
+                    if crash_after_post {
+                        return st; // the id was never recorded
+                    }
+                    views.push((view, revision.tag));
+                }
+                Plan::RecoverDeployment { intent } => {
+                    gitlab.calls.push("LOOKUP".into());
+                    match gitlab
+                        .deployments
+                        .iter()
+                        .rev()
+                        .find(|d| d.sha == intent.revision.sha)
+                    {
+                        Some(d) => views.push((d.clone(), intent.revision.tag)),
+                        None => not_found = true,
+                    }
+                }
+                Plan::UpdateStatus { id, to } => views.push((gitlab.put(id, to), false)),
+                Plan::Supersede { old_id, then } => {
+                    views.push((gitlab.put(old_id, Canceled), false));
+                    step = *then;
+                    continue;
+                }
+                Plan::PollApprovals { id, .. } => {
+                    gitlab.calls.push(format!("GET {id}"));
+                    views.push((gitlab.view(id), false));
+                }
+                Plan::FetchMergeRequests { id } => {
+                    gitlab.calls.push(format!("MRS {id}"));
+                    mrs = Some(id);
+                }
+            }
+            break;
+        }
+        let empty: Vec<status::MergeRequestView> = vec![];
+        let obs = Observation {
+            rollout: Some(rollout),
+            wanted: wanted.as_ref(),
+            deployments: &views,
+            intent_not_found: not_found,
+            merge_requests: mrs.map(|id| (id, empty.as_slice())),
+            ..Observation::new(1)
+        };
+        st = status::next_status(&st, &obs, now());
+    }
+    panic!("plan did not settle: {:?}", gitlab.calls);
+}
+
+#[test]
+fn sequences_cost_the_minimum_calls() {
+    type Steps = Vec<(ValidatedSpec, RolloutStatus)>;
+    let cases: Vec<(&str, Steps, Vec<&str>)> = vec![
+        (
+            "created complete: one POST in total",
+            vec![(fixed(A), complete())],
+            vec!["POST a success", "MRS 1"],
+        ),
+        (
+            "running then success",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec!["POST a running", "PUT a success", "MRS 1"],
+        ),
+        (
+            "running then failed",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), ro(RolloutState::Failed, Reason::ProgressTimeout)),
+            ],
+            vec!["POST a running", "PUT a failed"],
+        ),
+        (
+            "T1 superseded",
+            vec![(fixed(A), progressing()), (fixed(B), progressing())],
+            vec!["POST a running", "PUT a canceled", "POST b running"],
+        ),
+        (
+            "T2 after success",
+            vec![(fixed(A), complete()), (fixed(B), progressing())],
+            vec!["POST a success", "MRS 1", "POST b running"],
+        ),
+        (
+            "T3 target deleted",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), ro(RolloutState::Pending, Reason::TargetNotFound)),
+            ],
+            vec!["POST a running", "PUT a canceled"],
+        ),
+        (
+            "T4 rollback",
+            vec![
+                (fixed(A), complete()),
+                (fixed(B), complete()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec![
+                "POST a success",
+                "MRS 1",
+                "POST b success",
+                "MRS 2",
+                "POST a running",
+                "PUT a success",
+                "MRS 3",
+            ],
+        ),
+        (
+            "T6 scale: no calls",
+            vec![
+                (fixed(A), complete()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec!["POST a success", "MRS 1"],
+        ),
+    ];
+    for (name, steps, want) in cases {
+        let mut gitlab = GitLab::default();
+        let mut st = GitlabDeploymentStatus::default();
+        for (spec, rollout) in &steps {
+            st = drive(&mut gitlab, spec, st, rollout, false);
+        }
+        assert_eq!(gitlab.calls, want, "case {name}");
+    }
+}
+
+#[test]
+fn crash_between_post_and_id_is_recovered_without_a_duplicate() {
+    // T8: the POST happened, the id write did not. The restart recovers by lookup.
+    let mut gitlab = GitLab::default();
+    let st = drive(
+        &mut gitlab,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &progressing(),
+        true,
+    );
+    assert!(st.intent.is_some() && st.deployment.is_none());
+    let st = drive(&mut gitlab, &fixed(A), st, &complete(), false);
+    assert_eq!(
+        gitlab.calls,
+        ["POST a running", "LOOKUP", "PUT a success", "MRS 1"]
+    );
+    assert!(st.intent.is_none());
+    assert_eq!(
+        st.deployment.as_ref().map(|d| (d.id, d.status)),
+        Some((1, Success))
+    );
+
+    // The crash happened before the POST: the lookup finds nothing and the create happens once.
+    let mut gitlab = GitLab::default();
+    let st = status::with_intent(
+        &GitlabDeploymentStatus::default(),
+        &rev(A),
+        "production",
+        Running,
+        now(),
+    );
+    drive(&mut gitlab, &fixed(A), st, &progressing(), false);
+    assert_eq!(gitlab.calls, ["LOOKUP", "POST a running"]);
+}
+
+#[test]
+fn a_settled_status_is_a_fixed_point() {
+    // Settled: plan says nothing, and recomputing status changes nothing (no write, no loop).
+    let mut gitlab = GitLab::default();
+    let st = drive(
+        &mut gitlab,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &complete(),
+        false,
+    );
+    let calls = gitlab.calls.len();
+    let again = drive(&mut gitlab, &fixed(A), st.clone(), &complete(), false);
+    assert_eq!(gitlab.calls.len(), calls, "no calls once settled");
+    let wanted = rev(A);
+    let rollout = complete();
+    let obs = Observation {
+        rollout: Some(&rollout),
+        wanted: Some(&wanted),
+        ..Observation::new(1)
+    };
+    let later = now() + SignedDuration::from_secs(3600);
+    let recomputed = status::next_status(&again, &obs, later);
+    assert!(
+        !status::differs(&again, &recomputed),
+        "{again:#?}\n{recomputed:#?}"
+    );
+    assert_eq!(
+        serde_json::to_string(&again).unwrap(),
+        serde_json::to_string(&recomputed).unwrap()
+    );
+}
