@@ -187,10 +187,10 @@ pub(crate) fn match_route(method: &str, path: &str, edition: Edition) -> Option<
     let rest = path.strip_prefix("/api/v4/projects/")?;
     let mut segs: Vec<&str> = rest.split('/').collect();
     // Grape accepts an optional `.json` format suffix on the last segment.
-    if let Some(last) = segs.last_mut() {
-        if let Some(s) = last.strip_suffix(".json") {
-            *last = s;
-        }
+    if let Some(last) = segs.last_mut()
+        && let Some(s) = last.strip_suffix(".json")
+    {
+        *last = s;
     }
     if segs.iter().any(|s| s.is_empty()) || segs.get(1) != Some(&"deployments") {
         return None;
@@ -656,10 +656,13 @@ fn create_deployment(
         return Err(ApiError::Forbidden);
     }
     // §3.3 duplicate short-circuit.
-    if let Some(last) = d.last_successful_deployment(env_id) {
-        if last.ref_ == ref_ && last.tag == tag && last.sha == sha && last.status == status {
-            return Ok(Reply::entity(201, &render::deployment(d, last, base, true)));
-        }
+    if let Some(last) = d.last_successful_deployment(env_id)
+        && last.ref_ == ref_
+        && last.tag == tag
+        && last.sha == sha
+        && last.status == status
+    {
+        return Ok(Reply::entity(201, &render::deployment(d, last, base, true)));
     }
     let id = d.seq.deployment;
     d.seq.deployment += 1;
@@ -763,10 +766,8 @@ fn delete_deployment(
                 .ok()
                 .or_else(|| parse_datetime(s))
         });
-    if let Some(since) = since {
-        if dep.updated_at > since {
-            return Err(ApiError::PreconditionFailed);
-        }
+    if since.is_some_and(|since| dep.updated_at > since) {
+        return Err(ApiError::PreconditionFailed);
     }
     if dep.status == DeploymentStatus::Running {
         return Err(ApiError::Message(json!(
@@ -1014,7 +1015,7 @@ fn fault_reply(kind: &FaultKind, g: &Inner) -> Option<Reply> {
             500,
             json!({"message": "500 Internal Server Error"}),
         )),
-        FaultKind::Status(code @ (502 | 503 | 504)) => Some(html_error(*code)),
+        FaultKind::Status(code @ 502..=504) => Some(html_error(*code)),
         FaultKind::Status(code) => Some(Reply::json(*code, json!({"message": code.to_string()}))),
         FaultKind::RateLimited { retry_after_secs } => {
             let limit = g

@@ -125,10 +125,10 @@ impl Project {
         let mut seen = BTreeSet::new();
         let mut stack = vec![sha.to_string()];
         while let Some(s) = stack.pop() {
-            if let Some(c) = self.commits.get(&s) {
-                if seen.insert(s.clone()) {
-                    stack.extend(c.parents.iter().cloned());
-                }
+            if let Some(c) = self.commits.get(&s)
+                && seen.insert(s.clone())
+            {
+                stack.extend(c.parents.iter().cloned());
             }
         }
         seen
