@@ -53,9 +53,10 @@ pub fn admit(
     old: Option<&Value>,
     obj: &mut Value,
     ctx: &WriteCtx,
+    status_only: bool,
 ) -> ApiResult<Vec<String>> {
     if let Some(crd) = &res.crd {
-        return admit_cr(res, crd, old, obj, ctx);
+        return admit_cr(res, crd, old, obj, ctx, status_only);
     }
     patch::drop_nulls(obj);
     let name = obj
@@ -152,6 +153,7 @@ fn admit_cr(
     old: Option<&Value>,
     obj: &mut Value,
     ctx: &WriteCtx,
+    status_only: bool,
 ) -> ApiResult<Vec<String>> {
     let name = obj
         .pointer("/metadata/name")
@@ -185,7 +187,7 @@ fn admit_cr(
         }
     }
     crdval::apply_defaults(c, obj);
-    let causes = crdval::validate(c, obj, old);
+    let causes = crdval::validate(c, obj, old, status_only);
     if !causes.is_empty() {
         let refs: Vec<(&str, String, String)> = causes
             .iter()
@@ -522,22 +524,13 @@ fn admit_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> ApiResult<()> 
             )],
         ));
     }
-    for (i, v) in versions.iter().enumerate() {
+    for v in versions.iter() {
         if let Some(s) = v.pointer("/schema/openAPIV3Schema")
             && let Err(causes) = crdval::compile(s)
         {
             let causes: Vec<(&str, String, String)> = causes
                 .iter()
-                .map(|(r, f, m)| {
-                    (
-                        r.as_str(),
-                        format!(
-                            "spec.versions[{i}].schema.openAPIV3Schema{}{f}",
-                            if f.is_empty() { "" } else { "." }
-                        ),
-                        m.clone(),
-                    )
-                })
+                .map(|(r, f, m)| (r.as_str(), f.clone(), m.clone()))
                 .collect();
             return Err(ApiError::invalid(kind, group_, name, &causes));
         }

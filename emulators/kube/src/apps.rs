@@ -1,3 +1,823 @@
-//! Rollout simulator placeholder (filled below).
+//! Rollout simulator: plays the Deployment/ReplicaSet, StatefulSet and DaemonSet controllers
+//! without pods (spec §11, rollout-status.md §1.5.1-1.5.3). Pods are counts that move one step
+//! per tick; status writes go through the store like a controller's (RV bump, MODIFIED).
+//!
+//! Per-object annotations:
+//! - `emulator.gitlab-operator.io/rollout-step`: pace (`500ms`, `2s`; default 200 ms).
+//! - `emulator.gitlab-operator.io/rollout-outcome`: `success` (default), `fail` (Deployment:
+//!   `ProgressDeadlineExceeded` after the first step), `stall` (no progress; a Deployment
+//!   times out after `progressDeadlineSeconds`).
+//! - `emulator.gitlab-operator.io/nodes`: DaemonSet node count (default 1).
+
+use crate::ops::{self, WriteCtx};
+use crate::resources::ResourceInfo;
 use crate::state::AppState;
-pub async fn run(_state: AppState) {}
+use crate::store::{Inner, Key};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub const STEP_ANNOTATION: &str = "emulator.gitlab-operator.io/rollout-step";
+pub const OUTCOME_ANNOTATION: &str = "emulator.gitlab-operator.io/rollout-outcome";
+pub const NODES_ANNOTATION: &str = "emulator.gitlab-operator.io/nodes";
+const MANAGER: &str = "kube-controller-manager";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Success,
+    Fail,
+    Stall,
+}
+
+/// Pods of one workload, as counts.
+#[derive(Debug, Clone, Default)]
+struct Sim {
+    hash: String,
+    /// Pods of the current template, created / ready.
+    created: i64,
+    ready: i64,
+    /// Pods of older templates (all ready).
+    old: i64,
+    /// When the last progress was made (for the progress deadline).
+    last_progress: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.trim().parse::<u64>().ok().map(Duration::from_millis);
+    }
+    if let Some(sec) = s.strip_suffix('s') {
+        return sec
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| *f >= 0.0)
+            .map(Duration::from_secs_f64);
+    }
+    if let Some(m) = s.strip_suffix('m') {
+        return m
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|m| Duration::from_secs(m * 60));
+    }
+    s.parse::<u64>().ok().map(Duration::from_millis)
+}
+
+fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+fn outcome(obj: &Value) -> Outcome {
+    match annotation(obj, OUTCOME_ANNOTATION) {
+        Some("fail") => Outcome::Fail,
+        Some("stall") => Outcome::Stall,
+        _ => Outcome::Success,
+    }
+}
+
+/// A stable 10-character hash of the pod template (pod-template-hash / revision suffix).
+pub fn template_hash(template: &Value) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in serde_json::to_vec(template).unwrap_or_default() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (0..10)
+        .map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
+        .collect()
+}
+
+pub async fn run(state: AppState) {
+    let mut sims: HashMap<String, Sim> = HashMap::new();
+    let mut last_step: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let default_step = state.settings().rollout_step;
+    loop {
+        tick.tick().await;
+        let hooks = state.hooks();
+        let advance = hooks.take_advance();
+        let paused = hooks.rollouts_paused();
+        let mut changed = false;
+        {
+            let mut inner = state.lock();
+            for plural in ["deployments", "statefulsets", "daemonsets"] {
+                let Some(res) = inner.resource("apps", "v1", plural).cloned() else {
+                    continue;
+                };
+                let objs: Vec<(Key, Value)> = inner
+                    .range(&res.storage, None)
+                    .map(|(k, v)| (k.clone(), (**v).clone()))
+                    .collect();
+                for (key, obj) in objs {
+                    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                        continue;
+                    }
+                    let uid = obj
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let step = annotation(&obj, STEP_ANNOTATION)
+                        .and_then(parse_duration)
+                        .unwrap_or(default_step);
+                    let now = Instant::now();
+                    let due = !paused
+                        && last_step
+                            .get(&uid)
+                            .is_none_or(|t| now.duration_since(*t) >= step);
+                    let steps = u64::from(due) + advance;
+                    let mut moved = false;
+                    for _ in 0..steps {
+                        let Some(cur) = inner.get(&key).map(|o| (**o).clone()) else {
+                            break;
+                        };
+                        let sim = sims.entry(uid.clone()).or_default();
+                        let did = match plural {
+                            "deployments" => step_deployment(&mut inner, &res, &key, &cur, sim),
+                            "statefulsets" => step_statefulset(&mut inner, &res, &key, &cur, sim),
+                            _ => step_daemonset(&mut inner, &res, &key, &cur, sim),
+                        };
+                        if !did {
+                            break;
+                        }
+                        moved = true;
+                    }
+                    if moved {
+                        last_step.insert(uid, now);
+                        changed = true;
+                    } else if due {
+                        last_step.insert(uid, now);
+                    }
+                }
+            }
+            let live: std::collections::HashSet<String> = inner
+                .objects
+                .values()
+                .filter_map(|o| {
+                    o.pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .collect();
+            sims.retain(|k, _| live.contains(k));
+            last_step.retain(|k, _| live.contains(k));
+        }
+        if changed {
+            state.written(false);
+        }
+    }
+}
+
+fn ctx() -> WriteCtx {
+    WriteCtx {
+        now: ops::now_string(),
+        manager: MANAGER.into(),
+        ..Default::default()
+    }
+}
+
+/// Write `status` through the status subresource (no-op writes are skipped by the store).
+fn write_status(inner: &mut Inner, res: &ResourceInfo, key: &Key, status: Value) -> bool {
+    let Some(old) = inner.get(key).cloned() else {
+        return false;
+    };
+    if old.get("status") == Some(&status) {
+        return false;
+    }
+    let mut cand = (*old).clone();
+    cand["status"] = status;
+    let before = inner.rv;
+    let _ = ops::finish_update(
+        inner,
+        res,
+        key.clone(),
+        old,
+        cand,
+        Some("status"),
+        &ctx(),
+        None,
+    );
+    inner.rv != before
+}
+
+fn write_main(
+    inner: &mut Inner,
+    res: &ResourceInfo,
+    key: &Key,
+    edit: impl FnOnce(&mut Value),
+) -> bool {
+    let Some(old) = inner.get(key).cloned() else {
+        return false;
+    };
+    let mut cand = (*old).clone();
+    edit(&mut cand);
+    if cand == *old {
+        return false;
+    }
+    let before = inner.rv;
+    let _ = ops::finish_update(inner, res, key.clone(), old, cand, None, &ctx(), None);
+    inner.rv != before
+}
+
+/// Set a condition; `lastTransitionTime` moves only when `status` changes.
+fn set_condition(
+    conds: &mut Vec<Value>,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+    with_update_time: bool,
+) {
+    let existing = conds.iter_mut().find(|c| c.get("type") == Some(&json!(ty)));
+    let mut c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": now});
+    if with_update_time {
+        c["lastUpdateTime"] = json!(now);
+    }
+    match existing {
+        Some(e) => {
+            if e.get("status") == Some(&json!(status)) {
+                c["lastTransitionTime"] =
+                    e.get("lastTransitionTime").cloned().unwrap_or(json!(now));
+                if e.get("reason") == Some(&json!(reason))
+                    && e.get("message") == Some(&json!(message))
+                    && with_update_time
+                {
+                    c["lastUpdateTime"] = e.get("lastUpdateTime").cloned().unwrap_or(json!(now));
+                }
+            }
+            *e = c;
+        }
+        None => conds.push(c),
+    }
+}
+
+fn int(obj: &Value, ptr: &str, default: i64) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(default)
+}
+
+fn percent_or_int(v: Option<&Value>, total: i64, round_up: bool, default: i64) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(default),
+        Some(Value::String(s)) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) if round_up => (p * total + 99) / 100,
+            Some(p) => p * total / 100,
+            None => default,
+        },
+        _ => default,
+    }
+}
+
+fn step_deployment(
+    inner: &mut Inner,
+    res: &ResourceInfo,
+    key: &Key,
+    obj: &Value,
+    sim: &mut Sim,
+) -> bool {
+    let now = ops::now_string();
+    let name = key.2.clone();
+    let ns = key.1.clone();
+    let generation = int(obj, "/metadata/generation", 1);
+    let r = int(obj, "/spec/replicas", 1);
+    let template = obj.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let hash = template_hash(&template);
+    let rs_name = format!("{name}-{hash}");
+    let mut status = obj.get("status").cloned().unwrap_or(json!({}));
+    let mut conds: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(rs_res) = inner.resource("apps", "v1", "replicasets").cloned() else {
+        return false;
+    };
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let progress_deadline = int(obj, "/spec/progressDeadlineSeconds", 600);
+    // Observe a new template: create (or adopt) its ReplicaSet, old pods become "old".
+    if sim.hash != hash {
+        let old_pods = sim.created + sim.old;
+        let owned: Vec<Value> = inner
+            .range(&rs_res.storage, Some(&ns))
+            .map(|(_, v)| (**v).clone())
+            .filter(|rs| ops::owner_uids(rs).contains(&uid))
+            .collect();
+        let max_rev = owned
+            .iter()
+            .filter_map(|rs| {
+                annotation(rs, "deployment.kubernetes.io/revision")
+                    .and_then(|r| r.parse::<i64>().ok())
+            })
+            .max()
+            .unwrap_or(0);
+        let existing = owned
+            .iter()
+            .find(|rs| {
+                rs.pointer("/metadata/name").and_then(Value::as_str) == Some(rs_name.as_str())
+            })
+            .cloned();
+        let revision = max_rev + 1;
+        let created_new = existing.is_none();
+        let mut labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
+        labels["pod-template-hash"] = json!(hash);
+        let mut selector = obj.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+        selector["matchLabels"]["pod-template-hash"] = json!(hash);
+        let mut rs_tpl = template.clone();
+        rs_tpl["metadata"]["labels"] = labels.clone();
+        let rs_key = ops::key(&rs_res, Some(&ns), &rs_name);
+        if created_new {
+            let rs = json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {
+                    "name": rs_name, "namespace": ns, "labels": labels,
+                    "annotations": {"deployment.kubernetes.io/revision": revision.to_string(), "deployment.kubernetes.io/desired-replicas": r.to_string(), "deployment.kubernetes.io/max-replicas": (r + percent_or_int(obj.pointer("/spec/strategy/rollingUpdate/maxSurge"), r, true, 1)).to_string()},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": {"replicas": 0, "selector": selector, "template": rs_tpl},
+            });
+            if ops::create(inner, &rs_res, Some(&ns), rs, &ctx()).is_err() {
+                return false;
+            }
+        } else {
+            write_main(inner, &rs_res, &rs_key, |rs| {
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                    json!(revision.to_string());
+            });
+        }
+        let existing_pods = existing
+            .as_ref()
+            .map(|rs| int(rs, "/status/replicas", 0))
+            .unwrap_or(0);
+        *sim = Sim {
+            hash: hash.clone(),
+            created: existing_pods,
+            ready: existing_pods,
+            old: (old_pods - existing_pods).max(0),
+            last_progress: Some(chrono::Utc::now()),
+        };
+        write_main(inner, res, key, |d| {
+            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                json!(revision.to_string());
+        });
+        let reason = if created_new {
+            "NewReplicaSetCreated"
+        } else {
+            "FoundNewReplicaSet"
+        };
+        let message = if created_new {
+            format!("Created new replica set \"{rs_name}\"")
+        } else {
+            format!("Found new replica set \"{rs_name}\"")
+        };
+        set_condition(
+            &mut conds,
+            "Progressing",
+            "True",
+            reason,
+            &message,
+            &now,
+            true,
+        );
+    } else if obj.pointer("/spec/paused") == Some(&json!(true)) {
+        let already = conds.iter().any(|c| {
+            c.get("reason") == Some(&json!("DeploymentPaused"))
+                || c.get("reason") == Some(&json!("ProgressDeadlineExceeded"))
+        });
+        if !already {
+            set_condition(
+                &mut conds,
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                &now,
+                true,
+            );
+        }
+    } else {
+        let deadline_passed = sim.last_progress.is_some_and(|t| {
+            chrono::Utc::now().signed_duration_since(t).num_seconds() >= progress_deadline
+        });
+        let timed_out = conds
+            .iter()
+            .any(|c| c.get("reason") == Some(&json!("ProgressDeadlineExceeded")));
+        let done = sim.created == r && sim.ready == r && sim.old == 0;
+        let mut progressed = false;
+        match outcome(obj) {
+            _ if done => {}
+            _ if timed_out => {}
+            Outcome::Success => {
+                if sim.ready < sim.created {
+                    sim.ready += 1;
+                    sim.old = (sim.old - 1).max(0);
+                } else if sim.created < r {
+                    sim.created += 1;
+                } else if sim.old > 0 {
+                    sim.old -= 1;
+                } else if sim.created > r {
+                    sim.created -= 1;
+                    sim.ready = sim.ready.min(sim.created);
+                }
+                progressed = true;
+            }
+            Outcome::Fail => {
+                if sim.created == 0 && r > 0 {
+                    sim.created = 1;
+                    progressed = true;
+                } else {
+                    set_condition(
+                        &mut conds,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                        &now,
+                        true,
+                    );
+                }
+            }
+            Outcome::Stall => {
+                if deadline_passed {
+                    set_condition(
+                        &mut conds,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                        &now,
+                        true,
+                    );
+                }
+            }
+        }
+        if progressed {
+            sim.last_progress = Some(chrono::Utc::now());
+            let now_done = sim.created == r && sim.ready == r && sim.old == 0;
+            if now_done {
+                set_condition(
+                    &mut conds,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                    &now,
+                    true,
+                );
+            } else {
+                set_condition(
+                    &mut conds,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                    &now,
+                    true,
+                );
+            }
+        } else if done && !timed_out {
+            set_condition(
+                &mut conds,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                &now,
+                true,
+            );
+        }
+    }
+    // ReplicaSets: the new one holds `created`, older ones shrink to `old` in total.
+    let rs_key = ops::key(&rs_res, Some(&ns), &rs_name);
+    let mut wrote = false;
+    wrote |= write_main(inner, &rs_res, &rs_key, |rs| {
+        rs["spec"]["replicas"] = json!(r)
+    });
+    let rs_status = json!({"replicas": sim.created, "fullyLabeledReplicas": sim.created, "readyReplicas": sim.ready, "availableReplicas": sim.ready, "observedGeneration": inner.get(&rs_key).map(|o| int(o, "/metadata/generation", 1)).unwrap_or(1)});
+    wrote |= write_status(
+        inner,
+        &rs_res,
+        &rs_key,
+        strip_zeros(
+            rs_status,
+            &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
+        ),
+    );
+    let mut remaining_old = sim.old;
+    let olds: Vec<Key> = inner
+        .range(&rs_res.storage, Some(&ns))
+        .filter(|(k, v)| k.2 != rs_name && ops::owner_uids(v).contains(&uid))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in olds {
+        let n = remaining_old;
+        remaining_old = 0;
+        wrote |= write_main(inner, &rs_res, &k, |rs| rs["spec"]["replicas"] = json!(n));
+        let gen_rs = inner
+            .get(&k)
+            .map(|o| int(o, "/metadata/generation", 1))
+            .unwrap_or(1);
+        wrote |= write_status(
+            inner,
+            &rs_res,
+            &k,
+            strip_zeros(
+                json!({"replicas": n, "fullyLabeledReplicas": n, "readyReplicas": n, "availableReplicas": n, "observedGeneration": gen_rs}),
+                &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
+            ),
+        );
+    }
+    let total = sim.created + sim.old;
+    let available = sim.ready + sim.old;
+    let max_unavailable = percent_or_int(
+        obj.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        r,
+        false,
+        0,
+    );
+    if available >= r - max_unavailable {
+        set_condition(
+            &mut conds,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            &now,
+            true,
+        );
+    } else {
+        set_condition(
+            &mut conds,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            &now,
+            true,
+        );
+    }
+    // Real order: Available first, then Progressing.
+    conds.sort_by_key(|c| c.get("type") != Some(&json!("Available")));
+    status = json!({
+        "observedGeneration": generation,
+        "replicas": total,
+        "updatedReplicas": sim.created,
+        "readyReplicas": available,
+        "availableReplicas": available,
+        "unavailableReplicas": (r - available).max(0),
+        "conditions": conds,
+    });
+    let status = strip_zeros(
+        status,
+        &[
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ],
+    );
+    wrote |= write_status(inner, res, key, status);
+    wrote
+}
+
+/// Omit zero counters, as the real controllers' `omitempty` fields do.
+fn strip_zeros(mut v: Value, fields: &[&str]) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        for f in fields {
+            if m.get(*f) == Some(&json!(0)) {
+                m.remove(*f);
+            }
+        }
+    }
+    v
+}
+
+/// Ensure a ControllerRevision `<name>-<hash>` exists for a StatefulSet/DaemonSet template.
+fn ensure_revision(inner: &mut Inner, owner: &Value, kind: &str, ns: &str, hash: &str) -> i64 {
+    let Some(cr_res) = inner.resource("apps", "v1", "controllerrevisions").cloned() else {
+        return 1;
+    };
+    let name = owner
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let uid = owner
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let owned: Vec<Value> = inner
+        .range(&cr_res.storage, Some(ns))
+        .map(|(_, v)| (**v).clone())
+        .filter(|r| ops::owner_uids(r).contains(&uid))
+        .collect();
+    let cr_name = format!("{name}-{hash}");
+    if let Some(r) = owned
+        .iter()
+        .find(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(cr_name.as_str()))
+    {
+        return int(r, "/revision", 1);
+    }
+    let revision = owned
+        .iter()
+        .map(|r| int(r, "/revision", 0))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut labels = owner
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
+    labels["controller-revision-hash"] = json!(hash);
+    let cr = json!({
+        "apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": {"name": cr_name, "namespace": ns, "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+        "data": {"spec": {"template": owner.pointer("/spec/template").cloned().unwrap_or(json!({}))}},
+        "revision": revision,
+    });
+    let _ = ops::create(inner, &cr_res, Some(ns), cr, &ctx());
+    revision
+}
+
+fn step_statefulset(
+    inner: &mut Inner,
+    res: &ResourceInfo,
+    key: &Key,
+    obj: &Value,
+    sim: &mut Sim,
+) -> bool {
+    let ns = key.1.clone();
+    let name = key.2.clone();
+    let r = int(obj, "/spec/replicas", 1);
+    let partition = int(obj, "/spec/updateStrategy/rollingUpdate/partition", 0).max(0);
+    let template = obj.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let hash = template_hash(&template);
+    let update_rev = format!("{name}-{hash}");
+    let mut status = obj.get("status").cloned().unwrap_or(json!({}));
+    let first = status.get("currentRevision").is_none();
+    if sim.hash != hash {
+        ensure_revision(inner, obj, "StatefulSet", &ns, &hash);
+        let pods = sim.created + sim.old;
+        let pods = if first && pods == 0 {
+            int(&status, "/replicas", 0)
+        } else {
+            pods
+        };
+        *sim = Sim {
+            hash: hash.clone(),
+            created: 0,
+            ready: 0,
+            old: pods,
+            last_progress: None,
+        };
+        if first {
+            // Initial rollout: every pod is created at the update revision.
+            sim.old = 0;
+            status["currentRevision"] = json!(update_rev);
+        }
+        status["updateRevision"] = json!(update_rev);
+    } else if outcome(obj) == Outcome::Success {
+        let target_updated = (r - partition).max(0);
+        let total = sim.created + sim.old;
+        let ready_total = sim.ready + sim.old;
+        if ready_total < total {
+            sim.ready += 1;
+        } else if total < r {
+            sim.created += 1;
+        } else if total > r {
+            if sim.old > 0 {
+                sim.old -= 1;
+            } else {
+                sim.created -= 1;
+                sim.ready = sim.ready.min(sim.created);
+            }
+        } else if sim.created < target_updated && sim.old > 0 {
+            // Replace one old pod (highest ordinal first): it goes down, comes back updated.
+            sim.old -= 1;
+            sim.created += 1;
+        } else if sim.old == 0 && status.get("currentRevision") != Some(&json!(update_rev)) {
+            status["currentRevision"] = json!(update_rev);
+        }
+    }
+    let current_is_update = status.get("currentRevision") == status.get("updateRevision");
+    let total = sim.created + sim.old;
+    let ready = sim.ready + sim.old;
+    status["observedGeneration"] = json!(int(obj, "/metadata/generation", 1));
+    status["replicas"] = json!(total);
+    status["readyReplicas"] = json!(ready);
+    status["availableReplicas"] = json!(ready);
+    status["updatedReplicas"] = json!(sim.created);
+    status["currentReplicas"] = json!(if current_is_update {
+        sim.created
+    } else {
+        sim.old
+    });
+    status["collisionCount"] = json!(0);
+    let status = strip_zeros(
+        status,
+        &[
+            "readyReplicas",
+            "availableReplicas",
+            "updatedReplicas",
+            "currentReplicas",
+        ],
+    );
+    let mut status = status;
+    if status.get("availableReplicas").is_none() {
+        status["availableReplicas"] = json!(0);
+    }
+    write_status(inner, res, key, status)
+}
+
+fn step_daemonset(
+    inner: &mut Inner,
+    res: &ResourceInfo,
+    key: &Key,
+    obj: &Value,
+    sim: &mut Sim,
+) -> bool {
+    let ns = key.1.clone();
+    let desired = annotation(obj, NODES_ANNOTATION)
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(1);
+    let template = obj.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let hash = template_hash(&template);
+    if sim.hash != hash {
+        ensure_revision(inner, obj, "DaemonSet", &ns, &hash);
+        let pods = sim.created + sim.old;
+        *sim = Sim {
+            hash,
+            created: 0,
+            ready: 0,
+            old: pods,
+            last_progress: None,
+        };
+    } else if outcome(obj) == Outcome::Success {
+        if sim.ready < sim.created {
+            sim.ready += 1;
+        } else if sim.created < desired {
+            // One node at a time: its old pod goes, the updated one comes.
+            sim.old = (sim.old - 1).max(0);
+            sim.created += 1;
+        } else if sim.old > 0 {
+            sim.old -= 1;
+        }
+    }
+    let scheduled = (sim.created + sim.old).min(desired);
+    let ready = (sim.ready + sim.old).min(desired);
+    let status = json!({
+        "observedGeneration": int(obj, "/metadata/generation", 1),
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": scheduled,
+        "numberMisscheduled": 0,
+        "numberReady": ready,
+        "updatedNumberScheduled": sim.created,
+        "numberAvailable": ready,
+        "numberUnavailable": (desired - ready).max(0),
+    });
+    let status = strip_zeros(
+        status,
+        &[
+            "updatedNumberScheduled",
+            "numberAvailable",
+            "numberUnavailable",
+        ],
+    );
+    write_status(inner, res, key, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("x"), None);
+    }
+
+    #[test]
+    fn template_hash_is_stable_and_sensitive() {
+        let a = json!({"spec": {"containers": [{"name": "a", "image": "1"}]}});
+        let b = json!({"spec": {"containers": [{"name": "a", "image": "2"}]}});
+        assert_eq!(template_hash(&a), template_hash(&a));
+        assert_ne!(template_hash(&a), template_hash(&b));
+        assert_eq!(template_hash(&a).len(), 10);
+    }
+}

@@ -312,7 +312,7 @@ fn create_with(
             name,
         });
     }
-    let warnings = admit::admit(inner, res, None, &mut obj, ctx)?;
+    let warnings = admit::admit(inner, res, None, &mut obj, ctx, false)?;
     patch::normalize_metadata(&mut obj);
     let entries = match apply_entries {
         Some(e) => e,
@@ -679,7 +679,14 @@ pub fn finish_update(
             ));
         }
     }
-    let warnings = admit::admit(inner, res, Some(&old), &mut new, ctx)?;
+    let warnings = admit::admit(
+        inner,
+        res,
+        Some(&old),
+        &mut new,
+        ctx,
+        subresource == Some("status"),
+    )?;
     patch::normalize_metadata(&mut new);
     if res.generation && generation_view(res, &old) != generation_view(res, &new) {
         let g = old_md
