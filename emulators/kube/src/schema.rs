@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-pub use self::gofmt::quote as go_quote;
+pub use self::gofmt::{float as go_float, quote as go_quote};
 
 /// Why a CRD's schema cannot be served; the server answers 422 on the CRD with [`SchemaError::cause`].
 #[derive(Debug, Clone, thiserror::Error)]
