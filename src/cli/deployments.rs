@@ -131,8 +131,9 @@ pub struct DeploymentsArgs {
     #[arg(long, global = true)]
     pub no_retry: bool,
 
+    /// Boxed: the subcommands' flags are many, and `Command` should stay small.
     #[command(subcommand)]
-    pub command: DeploymentsCommand,
+    pub command: Box<DeploymentsCommand>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -402,7 +403,7 @@ pub async fn run(args: DeploymentsArgs) -> Result<(), DeploymentsError> {
     let out = Printer {
         format: args.output,
     };
-    match &args.command {
+    match args.command.as_ref() {
         DeploymentsCommand::List(a) => {
             let query = ListDeployments {
                 order_by: a.order_by,
@@ -778,9 +779,20 @@ mod tests {
         Wrapper::try_parse_from(full).unwrap().args
     }
 
+    type Env = &'static [(&'static str, &'static str)];
+    /// (name, argv, env, want url, want kind, want project)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        Env,
+        &'static str,
+        TokenKind,
+        ProjectId,
+    );
+
     #[test]
     fn connection_resolution_order() {
-        let env_of = |pairs: &'static [(&'static str, &'static str)]| {
+        let env_of = |pairs: Env| {
             move |k: &str| {
                 pairs
                     .iter()
@@ -788,15 +800,7 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
-        // (name, argv, env, want url, want kind, want project)
-        let cases: &[(
-            &str,
-            &[&str],
-            &'static [(&'static str, &'static str)],
-            &str,
-            TokenKind,
-            ProjectId,
-        )] = &[
+        let cases: &[Case] = &[
             (
                 "env private",
                 &["list"],
@@ -893,7 +897,7 @@ mod tests {
             "2024-05-01",
             "--all",
         ]);
-        match args.command {
+        match *args.command {
             DeploymentsCommand::List(l) => {
                 assert_eq!(l.status, Some(DeploymentStatus::Success));
                 assert_eq!(l.order_by, Some(DeploymentOrderBy::FinishedAt));
@@ -918,7 +922,7 @@ mod tests {
             "running",
         ]);
         assert!(matches!(
-            args.command,
+            *args.command,
             DeploymentsCommand::Create(CreateArgs {
                 tag: true,
                 status: WriteStatus::Running,

@@ -76,8 +76,9 @@ pub enum Error {
     },
 
     #[error(
-        "{ctx}: GitLab cannot change the deployment's status via \"{event}\" from its current \
-         status (re-sending the current status is refused too); read the deployment to see its status"
+        "{ctx}: GitLab refused the status change (status: cannot transition via \"{event}\"): \
+         the deployment's current status does not allow it, and re-sending the current status is \
+         refused too; read the deployment to see its status"
     )]
     InvalidTransition { ctx: RequestContext, event: String },
 

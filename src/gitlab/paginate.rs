@@ -100,9 +100,11 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    type Headers = &'static [(&'static str, &'static str)];
+
     #[test]
     fn next_page_table() {
-        let cases: &[(&str, &[(&str, &str)], Option<u32>)] = &[
+        let cases: &[(&str, Headers, Option<u32>)] = &[
             ("x-next-page", &[("x-next-page", "3")], Some(3)),
             ("last page", &[("x-next-page", "")], None),
             (

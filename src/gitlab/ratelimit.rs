@@ -121,12 +121,14 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    type Headers = &'static [(&'static str, &'static str)];
+
     #[test]
     fn retry_after_table() {
         // 2015-10-21T07:28:00Z
         let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
         let s = Duration::from_secs;
-        let cases: &[(&str, &[(&str, &str)], Duration)] = &[
+        let cases: &[(&str, Headers, Duration)] = &[
             ("seconds", &[("retry-after", "17")], s(17)),
             (
                 "seconds wins",

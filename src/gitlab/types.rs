@@ -34,10 +34,10 @@ impl ProjectId {
         if trimmed.is_empty() {
             return None;
         }
-        if trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(id) = trimmed.parse::<u64>() {
-                return Some(ProjectId::Id(id));
-            }
+        if trimmed.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = trimmed.parse::<u64>()
+        {
+            return Some(ProjectId::Id(id));
         }
         Some(ProjectId::Path(trimmed.to_owned()))
     }
