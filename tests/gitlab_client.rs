@@ -665,11 +665,11 @@ async fn malformed_body_and_timeout() {
 
     // With retries, a slow first answer is retried and the call succeeds.
     let patient = GitlabClient::builder(w.gl.base_url(), Token::private(SECRET))
-        .timeout(Duration::from_millis(500))
+        .timeout(Duration::from_millis(1500))
         .retry(quick_retry())
         .build()
         .unwrap();
-    h.inject_fault(Fault::delay(Duration::from_secs(3)).on(EmuEndpoint::GetDeployment));
+    h.inject_fault(Fault::delay(Duration::from_secs(5)).on(EmuEndpoint::GetDeployment));
     patient.get_deployment(&w.pid, d.id).await.unwrap();
 
     // Nothing listens: a transport error, not a panic.
@@ -753,15 +753,30 @@ async fn rate_limit_pause_is_shared_and_respected() {
     }
     assert_eq!(err.kind(), ErrorKind::RateLimited);
     assert!(w.client.paused_until().is_some());
+
+    // A caller unwilling to wait (no retries) fails fast during a long pause, sending nothing.
+    let hasty = GitlabClient::builder(w.gl.base_url(), Token::private(SECRET))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    h.inject_fault(Fault::rate_limited(30).on(EmuEndpoint::GetDeployment));
+    let err = hasty.get_deployment(&w.pid, d.id).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    h.clear_requests();
+    let err = hasty.get_deployment(&w.pid, d.id).await.unwrap_err();
+    assert_eq!(err.category(), "RateLimited");
+    assert!(err.retry_after().unwrap() > Duration::from_secs(25));
+    assert!(h.requests().is_empty(), "nothing is sent during the pause");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_throttle_and_client_token_bucket() {
     let w = world();
     let h = w.gl.handle();
-    // GitLab's own throttle (Rack::Attack-style): 3 requests per 2 s window.
+    // GitLab's own throttle (Rack::Attack-style): 3 requests per 2 s window; 8 concurrent
+    // calls overflow it even if they straddle a window boundary.
     h.set_rate_limit(Some(gitlab_emulator::RateLimit::new(3, 2)));
-    let results: Vec<_> = futures::future::join_all((0..5).map(|_| {
+    let results: Vec<_> = futures::future::join_all((0..8).map(|_| {
         let c = w.client.clone();
         let pid = w.pid.clone();
         async move {

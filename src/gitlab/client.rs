@@ -229,6 +229,20 @@ impl GitlabClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // A pause longer than the caller is willing to wait fails fast, without a request:
+            // the operator requeues for the pause deadline instead of holding a reconcile.
+            if let Some(until) = self.inner.throttle.paused_until() {
+                let remaining = until.saturating_duration_since(Instant::now());
+                if remaining > policy.max_rate_limit_wait {
+                    return (
+                        Err(Error::RateLimited {
+                            ctx: call.ctx.clone(),
+                            retry_after: remaining,
+                        }),
+                        attempt - 1,
+                    );
+                }
+            }
             self.inner.throttle.ready().await;
             let err = match self.send_once(call).await {
                 Ok(answer) => return (Ok(answer), attempt),
@@ -427,6 +441,39 @@ mod tests {
                 assert!(!e.to_string().contains("SECRET"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn builder_rejects_bad_settings_without_leaking_the_token() {
+        let token = || Token::private("glpat-SECRET");
+        let cases: [(&str, GitlabClientBuilder); 4] = [
+            (
+                "garbage CA",
+                GitlabClient::builder("https://h", token()).ca_bundle_pem("not pem"),
+            ),
+            (
+                "empty token",
+                GitlabClient::builder("https://h", Token::private(" ")),
+            ),
+            (
+                "zero timeout",
+                GitlabClient::builder("https://h", token()).timeout(Duration::ZERO),
+            ),
+            (
+                "bad url",
+                GitlabClient::builder("gitlab.example.com", token()),
+            ),
+        ];
+        for (name, builder) in cases {
+            let err = builder.build().unwrap_err();
+            assert_eq!(err.category(), "ConfigError", "case {name}");
+            assert!(!format!("{err} {err:?}").contains("SECRET"), "case {name}");
+        }
+        let ok = GitlabClient::builder("https://gitlab.example.com/", token())
+            .build()
+            .unwrap();
+        assert_eq!(ok.api_url().as_str(), "https://gitlab.example.com/api/v4/");
+        assert!(!format!("{ok:?}").contains("SECRET"));
     }
 
     #[test]

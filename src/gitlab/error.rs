@@ -232,6 +232,14 @@ impl Error {
         )
     }
 
+    /// How long to wait before calling this connection again, for `RateLimited`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// GitLab's own message, for the CLI and for status conditions.
     pub fn gitlab_message(&self) -> Option<&str> {
         match self {

@@ -16,9 +16,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// No retry starts after this much time since the first attempt.
     pub max_elapsed: Duration,
-    /// An idempotent call waits out a 429 pause up to this long and then retries; a longer
-    /// pause is returned to the caller as `RateLimited` (the operator requeues instead of
-    /// holding a reconcile).
+    /// Longest 429 pause a call waits out: an idempotent call retries after a pause up to
+    /// this long, and any call made while a longer pause is active fails fast with
+    /// `RateLimited` without sending (the operator requeues instead of holding a reconcile).
     pub max_rate_limit_wait: Duration,
 }
 
