@@ -473,7 +473,10 @@ fn list_deployments(
     let updated_before = v.optional_datetime("updated_before");
     let finished_after = v.optional_datetime("finished_after");
     let finished_before = v.optional_datetime("finished_before");
-    let environment = v.optional_string("environment");
+    // The finder filters only on a present (non-blank) environment name.
+    let environment = v
+        .optional_string("environment")
+        .filter(|e| !e.trim().is_empty());
     let all: Vec<&str> = DeploymentStatus::ALL.iter().map(|s| s.as_str()).collect();
     let status = v.string_in("status", false, &all);
     v.finish().map_err(ApiError::Params)?;

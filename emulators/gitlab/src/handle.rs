@@ -813,6 +813,12 @@ impl EmulatorHandle {
     }
 
     pub(crate) fn record(&self, rec: RequestRecord) {
+        tracing::debug!(
+            method = %rec.method,
+            endpoint = rec.endpoint,
+            status = rec.status,
+            "gitlab emulator request"
+        );
         let mut g = self.lock();
         let key = CounterKey {
             endpoint: rec.endpoint.clone(),

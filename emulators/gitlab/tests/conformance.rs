@@ -1300,7 +1300,7 @@ async fn dropped_connection_gives_no_response() {
         .send()
         .await;
     match res {
-        Err(_) => {}
+        Err(e) => eprintln!("dropped connection seen as: {e:?}"),
         Ok(r) => assert!(
             r.text().await.is_err(),
             "a dropped connection must not yield a full response"
@@ -1417,4 +1417,83 @@ async fn demo_seed_waits_for_approval_then_approves() {
     .json();
     assert_eq!(mrs[0]["iid"].as_u64(), Some(demo.merged_mr_iid));
     gl.shutdown();
+}
+
+#[tokio::test]
+async fn s2_visibility_groups_and_job_token_allowlist() {
+    let f = fx();
+    let path = f.deployments();
+    // Visible (public/internal) project without a role: 403, not 404.
+    f.h.set_visibility(f.p.id, Visibility::Public);
+    f.call("GET", &path, Some(&f.outsider), None)
+        .await
+        .assert(403, FORBIDDEN);
+    f.h.set_visibility(f.p.id, Visibility::Internal);
+    f.call("GET", &path, Some(&f.outsider), None)
+        .await
+        .assert(403, FORBIDDEN);
+    // Membership inherited from the namespace group (and its ancestors).
+    let parent = f.h.add_group("org", "org", None);
+    let uid = f.h.user_id("outsider").unwrap();
+    f.h.add_group_member(parent, uid, Role::Reporter);
+    let child = f.h.add_group("org/team", "team", Some(parent));
+    let mut spec = ProjectSpec::new("org/team/svc");
+    spec.group_id = Some(child);
+    let svc = f.h.add_project(spec);
+    let r = f
+        .call(
+            "GET",
+            "/projects/org%2Fteam%2Fsvc/deployments",
+            Some(&f.outsider),
+            None,
+        )
+        .await;
+    r.assert(200, "[]");
+    // A job token of another project works once that project is allowlisted.
+    let dev = f.h.user_id("dev").unwrap();
+    f.h.add_member(svc, dev, Role::Developer);
+    f.h.add_job_token("job-svc", f.p.id, dev);
+    let url = format!("/projects/{svc}/deployments");
+    let j = f.client.get(f.url(&url)).header("JOB-TOKEN", "job-svc");
+    send(j).await.assert(404, PROJECT_NOT_FOUND);
+    f.h.set_job_token_allowlist(svc, &[f.p.id]);
+    let j = f.client.get(f.url(&url)).header("JOB-TOKEN", "job-svc");
+    send(j).await.assert(200, "[]");
+    // A job token is not a PRIVATE-TOKEN.
+    f.call("GET", &url, Some("job-svc"), None)
+        .await
+        .assert(401, UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn s3_6_merge_requests_pagination_and_sort() {
+    let f = fx();
+    let author = f.p.maintainer_id;
+    for i in 0..3 {
+        f.h.advance_clock(chrono::Duration::seconds(1));
+        let title = format!("MR {i}");
+        f.h.add_merge_request(
+            f.p.id,
+            MergeRequestSpec::merged(&title, author, "main", &f.p.shas[i]),
+        );
+    }
+    let d = f.create("production", f.p.head(), "success").await;
+    let p = format!("{}/{d}/merge_requests", f.deployments());
+    let titles = |v: Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["title"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Default: created_at desc.
+    assert_eq!(titles(f.get(&p).await.json()), vec!["MR 2", "MR 1", "MR 0"]);
+    assert_eq!(
+        titles(f.get(&format!("{p}?sort=asc")).await.json()),
+        vec!["MR 0", "MR 1", "MR 2"]
+    );
+    let r = f.get(&format!("{p}?per_page=2&page=2")).await;
+    assert_eq!(titles(r.json()), vec!["MR 0"]);
+    assert_eq!(r.header("x-total-pages").unwrap(), "2");
+    assert!(r.header("link").unwrap().contains("deployment_id="));
 }
