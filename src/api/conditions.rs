@@ -156,7 +156,14 @@ mod tests {
         let ready = |status: &str, reason: &str, msg: &str, g: i64, t: &str| {
             cond(READY, status, reason, msg, g, t)
         };
-        let cases: Vec<(&str, Vec<Condition>, NewCondition, i64, Vec<Condition>)> = vec![
+        type Case = (
+            &'static str,
+            Vec<Condition>,
+            NewCondition,
+            i64,
+            Vec<Condition>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "new condition gets whole-second time and generation",
                 vec![],

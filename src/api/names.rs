@@ -51,6 +51,15 @@ pub mod reason {
     pub const REVISION_UNKNOWN: &str = "RevisionUnknown";
     pub const TOKEN_SECRET_MISSING: &str = "TokenSecretMissing";
     pub const CONNECTION_MISSING: &str = "ConnectionMissing";
+    pub const CONNECTION_INVALID: &str = "ConnectionInvalid";
+    pub const TARGET_KIND_NOT_SERVED: &str = "TargetKindNotServed";
+    pub const DEPLOYMENT_SUCCEEDED: &str = "DeploymentSucceeded";
+    pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
+    pub const DEPLOYMENT_CANCELED: &str = "DeploymentCanceled";
+    pub const DEPLOYMENT_ADOPTED: &str = "DeploymentAdopted";
+    pub const DEPLOYMENT_DELETED: &str = "DeploymentDeleted";
+    pub const APPROVED: &str = "Approved";
+    pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";
     pub const HOST_NOT_ALLOWED: &str = "HostNotAllowed";
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const INVALID_SPEC: &str = "InvalidSpec";

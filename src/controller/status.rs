@@ -638,3 +638,6 @@ fn derive_phase(status: &GitlabDeploymentStatus, obs: &Observation<'_>) -> Phase
         _ => Phase::Pending,
     }
 }
+
+#[cfg(test)]
+mod tests;
