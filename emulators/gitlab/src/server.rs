@@ -53,6 +53,19 @@ impl GitlabEmulator {
         Ok(gl)
     }
 
+    /// The demo seed with chosen tokens on an already bound listener (e.g. a fixed port for
+    /// a sandbox that prints its URL).
+    pub fn start_demo_with(
+        std_listener: std::net::TcpListener,
+        root_token: &str,
+        approver_token: &str,
+    ) -> io::Result<GitlabEmulator> {
+        let mut gl = Self::start_on(std_listener)?;
+        let facts = seed_demo(&gl.handle, root_token, approver_token);
+        gl.demo = Some(facts);
+        Ok(gl)
+    }
+
     /// Serves on an already bound listener.
     pub fn start_on(std_listener: std::net::TcpListener) -> io::Result<GitlabEmulator> {
         std_listener.set_nonblocking(true)?;
