@@ -815,3 +815,120 @@ async fn emulator_throttle_and_client_token_bucket() {
     );
     assert_eq!(metrics.request_count(Endpoint::ListDeployments, "200"), 6);
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS: verified by default, an extra CA bundle makes a private CA trusted.
+// ---------------------------------------------------------------------------------------------
+
+/// Test-only CA and a leaf for 127.0.0.1/localhost signed by it (valid 2020–2120), made with
+/// `openssl ca`. The key protects nothing.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjjCCATSgAwIBAgICEAAwCgYIKoZIzj0EAwIwLTErMCkGA1UEAwwiZ2l0bGFi
+LWRlcGxveW1lbnQtb3BlcmF0b3IgdGVzdCBDQTAgFw0yMDAxMDEwMDAwMDBaGA8y
+MTIwMDEwMTAwMDAwMFowLTErMCkGA1UEAwwiZ2l0bGFiLWRlcGxveW1lbnQtb3Bl
+cmF0b3IgdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABPaCOFVn+Ghz
++vV5lTquspx+/zFin4TbnydChVypH18ZWm63r3jqzoezduW8CdZ1pznvT53FshsJ
+rVmZfEtLIsyjQjBAMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMB0G
+A1UdDgQWBBQ33Ht5cFumEGK0Xe6HHEN33MAAajAKBggqhkjOPQQDAgNIADBFAiAt
+gBaDrXlT31gDgaCceJRHubPo10MY/H17Kgs98qyRhAIhAOw5Kr1JFp7z4qqvdlTI
+JwpoGN3LsuyWxRUhnS/ANBHq
+-----END CERTIFICATE-----\n";
+const TEST_LEAF_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBwzCCAWmgAwIBAgICEAEwCgYIKoZIzj0EAwIwLTErMCkGA1UEAwwiZ2l0bGFi
+LWRlcGxveW1lbnQtb3BlcmF0b3IgdGVzdCBDQTAgFw0yMDAxMDEwMDAwMDBaGA8y
+MTIwMDEwMTAwMDAwMFowFDESMBAGA1UEAwwJbG9jYWxob3N0MFkwEwYHKoZIzj0C
+AQYIKoZIzj0DAQcDQgAELgvia3JZvjYyY6QututlaXTBU/3EOPtYpa2wvM+pKO22
+Olt4doYEAQoLYvLb6aWsX5sTQbxr2axVVW5wu1F8JaOBjzCBjDAaBgNVHREEEzAR
+hwR/AAABgglsb2NhbGhvc3QwCQYDVR0TBAIwADAOBgNVHQ8BAf8EBAMCB4AwEwYD
+VR0lBAwwCgYIKwYBBQUHAwEwHwYDVR0jBBgwFoAUN9x7eXBbphBitF3uhxxDd9zA
+AGowHQYDVR0OBBYEFDmYCvsUVmruAXRCKRCxJyJPkfdKMAoGCCqGSM49BAMCA0gA
+MEUCIAbTsPKNC2lgTHpqeuQVvPRm6IycN//ivjb6JFJpQ6M7AiEArD7qdjCpaXGI
+RfYN+HIkQwd0JE6bLFVM192aX0E1uqI=
+-----END CERTIFICATE-----\n";
+const TEST_LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsclQ4pj1nuorNJWV
+XichX1Opg8Q8SuGtx997Y+a11KWhRANCAAQuC+Jrclm+NjJjpC6262VpdMFT/cQ4
++1ilrbC8z6ko7bY6W3h2hgQBCgti8tvppaxfmxNBvGvZrFVVbnC7UXwl
+-----END PRIVATE KEY-----\n";
+
+/// A one-purpose HTTPS server: answers every request with one deployment as JSON. Blocking
+/// rustls on a thread, so the test needs no TLS crate beyond the client's own.
+fn start_tls_server() -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+
+    let certs = vec![CertificateDer::from_pem_slice(TEST_LEAF_PEM.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(TEST_LEAF_KEY.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return, // e.g. the client refused our certificate
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"id":7,"iid":1,"ref":"main","sha":"abc","created_at":"2024-05-02T10:15:30.123Z","updated_at":"2024-05-02T12:15:30.123+02:00","user":null,"environment":{"id":1,"name":"production","slug":"production","external_url":null,"created_at":"2024-05-02T10:15:30.050Z","updated_at":"2024-05-02T10:15:30.050Z"},"deployable":null,"status":"success"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes());
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_and_extra_ca_is_trusted() {
+    let port = start_tls_server();
+    let url = format!("https://127.0.0.1:{port}");
+    let pid = ProjectId::Id(1);
+
+    let trusting = GitlabClient::builder(&url, Token::private(SECRET))
+        .ca_bundle_pem(TEST_CA_PEM)
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let d = trusting.get_deployment(&pid, 7).await.unwrap();
+    assert_eq!((d.id, d.status), (7, DeploymentStatus::Success));
+    assert_eq!(
+        d.updated_at, d.created_at,
+        "12:15:30+02:00 is the same instant as 10:15:30Z"
+    );
+
+    // Without the CA the private certificate is refused: TLS is never unverified.
+    let default = GitlabClient::builder(&url, Token::private(SECRET))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = default.get_deployment(&pid, 7).await.unwrap_err();
+    assert_eq!(err.category(), "TransportError", "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
