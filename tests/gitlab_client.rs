@@ -317,6 +317,19 @@ async fn pagination_walks_every_page() {
         .unwrap();
     assert_eq!((last.items.len(), last.next_page), (3, None));
 
+    // A full walk without a page size asks for GitLab's maximum: one call here.
+    h.clear_requests();
+    let all: Vec<_> = w
+        .client
+        .list_deployments(&w.pid, &ListDeployments::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 23);
+    let log = h.requests();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].path.contains("per_page=100"), "{}", log[0].path);
+
     // Filters reach GitLab: an unknown environment is an empty list, not an error.
     let none: Vec<_> = w
         .client

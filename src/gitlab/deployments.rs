@@ -11,6 +11,9 @@ use super::types::{
     WriteStatus,
 };
 
+/// GitLab's largest page; full walks use it unless the caller chose a size.
+const MAX_PER_PAGE: u32 = 100;
+
 fn deployments_path(project: &ProjectId) -> String {
     format!("projects/{}/deployments", project.url_segment())
 }
@@ -42,13 +45,16 @@ impl GitlabClient {
         }
     }
 
-    /// `GET /projects/:id/deployments`: every matching deployment, all pages, lazily.
+    /// `GET /projects/:id/deployments`: every matching deployment, all pages, lazily. Without
+    /// an explicit `per_page` it asks for GitLab's maximum (100) to spend fewer calls.
     pub fn list_deployments(
         &self,
         project: &ProjectId,
         query: &ListDeployments,
     ) -> impl Stream<Item = Result<Deployment, Error>> + Send + 'static {
-        self.paginate(self.list_call(project, query), 1)
+        let mut query = query.clone();
+        query.per_page = query.per_page.or(Some(MAX_PER_PAGE));
+        self.paginate(self.list_call(project, &query), 1)
     }
 
     /// `GET /projects/:id/deployments`: one page (1-based) with GitLab's pagination headers.
@@ -156,15 +162,17 @@ impl GitlabClient {
         }
     }
 
-    /// `GET /projects/:id/deployments/:deployment_id/merge_requests`: all pages, lazily. GitLab
-    /// does not look the deployment up: an unknown id yields an empty list.
+    /// `GET /projects/:id/deployments/:deployment_id/merge_requests`: all pages, lazily (100 per
+    /// page unless set). GitLab does not look the deployment up: an unknown id yields `[]`.
     pub fn list_merge_requests(
         &self,
         project: &ProjectId,
         id: u64,
         query: &ListMergeRequests,
     ) -> impl Stream<Item = Result<MergeRequest, Error>> + Send + 'static {
-        self.paginate(self.merge_requests_call(project, id, query), 1)
+        let mut query = query.clone();
+        query.per_page = query.per_page.or(Some(MAX_PER_PAGE));
+        self.paginate(self.merge_requests_call(project, id, &query), 1)
     }
 
     /// One page of the merge requests shipped by a deployment.
