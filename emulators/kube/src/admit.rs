@@ -94,14 +94,14 @@ pub fn admit(
             if let Some(Value::Object(sd)) =
                 obj.as_object_mut().and_then(|m| m.remove("stringData"))
             {
-                use base64_lite::encode;
+                use crate::b64::encode;
                 for (k, v) in sd {
                     obj["data"][k] = json!(encode(v.as_str().unwrap_or("").as_bytes()));
                 }
             }
             if let Some(Value::Object(d)) = obj.get("data") {
                 for (k, v) in d {
-                    if !v.as_str().is_some_and(base64_lite::valid) {
+                    if !v.as_str().is_some_and(crate::b64::valid) {
                         return Err(invalid(
                             &format!("data[{k}]"),
                             "Invalid value: \"<secret contents redacted>\": illegal base64 data"
@@ -823,45 +823,5 @@ fn finish_terminating(inner: &mut Inner, storage: &str, obj: &Value, changed: &m
     } else if n != *obj {
         inner.put(key, n, EventType::Modified);
         *changed = true;
-    }
-}
-
-/// Minimal base64 (standard alphabet, padded): Secret `stringData` → `data`.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(input: &[u8]) -> String {
-        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub fn valid(s: &str) -> bool {
-        let s = s.trim_end_matches('=');
-        s.bytes().all(|c| ALPHABET.contains(&c))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn encodes() {
-            assert_eq!(super::encode(b"hello"), "aGVsbG8=");
-            assert_eq!(super::encode(b"hi"), "aGk=");
-            assert_eq!(super::encode(b"abc"), "YWJj");
-        }
     }
 }

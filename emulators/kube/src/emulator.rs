@@ -20,6 +20,8 @@ pub const DEFAULT_TOKEN: &str = "emulator-token";
 pub struct KubeEmulatorOptions {
     pub settings: Settings,
     pub port: u16,
+    /// Serve HTTPS with the built-in test CA (needed for kubectl to send the token).
+    pub tls: bool,
 }
 
 impl Default for KubeEmulatorOptions {
@@ -30,6 +32,7 @@ impl Default for KubeEmulatorOptions {
                 ..Settings::default()
             },
             port: 0,
+            tls: false,
         }
     }
 }
@@ -41,6 +44,16 @@ impl KubeEmulatorOptions {
     }
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.settings.state_file = Some(path.into());
+        self
+    }
+    /// HTTPS with the built-in test CA: kubectl sends bearer tokens only over TLS.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+    /// No bearer token required.
+    pub fn no_auth(mut self) -> Self {
+        self.settings.token = None;
         self
     }
     pub fn port(mut self, port: u16) -> Self {
@@ -68,6 +81,7 @@ impl KubeEmulatorOptions {
 /// A running emulator. Dropping it stops serving.
 pub struct KubeEmulator {
     addr: SocketAddr,
+    scheme: &'static str,
     state: AppState,
     dir: PathBuf,
     kubeconfig: PathBuf,
@@ -79,15 +93,19 @@ pub struct KubeEmulator {
 pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
     let user = match token {
         Some(t) => format!("    token: {t}\n"),
-        None => "    {}\n".to_string(),
+        None => String::from("    username: emulator\n"),
     };
-    let user = if token.is_some() {
-        user
+    // An https URL gets the built-in test CA so clients verify the server.
+    let ca = if url.starts_with("https://") {
+        format!(
+            "    certificate-authority-data: {}\n",
+            crate::b64::encode(crate::tls::CA_PEM.as_bytes())
+        )
     } else {
-        String::from("    username: emulator\n")
+        String::new()
     };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {url}\nusers:\n- name: emulator\n  user:\n{user}contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {url}\n{ca}users:\n- name: emulator\n  user:\n{user}contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\npreferences: {{}}\n"
     )
 }
 
@@ -109,16 +127,21 @@ impl KubeEmulator {
             crate::persist::load(&state, path)?;
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        let tasks = spawn_all(listener, addr, state.clone(), stopping.clone());
+        let tasks = spawn_all(listener, addr, state.clone(), stopping.clone(), opts.tls)?;
         let dir = std::env::temp_dir().join(format!("kube-emulator-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join("kubeconfig");
+        let scheme = if opts.tls { "https" } else { "http" };
         std::fs::write(
             &kubeconfig,
-            kubeconfig_yaml(&format!("http://{addr}"), opts.settings.token.as_deref()),
+            kubeconfig_yaml(
+                &format!("{scheme}://{addr}"),
+                opts.settings.token.as_deref(),
+            ),
         )?;
         Ok(Self {
             addr,
+            scheme,
             state,
             dir,
             kubeconfig,
@@ -128,7 +151,7 @@ impl KubeEmulator {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -196,7 +219,13 @@ pub fn spawn_all(
     addr: SocketAddr,
     state: AppState,
     stopping: Arc<AtomicBool>,
-) -> Vec<JoinHandle<()>> {
+    tls: bool,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let acceptor = if tls {
+        Some(crate::tls::acceptor()?)
+    } else {
+        None
+    };
     let mut tasks = Vec::new();
     let s = state.clone();
     tasks.push(tokio::spawn(async move {
@@ -214,9 +243,17 @@ pub fn spawn_all(
             };
             let hooks = s.hooks().clone();
             let app = server::router(s.clone());
-            let r = axum::serve(l, app)
-                .with_graceful_shutdown(async move { hooks.wait_restart().await })
-                .await;
+            let stop = async move { hooks.wait_restart().await };
+            let r = match &acceptor {
+                Some(a) => {
+                    let l = crate::tls::TlsListener {
+                        tcp: l,
+                        acceptor: a.clone(),
+                    };
+                    axum::serve(l, app).with_graceful_shutdown(stop).await
+                }
+                None => axum::serve(l, app).with_graceful_shutdown(stop).await,
+            };
             if let Err(e) = r {
                 tracing::error!(%e, "server stopped");
                 return;
@@ -247,5 +284,5 @@ pub fn spawn_all(
     if state.settings().state_file.is_some() {
         tasks.push(tokio::spawn(crate::persist::run(state.clone())));
     }
-    tasks
+    Ok(tasks)
 }

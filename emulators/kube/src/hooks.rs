@@ -40,7 +40,6 @@ struct HookState {
     rollouts_paused: AtomicBool,
     advance_steps: AtomicU64,
     drop_generation: AtomicU64,
-    restarts: AtomicU64,
     bookmarks_disabled: AtomicBool,
     wake: tokio::sync::Notify,
     drop_tx: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
@@ -140,13 +139,8 @@ impl Hooks {
 
     /// "Restart": drop every connection and watch, keep the store.
     pub fn restart(&self) {
-        self.0.restarts.fetch_add(1, Ordering::SeqCst);
         self.drop_watches();
         self.0.wake.notify_waiters();
-    }
-
-    pub(crate) fn restarts(&self) -> u64 {
-        self.0.restarts.load(Ordering::SeqCst)
     }
 
     pub(crate) async fn wait_restart(&self) {

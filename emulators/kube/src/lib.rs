@@ -11,6 +11,7 @@ pub mod table;
 mod admin;
 mod admit;
 pub mod apps;
+mod b64;
 mod bootstrap;
 mod crdval;
 mod discovery;
@@ -28,6 +29,7 @@ pub mod selectors;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 mod views;
 mod watch;
 

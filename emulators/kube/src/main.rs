@@ -24,6 +24,9 @@ struct Args {
     /// Persist the store to this file (loaded at start).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Serve plain HTTP (kubectl then sends no token: combine with `--token ""`).
+    #[arg(long)]
+    plain_http: bool,
     /// Default rollout step of the apps simulator, in milliseconds.
     #[arg(long, default_value_t = 200)]
     rollout_step_ms: u64,
@@ -58,7 +61,10 @@ async fn run(args: Args) -> std::io::Result<()> {
     if let Some(p) = &args.state {
         kube_emulator::state::load_state(&state, p)?;
     }
-    let url = format!("http://{addr}");
+    let url = format!(
+        "{}://{addr}",
+        if args.plain_http { "http" } else { "https" }
+    );
     std::fs::write(
         &args.kubeconfig,
         kubeconfig_yaml(
@@ -75,7 +81,13 @@ async fn run(args: Args) -> std::io::Result<()> {
     println!("  export KUBECONFIG={}", args.kubeconfig.display());
     println!("admin hooks under {url}/__emulator/ (same bearer token)");
     let stopping = Arc::new(AtomicBool::new(false));
-    let tasks = kube_emulator::spawn_all(listener, addr, state.clone(), stopping.clone());
+    let tasks = kube_emulator::spawn_all(
+        listener,
+        addr,
+        state.clone(),
+        stopping.clone(),
+        !args.plain_http,
+    )?;
     let _ = tokio::signal::ctrl_c().await;
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in tasks {

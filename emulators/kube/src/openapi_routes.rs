@@ -22,6 +22,25 @@ pub fn handle(state: &AppState, rest: &[&str], _query: &HashMap<String, String>)
     };
     match rest {
         ["v3"] => {
+            let gvs: Vec<crate::openapi::GroupVersionInfo> = {
+                let mut seen = Vec::new();
+                for r in &resources {
+                    if !seen.iter().any(|g: &crate::openapi::GroupVersionInfo| {
+                        g.group == r.group && g.version == r.version
+                    }) {
+                        seen.push(crate::openapi::GroupVersionInfo {
+                            group: r.group.clone(),
+                            version: r.version.clone(),
+                            hash: format!("{generation:016X}"),
+                        });
+                    }
+                }
+                seen
+            };
+            let root = crate::openapi::v3_root(&gvs);
+            if !root.is_null() {
+                return json_ok(&root);
+            }
             let mut paths = Map::new();
             for r in &resources {
                 let p = gv_path(&r.group, &r.version);
@@ -40,6 +59,29 @@ pub fn handle(state: &AppState, rest: &[&str], _query: &HashMap<String, String>)
                 .collect();
             if rs.is_empty() {
                 return (StatusCode::NOT_FOUND, "404 page not found").into_response();
+            }
+            let docs: Vec<crate::openapi::ResourceDoc> = rs
+                .iter()
+                .map(|r| crate::openapi::ResourceDoc {
+                    kind: r.kind.clone(),
+                    plural: r.plural.clone(),
+                    namespaced: r.namespaced,
+                    status: r.status,
+                    scale: r.scale.is_some(),
+                })
+                .collect();
+            let crds: Vec<crate::openapi::CrdSchema> = rs
+                .iter()
+                .filter_map(|r| {
+                    Some(crate::openapi::CrdSchema {
+                        kind: r.kind.clone(),
+                        open_api_v3_schema: r.crd.as_ref()?.schema.clone()?,
+                    })
+                })
+                .collect();
+            let doc = crate::openapi::v3_group_version(&rs[0].group, &rs[0].version, &docs, &crds);
+            if !doc.is_null() {
+                return json_ok(&doc);
             }
             let mut paths = Map::new();
             let mut schemas = Map::new();

@@ -22,7 +22,8 @@ impl IncludeObject {
     }
 }
 
-/// A `meta.k8s.io/v1` Table of `rows` for `res`.
+/// A `meta.k8s.io/v1` Table of `rows` for `res`: CRD printer columns, the built-in
+/// printers of the `table` module, or NAME + AGE.
 pub fn table(
     res: &ResourceInfo,
     rows: &[Value],
@@ -30,7 +31,24 @@ pub fn table(
     rv: Option<String>,
 ) -> Value {
     let now = chrono::Utc::now();
-    let mut t = render(res, rows, include, now);
+    let inc = match include {
+        IncludeObject::None => crate::table::IncludeObject::None,
+        IncludeObject::Metadata => crate::table::IncludeObject::Metadata,
+        IncludeObject::Object => crate::table::IncludeObject::Object,
+    };
+    let mut t = match &res.crd {
+        Some(c) => crate::table::render(
+            &crate::table::PrinterColumn::list_from(&c.printer_columns),
+            rows,
+            inc,
+            now,
+        ),
+        None => crate::table::builtin_table(&res.plural, rows, inc, now)
+            .unwrap_or_else(|| render(res, rows, include, now)),
+    };
+    if t.get("kind").is_none() {
+        t = render(res, rows, include, now);
+    }
     if let Some(rv) = rv {
         t["metadata"] = json!({"resourceVersion": rv});
     }

@@ -877,7 +877,10 @@ fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
         return json!({});
     };
     let md = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let mut selector = json_path_get(obj, sp.label_selector.as_deref().unwrap_or(""))
+    let mut selector = sp
+        .label_selector
+        .as_deref()
+        .and_then(|p| json_path_get(obj, p))
         .cloned()
         .unwrap_or(Value::Null);
     if !res.is_crd() {
