@@ -6,7 +6,8 @@
 //! target watchers only look it up. A relist (`Init` … `InitDone`) rebuilds the index from
 //! scratch, so an owner deleted while the watch was down does not linger.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 
 /// The API kind of a target, as written in `spec.target` (`apps/v1`, `Deployment`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,28 +36,28 @@ pub enum IndexChange {
 }
 
 /// Index from target to owners, and owner to target. `O` is the owner's key (an
-/// `ObjectRef<GitlabDeployment>` in the operator; anything ordered in tests).
+/// `ObjectRef<GitlabDeployment>` in the operator; anything hashable in tests).
 #[derive(Debug)]
-pub struct TargetIndex<O: Ord + Clone> {
-    by_target: BTreeMap<TargetKey, BTreeSet<O>>,
-    by_owner: BTreeMap<O, TargetKey>,
+pub struct TargetIndex<O: Eq + Hash + Clone> {
+    by_target: BTreeMap<TargetKey, HashSet<O>>,
+    by_owner: HashMap<O, TargetKey>,
     kinds: BTreeMap<TargetKind, usize>,
     /// Owners seen since the last `Init`, while a relist is in progress.
-    relist: Option<BTreeMap<O, TargetKey>>,
+    relist: Option<HashMap<O, TargetKey>>,
 }
 
-impl<O: Ord + Clone> Default for TargetIndex<O> {
+impl<O: Eq + Hash + Clone> Default for TargetIndex<O> {
     fn default() -> Self {
         Self {
             by_target: BTreeMap::new(),
-            by_owner: BTreeMap::new(),
+            by_owner: HashMap::new(),
             kinds: BTreeMap::new(),
             relist: None,
         }
     }
 }
 
-impl<O: Ord + Clone> TargetIndex<O> {
+impl<O: Eq + Hash + Clone> TargetIndex<O> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -114,7 +115,7 @@ impl<O: Ord + Clone> TargetIndex<O> {
 
     /// A relist started: owners not re-applied before [`Self::relist_done`] are dropped.
     pub fn relist_started(&mut self) {
-        self.relist = Some(BTreeMap::new());
+        self.relist = Some(HashMap::new());
     }
 
     /// The relist finished: drop every owner it did not mention. (Kinds that became new during
@@ -134,7 +135,7 @@ impl<O: Ord + Clone> TargetIndex<O> {
         }
     }
 
-    /// The owners that follow `target`, in a stable order.
+    /// The owners that follow `target` (in no particular order).
     pub fn owners_of(&self, target: &TargetKey) -> Vec<O> {
         self.by_target
             .get(target)
@@ -142,7 +143,7 @@ impl<O: Ord + Clone> TargetIndex<O> {
             .unwrap_or_default()
     }
 
-    /// Every owner that follows some object of `kind`, in a stable order.
+    /// Every owner that follows some object of `kind` (in no particular order).
     pub fn owners_of_kind(&self, kind: &TargetKind) -> Vec<O> {
         // Keys sort by kind first, so one kind's targets are a contiguous range.
         let start = TargetKey {
@@ -182,6 +183,11 @@ impl<O: Ord + Clone> TargetIndex<O> {
 mod tests {
     use super::*;
 
+    fn sorted<O: Ord>(mut v: Vec<O>) -> Vec<O> {
+        v.sort();
+        v
+    }
+
     fn deploy(ns: &str, name: &str) -> TargetKey {
         TargetKey {
             kind: TargetKind {
@@ -213,7 +219,7 @@ mod tests {
         );
         assert_eq!(idx.apply("b", deploy("ns", "web")), IndexChange::Updated);
         assert_eq!(idx.apply("b", deploy("ns", "web")), IndexChange::Unchanged);
-        assert_eq!(idx.owners_of(&deploy("ns", "web")), vec!["a", "b"]);
+        assert_eq!(sorted(idx.owners_of(&deploy("ns", "web"))), vec!["a", "b"]);
         assert_eq!(idx.len(), 2);
     }
 
@@ -226,7 +232,7 @@ mod tests {
             IndexChange::NewKind(sts("ns", "db").kind)
         );
         assert!(idx.owners_of(&deploy("ns", "web")).is_empty());
-        assert_eq!(idx.owners_of(&sts("ns", "db")), vec!["a"]);
+        assert_eq!(sorted(idx.owners_of(&sts("ns", "db"))), vec!["a"]);
         assert_eq!(
             idx.kinds().count(),
             1,
@@ -254,8 +260,11 @@ mod tests {
         idx.apply("a", deploy("ns", "web"));
         idx.apply("b", sts("ns", "db"));
         idx.apply("c", deploy("other", "api"));
-        assert_eq!(idx.owners_of_kind(&deploy("x", "y").kind), vec!["a", "c"]);
-        assert_eq!(idx.owners_of_kind(&sts("x", "y").kind), vec!["b"]);
+        assert_eq!(
+            sorted(idx.owners_of_kind(&deploy("x", "y").kind)),
+            vec!["a", "c"]
+        );
+        assert_eq!(sorted(idx.owners_of_kind(&sts("x", "y").kind)), vec!["b"]);
     }
 
     #[test]
@@ -263,8 +272,8 @@ mod tests {
         let mut idx = TargetIndex::new();
         idx.apply("a", deploy("one", "web"));
         idx.apply("b", deploy("two", "web"));
-        assert_eq!(idx.owners_of(&deploy("one", "web")), vec!["a"]);
-        assert_eq!(idx.owners_of(&deploy("two", "web")), vec!["b"]);
+        assert_eq!(sorted(idx.owners_of(&deploy("one", "web"))), vec!["a"]);
+        assert_eq!(sorted(idx.owners_of(&deploy("two", "web"))), vec!["b"]);
     }
 
     #[test]
@@ -275,7 +284,7 @@ mod tests {
         idx.relist_started();
         idx.apply("a", deploy("ns", "web"));
         idx.relist_done();
-        assert_eq!(idx.owners_of(&deploy("ns", "web")), vec!["a"]);
+        assert_eq!(sorted(idx.owners_of(&deploy("ns", "web"))), vec!["a"]);
         assert_eq!(idx.target_of(&"gone"), None);
     }
 

@@ -2,7 +2,12 @@
 
 pub mod allowlist;
 pub mod backoff;
+pub mod connections;
+pub mod error;
+pub mod events;
 pub mod index;
 pub mod plan;
+pub mod reconcile;
 pub mod status;
 pub mod targets;
+pub mod views;

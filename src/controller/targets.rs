@@ -65,7 +65,7 @@ impl Drop for KindWatch {
 }
 
 /// The set of running target watchers, shared by the index task and the reconciler.
-pub struct TargetWatches<O: Ord + Clone + Send + Sync + 'static> {
+pub struct TargetWatches<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> {
     client: Client,
     scope: Scope,
     index: Arc<Mutex<TargetIndex<O>>>,
@@ -73,7 +73,7 @@ pub struct TargetWatches<O: Ord + Clone + Send + Sync + 'static> {
     trigger: mpsc::UnboundedSender<O>,
 }
 
-impl<O: Ord + Clone + Send + Sync + 'static> TargetWatches<O> {
+impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
     pub fn new(
         client: Client,
         scope: Scope,
@@ -208,7 +208,7 @@ pub fn slim(obj: &mut DynamicObject) {
 }
 
 #[allow(clippy::too_many_arguments)] // one task's whole state, passed once at spawn
-async fn watch_kind<O: Ord + Clone + Send + Sync + 'static>(
+async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     client: Client,
     scope: Scope,
     kind: TargetKind,
@@ -280,7 +280,7 @@ async fn watch_kind<O: Ord + Clone + Send + Sync + 'static>(
     }
 }
 
-fn on_target_event<O: Ord + Clone>(
+fn on_target_event<O: Eq + std::hash::Hash + Clone>(
     event: &watcher::Event<DynamicObject>,
     kind: &TargetKind,
     index: &Mutex<TargetIndex<O>>,
@@ -317,7 +317,7 @@ fn on_target_event<O: Ord + Clone>(
 }
 
 /// Trigger every owner that follows some object of `kind`.
-fn notify_kind<O: Ord + Clone>(
+fn notify_kind<O: Eq + std::hash::Hash + Clone>(
     index: &Mutex<TargetIndex<O>>,
     trigger: &mpsc::UnboundedSender<O>,
     kind: &TargetKind,

@@ -1,0 +1,138 @@
+//! The reconciler's error: one variant per failing step, each with a stable category (Event
+//! reason, metric label) and a kind that `error_policy` matches on.
+
+use super::connections::ConnectionError;
+use crate::api::names::reason;
+use crate::api::validate::SpecError;
+use crate::gitlab;
+
+/// How `error_policy` treats an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Retry with per-object exponential backoff.
+    Transient,
+    /// Retry when the connection's `Retry-After` pause ends.
+    RateLimited,
+    /// Needs a person: `Stalled=True` is already on status; wait for a change.
+    User,
+    /// A bug or an impossible state: retry slowly and log loudly.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("{0}")]
+    TargetKindNotServed(String),
+    #[error("GitLab {step}: {source}")]
+    Gitlab {
+        step: &'static str,
+        #[source]
+        source: gitlab::Error,
+    },
+    #[error("writing the status of {namespace}/{name}: {source}")]
+    StatusWrite {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the object has no {0}; it did not come from the API server")]
+    Metadata(&'static str),
+}
+
+impl Error {
+    pub fn gitlab(step: &'static str, source: gitlab::Error) -> Self {
+        Error::Gitlab { step, source }
+    }
+
+    /// Stable PascalCase category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Spec(e) => e.category(),
+            Error::Connection(e) => e.category(),
+            Error::TargetKindNotServed(_) => reason::TARGET_KIND_NOT_SERVED,
+            Error::Gitlab { source, .. } => source.category(),
+            Error::StatusWrite { source, .. } if is_conflict(source) => "StatusConflict",
+            Error::StatusWrite { .. } => "KubeApiError",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                _ => "FinalizerError",
+            },
+            Error::Metadata(_) => "InvalidObject",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Spec(_) | Error::Connection(_) | Error::TargetKindNotServed(_) => {
+                ErrorKind::User
+            }
+            Error::Gitlab { source, .. } => match source.kind() {
+                gitlab::ErrorKind::Transient => ErrorKind::Transient,
+                gitlab::ErrorKind::RateLimited => ErrorKind::RateLimited,
+                gitlab::ErrorKind::User => ErrorKind::User,
+                gitlab::ErrorKind::Internal => ErrorKind::Internal,
+            },
+            Error::StatusWrite { .. } => ErrorKind::Transient,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
+                // Adding/removing the finalizer failed: an API hiccup.
+                _ => ErrorKind::Transient,
+            },
+            Error::Metadata(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A 409 from the API server: someone else wrote the object since we read it.
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_errors_stall_and_keep_their_category() {
+        let cases: Vec<(Error, &str, ErrorKind)> = vec![
+            (
+                Error::Spec(SpecError::RefEmpty),
+                reason::INVALID_SPEC,
+                ErrorKind::User,
+            ),
+            (
+                Error::Connection(ConnectionError::SecretMissing {
+                    namespace: "ns".into(),
+                    name: "s".into(),
+                    key: "token".into(),
+                }),
+                reason::TOKEN_SECRET_MISSING,
+                ErrorKind::User,
+            ),
+            (
+                Error::TargetKindNotServed("no".into()),
+                reason::TARGET_KIND_NOT_SERVED,
+                ErrorKind::User,
+            ),
+            (
+                Error::Metadata("namespace"),
+                "InvalidObject",
+                ErrorKind::Internal,
+            ),
+        ];
+        for (err, category, kind) in cases {
+            assert_eq!(err.category(), category, "{err}");
+            assert_eq!(err.kind(), kind, "{err}");
+        }
+    }
+}

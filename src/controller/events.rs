@@ -1,0 +1,301 @@
+//! Kubernetes Events for what changed, decided by comparing the status before and after a
+//! reconcile. Events are emitted on transitions only, so a settled resource never adds one,
+//! and a repeated error is folded by kube's `Recorder` into one Event with a growing series.
+
+use crate::api::conditions::find_condition;
+use crate::api::deployment::{ApprovalState, GitlabDeploymentStatus, GitlabStatus};
+use crate::api::names::{condition_type::STALLED, reason};
+
+/// An Event to publish: type, reason (a constant from `names::reason`), one-sentence note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+fn normal(reason: &'static str, note: String) -> Notice {
+    Notice {
+        warning: false,
+        reason,
+        note,
+    }
+}
+
+fn warning(reason: &'static str, note: String) -> Notice {
+    Notice {
+        warning: true,
+        reason,
+        note,
+    }
+}
+
+/// The Events that describe the change from `old` to `new`. `adopted` tells that the current
+/// deployment was found by the crash-recovery lookup instead of created.
+pub fn transitions(
+    old: &GitlabDeploymentStatus,
+    new: &GitlabDeploymentStatus,
+    environment: &str,
+    adopted: bool,
+) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    let old_dep = old.deployment.as_ref();
+    if let Some(dep) = new.deployment.as_ref() {
+        let short: String = dep.sha.chars().take(7).collect();
+        let is_new = old_dep.is_none_or(|o| o.id != dep.id);
+        if is_new {
+            // The previous one, if it was still running, was canceled on the way.
+            if let Some(prev) = new.history.first().filter(|h| {
+                old_dep.is_some_and(|o| o.id == h.deployment_id && o.status != h.status)
+                    && h.status == GitlabStatus::Canceled
+            }) {
+                notices.push(normal(
+                    reason::SUPERSEDED,
+                    format!(
+                        "GitLab deployment {} canceled: superseded by {short}",
+                        prev.deployment_id
+                    ),
+                ));
+            }
+            let (why, verb) = if adopted {
+                (reason::DEPLOYMENT_ADOPTED, "Adopted existing")
+            } else {
+                (reason::DEPLOYMENT_CREATED, "Created")
+            };
+            notices.push(normal(
+                why,
+                format!(
+                    "{verb} GitLab deployment {} (#{}) for {short} on {} in environment {environment}, status {}",
+                    dep.id, dep.iid, dep.ref_name, dep.status
+                ),
+            ));
+        }
+        let old_status = old_dep.filter(|o| o.id == dep.id).map(|o| o.status);
+        if is_new || old_status != Some(dep.status) {
+            match dep.status {
+                GitlabStatus::Success => notices.push(normal(
+                    reason::DEPLOYMENT_SUCCEEDED,
+                    format!(
+                        "GitLab deployment {} of {short} is success: the rollout completed",
+                        dep.id
+                    ),
+                )),
+                GitlabStatus::Failed => notices.push(warning(
+                    reason::DEPLOYMENT_FAILED,
+                    format!(
+                        "GitLab deployment {} of {short} is failed: {}",
+                        dep.id,
+                        new.rollout
+                            .as_ref()
+                            .map(|r| r.message.as_str())
+                            .unwrap_or("the rollout failed")
+                    ),
+                )),
+                GitlabStatus::Canceled if !is_new => notices.push(normal(
+                    reason::DEPLOYMENT_CANCELED,
+                    format!("GitLab deployment {} of {short} is canceled", dep.id),
+                )),
+                _ => {}
+            }
+        }
+    }
+    let old_approval = old.approval.as_ref().map(|a| a.state);
+    if let Some(approval) = new.approval.as_ref()
+        && old_approval != Some(approval.state)
+    {
+        let summary = new.approvals_summary.as_deref().unwrap_or("");
+        match approval.state {
+            ApprovalState::Pending => notices.push(normal(
+                reason::APPROVAL_PENDING,
+                format!(
+                    "GitLab deployment waits for approval ({summary} approvals, {} pending)",
+                    approval.pending
+                ),
+            )),
+            ApprovalState::Approved => notices.push(normal(
+                reason::APPROVED,
+                format!("GitLab deployment approved ({summary})"),
+            )),
+            ApprovalState::Rejected => {
+                let by = approval
+                    .approvals
+                    .iter()
+                    .filter(|a| a.status == "rejected")
+                    .map(|a| match &a.comment {
+                        Some(c) => format!("{} ({c})", a.user),
+                        None => a.user.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                notices.push(warning(
+                    reason::APPROVAL_REJECTED,
+                    format!("GitLab deployment rejected by {by}"),
+                ));
+            }
+            ApprovalState::NotRequired => {}
+        }
+    }
+    let stalled = |s: &GitlabDeploymentStatus| {
+        find_condition(&s.conditions, STALLED)
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if let Some((why, message)) = stalled(new)
+        && stalled(old).as_ref().map(|(r, _)| r) != Some(&why)
+    {
+        notices.push(Notice {
+            warning: true,
+            reason: stalled_reason(&why),
+            note: message,
+        });
+    }
+    notices
+}
+
+/// Map a condition reason string back to its constant (Event reasons must be `'static`).
+fn stalled_reason(found: &str) -> &'static str {
+    [
+        reason::INVALID_SPEC,
+        reason::TOKEN_SECRET_MISSING,
+        reason::CONNECTION_MISSING,
+        reason::CONNECTION_INVALID,
+        reason::HOST_NOT_ALLOWED,
+        reason::TARGET_NOT_FOUND,
+        reason::TARGET_KIND_NOT_SERVED,
+        reason::GITLAB_ERROR,
+    ]
+    .into_iter()
+    .find(|r| *r == found)
+    .unwrap_or("Stalled")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::api::deployment::{DeploymentRecord, HistoryEntry};
+
+    fn dep(id: i64, status: GitlabStatus) -> DeploymentRecord {
+        DeploymentRecord {
+            id,
+            iid: id,
+            sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            ref_name: "main".into(),
+            tag: false,
+            status,
+            environment_id: Some(1),
+            environment_url: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn with(d: Option<DeploymentRecord>) -> GitlabDeploymentStatus {
+        GitlabDeploymentStatus {
+            deployment: d,
+            ..Default::default()
+        }
+    }
+
+    fn reasons(n: &[Notice]) -> Vec<&'static str> {
+        n.iter().map(|n| n.reason).collect()
+    }
+
+    #[test]
+    fn each_transition_gets_its_event_and_nothing_else() {
+        let cases: Vec<(
+            &str,
+            GitlabDeploymentStatus,
+            GitlabDeploymentStatus,
+            bool,
+            Vec<&str>,
+        )> = vec![
+            (
+                "nothing changed",
+                with(Some(dep(1, GitlabStatus::Running))),
+                with(Some(dep(1, GitlabStatus::Running))),
+                false,
+                vec![],
+            ),
+            (
+                "created running",
+                with(None),
+                with(Some(dep(1, GitlabStatus::Running))),
+                false,
+                vec![reason::DEPLOYMENT_CREATED],
+            ),
+            (
+                "created already successful",
+                with(None),
+                with(Some(dep(1, GitlabStatus::Success))),
+                false,
+                vec![reason::DEPLOYMENT_CREATED, reason::DEPLOYMENT_SUCCEEDED],
+            ),
+            (
+                "adopted",
+                with(None),
+                with(Some(dep(1, GitlabStatus::Running))),
+                true,
+                vec![reason::DEPLOYMENT_ADOPTED],
+            ),
+            (
+                "succeeded",
+                with(Some(dep(1, GitlabStatus::Running))),
+                with(Some(dep(1, GitlabStatus::Success))),
+                false,
+                vec![reason::DEPLOYMENT_SUCCEEDED],
+            ),
+            (
+                "failed",
+                with(Some(dep(1, GitlabStatus::Running))),
+                with(Some(dep(1, GitlabStatus::Failed))),
+                false,
+                vec![reason::DEPLOYMENT_FAILED],
+            ),
+            (
+                "canceled",
+                with(Some(dep(1, GitlabStatus::Running))),
+                with(Some(dep(1, GitlabStatus::Canceled))),
+                false,
+                vec![reason::DEPLOYMENT_CANCELED],
+            ),
+        ];
+        for (name, old, new, adopted, expected) in cases {
+            assert_eq!(
+                reasons(&transitions(&old, &new, "prod", adopted)),
+                expected,
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn supersede_reports_the_cancel_and_the_create() {
+        let old = with(Some(dep(1, GitlabStatus::Running)));
+        let mut new = with(Some(dep(2, GitlabStatus::Running)));
+        new.history.push(HistoryEntry {
+            deployment_id: 1,
+            sha: "x".into(),
+            ref_name: "main".into(),
+            status: GitlabStatus::Canceled,
+            created_at: None,
+            finished_at: None,
+        });
+        assert_eq!(
+            reasons(&transitions(&old, &new, "prod", false)),
+            vec![reason::SUPERSEDED, reason::DEPLOYMENT_CREATED]
+        );
+    }
+
+    #[test]
+    fn warnings_are_warnings() {
+        let n = transitions(
+            &with(Some(dep(1, GitlabStatus::Running))),
+            &with(Some(dep(1, GitlabStatus::Failed))),
+            "prod",
+            false,
+        );
+        assert!(n[0].warning);
+        assert!(n[0].note.contains("failed"), "{}", n[0].note);
+    }
+}

@@ -1,0 +1,790 @@
+//! One reconcile of a `GitlabDeployment`: read the world from caches, ask the pure planner
+//! what to do, make the few GitLab calls it decided on, and write the status only when it
+//! changed. The finalizer helper is the only top-level action, so deletion runs `cleanup`.
+//!
+//! Exactly once: before a `POST`, the intent is written to status with the object's
+//! resourceVersion as precondition (a `PUT` of `/status`), so of two writers only one can claim
+//! the create; after a crash between `POST` and the id write, the intent is recovered by
+//! looking the deployment up, never by creating a second one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::backoff::{BackoffPolicy, FailureCounts};
+use super::connections::Connections;
+use super::error::{Error, ErrorKind};
+use super::events::{Notice, transitions};
+use super::index::{TargetKey, TargetKind};
+use super::plan::{Cleanup, Plan, cleanup as plan_cleanup, plan, wanted_revision};
+use super::status::{
+    Observation, Problem, next_status, record_deployment, record_merge_requests, rollout_clock,
+    with_intent,
+};
+use super::targets::{TargetLookup, TargetWatches};
+use super::views::{deployment_view, merge_request_view, write_status};
+use crate::api::deployment::{
+    DeploymentIntent, GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
+};
+use crate::api::names::{FINALIZER, reason};
+use crate::api::validate::{ProjectRef, ValidatedSpec, validate};
+use crate::gitlab::{
+    self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
+};
+use crate::metrics::OperatorMetrics;
+use crate::rollout::{self, TargetObject, TrackCtx};
+
+/// At most this many plan steps in one reconcile (e.g. cancel the old deployment, write the
+/// intent and create the new one, fetch merge requests); then the reconcile requeues.
+const MAX_STEPS: usize = 6;
+/// Merge requests kept per deployment are bounded by the status module; never page further.
+const MAX_MERGE_REQUEST_PAGES: usize = 3;
+/// How far before the intent's claim time a recovered deployment may have been updated
+/// (clock skew between the operator and GitLab).
+const RECOVERY_SKEW: Duration = Duration::from_secs(300);
+
+/// Settings of the reconciler that are not per resource.
+#[derive(Clone, Debug)]
+pub struct ReconcileSettings {
+    /// An intent younger than this is not given up when the lookup finds nothing: a previous
+    /// leader may still be inside its `POST` (bounded by the request timeout).
+    pub recovery_grace: Duration,
+    /// A deletion whose GitLab cleanup keeps failing is let go after this long, with a Warning
+    /// Event: a namespace's deletion must never block forever.
+    pub cleanup_give_up_after: Duration,
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            recovery_grace: Duration::from_secs(45),
+            cleanup_give_up_after: Duration::from_secs(600),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// Everything a reconcile needs; shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub connections: Connections,
+    pub targets: Arc<TargetWatches<ObjectRef<GitlabDeployment>>>,
+    pub recorder: Recorder,
+    pub metrics: Arc<OperatorMetrics>,
+    pub failures: FailureCounts<ObjectRef<GitlabDeployment>>,
+    pub settings: ReconcileSettings,
+    /// resourceVersions our own status writes replaced: a cached object still at one of them
+    /// is stale (the watch has not delivered our write yet), so acting on it would repeat work.
+    superseded: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        connections: Connections,
+        targets: Arc<TargetWatches<ObjectRef<GitlabDeployment>>>,
+        recorder: Recorder,
+        metrics: Arc<OperatorMetrics>,
+        settings: ReconcileSettings,
+    ) -> Self {
+        Self {
+            client,
+            connections,
+            targets,
+            recorder,
+            metrics,
+            failures: FailureCounts::default(),
+            settings,
+            superseded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_stale(&self, obj: &GitlabDeployment) -> bool {
+        let key = ObjectRef::from_obj(obj);
+        let mut map = self
+            .superseded
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match map.get(&key) {
+            Some(old) if obj.resource_version().as_deref() == Some(old.as_str()) => true,
+            Some(_) => {
+                map.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn wrote(&self, obj: &GitlabDeployment, replaced: Option<String>) {
+        if let Some(rv) = replaced {
+            self.superseded
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(ObjectRef::from_obj(obj), rv);
+        }
+    }
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(obj: Arc<GitlabDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = ObjectRef::from_obj(obj.as_ref());
+    let namespace = obj.namespace().ok_or(Error::Metadata("namespace"))?;
+    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %obj.name_any());
+    if ctx.is_stale(&obj) {
+        // Our own last write has not reached the cache yet; it will trigger us again.
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let api: Api<GitlabDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply(obj, &ctx).await,
+            Finalizer::Cleanup(obj) => cleanup(obj, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(inner)
+        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    if result.is_ok() {
+        ctx.failures.reset(&key);
+    }
+    result
+}
+
+/// What to do after an error: user errors wait for a change (the status already says
+/// `Stalled` and why), rate limits wait for the connection's pause, the rest back off per
+/// object with jitter.
+pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(obj.as_ref());
+    let failures = ctx.failures.record_failure(key);
+    let unit = rand::random::<f64>();
+    match err.kind() {
+        ErrorKind::User => {
+            tracing::info!(error = %err, category = err.category(), "needs a person; waiting for a change");
+            Action::await_change()
+        }
+        ErrorKind::RateLimited => {
+            let pause = match err {
+                Error::Gitlab {
+                    source: gitlab::Error::RateLimited { retry_after, .. },
+                    ..
+                } => *retry_after,
+                _ => Duration::from_secs(5),
+            };
+            tracing::warn!(error = %err, "rate limited by GitLab");
+            Action::requeue(pause + ctx.settings.backoff.delay(1, unit))
+        }
+        ErrorKind::Transient => {
+            let delay = if err.category() == "StatusConflict" {
+                Duration::from_millis(200)
+            } else {
+                ctx.settings.backoff.delay(failures, unit)
+            };
+            tracing::warn!(error = %err, category = err.category(), retry_in = ?delay, "transient failure");
+            Action::requeue(delay)
+        }
+        ErrorKind::Internal => {
+            let delay = ctx.settings.backoff.delay(failures.max(5), unit);
+            tracing::error!(error = %err, category = err.category(), retry_in = ?delay, "internal error");
+            Action::requeue(delay)
+        }
+    }
+}
+
+fn project_id(project: &ProjectRef) -> ProjectId {
+    match project {
+        ProjectRef::Id(id) => ProjectId::Id(*id),
+        ProjectRef::Path(path) => ProjectId::Path(path.clone()),
+    }
+}
+
+/// The object as last written, so consecutive status writes in one reconcile each carry the
+/// resourceVersion of the previous one.
+struct Writer<'a> {
+    api: Api<GitlabDeployment>,
+    obj: GitlabDeployment,
+    ctx: &'a Context,
+}
+
+impl Writer<'_> {
+    fn status(&self) -> GitlabDeploymentStatus {
+        self.obj.status.clone().unwrap_or_default()
+    }
+
+    /// Replace `.status` with `status` if it differs, with the current resourceVersion as
+    /// precondition: a concurrent writer makes this fail with 409 instead of being overwritten.
+    async fn write(&mut self, status: GitlabDeploymentStatus) -> Result<(), Error> {
+        if self.obj.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let mut next = self.obj.clone();
+        next.status = Some(status);
+        next.metadata.managed_fields = None;
+        let name = self.obj.name_any();
+        let written = self
+            .api
+            .replace_status(&name, &PostParams::default(), &next)
+            .await
+            .map_err(|source| Error::StatusWrite {
+                namespace: self.obj.namespace().unwrap_or_default(),
+                name: name.clone(),
+                source,
+            })?;
+        self.ctx.wrote(&written, self.obj.resource_version());
+        self.obj = written;
+        Ok(())
+    }
+}
+
+async fn publish(ctx: &Context, obj: &GitlabDeployment, notices: &[Notice]) {
+    let reference = obj.object_ref(&());
+    for notice in notices {
+        let event = KubeEvent {
+            type_: if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason.to_owned(),
+            note: Some(notice.note.clone()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            // Events are best effort: losing one must not fail the reconcile.
+            tracing::warn!(error = %err, reason = notice.reason, "could not publish an Event");
+        }
+    }
+}
+
+fn problem_of(err: &Error) -> Problem {
+    Problem {
+        reason: match err {
+            Error::Gitlab { source, .. } if source.kind() == gitlab::ErrorKind::RateLimited => {
+                reason::RATE_LIMITED
+            }
+            Error::Gitlab { .. } => reason::GITLAB_ERROR,
+            other => other.category(),
+        },
+        message: err.to_string(),
+        user_error: err.kind() == ErrorKind::User,
+    }
+}
+
+/// Everything learned from GitLab during one reconcile.
+#[derive(Default)]
+struct Learned {
+    adopted: bool,
+}
+
+async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let namespace = obj.namespace().ok_or(Error::Metadata("namespace"))?;
+    let generation = obj.metadata.generation.unwrap_or(1);
+    let old = obj.status.clone().unwrap_or_default();
+    let mut writer = Writer {
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        obj: (*obj).clone(),
+        ctx,
+    };
+
+    let spec = match validate(&obj) {
+        Ok(spec) => spec,
+        Err(spec_error) => {
+            let obs = Observation {
+                spec_error: Some(&spec_error),
+                ..Observation::new(generation)
+            };
+            let next = next_status(&old, &obs, now);
+            writer.write(next.clone()).await?;
+            publish(ctx, &writer.obj, &transitions(&old, &next, "", false)).await;
+            return Err(spec_error.into());
+        }
+    };
+
+    let target = TargetKey {
+        kind: TargetKind {
+            api_version: spec.target.api_version.clone(),
+            kind: spec.target.kind.clone(),
+        },
+        namespace: namespace.clone(),
+        name: spec.target.name.clone(),
+    };
+    let found = match ctx.targets.lookup(&target) {
+        // The kind's watcher triggers this resource once its cache is filled.
+        TargetLookup::Pending => return Ok(Action::requeue(Duration::from_secs(5))),
+        TargetLookup::KindNotServed(message) => {
+            let err = Error::TargetKindNotServed(message);
+            return fail(&mut writer, &old, err, generation, now, ctx, &spec).await;
+        }
+        TargetLookup::Missing => None,
+        TargetLookup::Found(obj) => Some(obj),
+    };
+    let target_object = match found.as_deref().map(TargetObject::from_dynamic).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "target object does not serialize");
+            None
+        }
+    };
+    let (started_at, paused_for) = rollout_clock(&old, now);
+    let track = TrackCtx {
+        progress_timeout: spec.progress_timeout,
+        started_at,
+        paused_for,
+        wanted_sha: match &spec.revision {
+            crate::api::validate::RevisionSource::Fixed(rev) => Some(rev.sha.clone()),
+            crate::api::validate::RevisionSource::FromTarget { .. } => None,
+        },
+        revision_from: spec.revision_from().cloned(),
+        ..TrackCtx::default()
+    };
+    let rollout = rollout::evaluate(target_object.as_ref(), &track, now);
+    let wanted = wanted_revision(&spec, &rollout);
+
+    let mut status = old.clone();
+    let mut learned = Learned::default();
+    let mut requeue: Option<Duration> = None;
+    let mut client: Option<GitlabClient> = None;
+    for _ in 0..MAX_STEPS {
+        let step = plan(&spec, &status, &rollout, now);
+        if let Plan::Nothing { requeue: r } = step {
+            requeue = r;
+            break;
+        }
+        let gitlab = match &client {
+            Some(c) => c.clone(),
+            None => match ctx.connections.client_for(&spec.connection, &namespace) {
+                Ok(c) => {
+                    client = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
+                }
+            },
+        };
+        tracing::debug!(?step, "acting");
+        match act(
+            step,
+            &gitlab,
+            &spec,
+            &mut status,
+            &mut writer,
+            &mut learned,
+            ctx,
+            now,
+        )
+        .await
+        {
+            Ok(Some(after)) => {
+                requeue = Some(after);
+                break;
+            }
+            Ok(None) => {}
+            Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
+        }
+        requeue = Some(Duration::ZERO);
+    }
+
+    let obs = Observation {
+        rollout: Some(&rollout),
+        wanted: wanted.as_ref(),
+        ..Observation::new(generation)
+    };
+    let next = next_status(&status, &obs, now);
+    writer.write(next.clone()).await?;
+    publish(
+        ctx,
+        &writer.obj,
+        &transitions(&old, &next, &spec.environment, learned.adopted),
+    )
+    .await;
+    Ok(match requeue {
+        Some(d) if d.is_zero() => Action::requeue(Duration::from_millis(100)),
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Record `err` on status (Stalled for user errors, Reconciling otherwise), emit the Events
+/// of what did change, and return the error for `error_policy`.
+async fn fail(
+    writer: &mut Writer<'_>,
+    status: &GitlabDeploymentStatus,
+    err: Error,
+    generation: i64,
+    now: Timestamp,
+    ctx: &Context,
+    spec: &ValidatedSpec,
+) -> Result<Action, Error> {
+    let old = writer.status();
+    let problem = problem_of(&err);
+    let obs = Observation {
+        problem: Some(&problem),
+        ..Observation::new(generation)
+    };
+    let next = next_status(status, &obs, now);
+    writer.write(next.clone()).await?;
+    let mut notices = transitions(&old, &next, &spec.environment, false);
+    if !problem.user_error {
+        // Transient failures: kube's Recorder folds repeats into one Event with a count.
+        notices.push(Notice {
+            warning: true,
+            reason: err.category(),
+            note: err.to_string(),
+        });
+    }
+    publish(ctx, &writer.obj, &notices).await;
+    Err(err)
+}
+
+/// Perform one planned step. `Ok(Some(d))` ends this reconcile with a requeue after `d`.
+#[allow(clippy::too_many_arguments)] // one step's whole context, passed from one call site
+async fn act(
+    step: Plan,
+    gitlab: &GitlabClient,
+    spec: &ValidatedSpec,
+    status: &mut GitlabDeploymentStatus,
+    writer: &mut Writer<'_>,
+    learned: &mut Learned,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Option<Duration>, Error> {
+    let project = project_id(&spec.project);
+    match step {
+        Plan::Nothing { requeue } => Ok(requeue),
+        Plan::CreateDeployment {
+            revision,
+            initial_status,
+        } => {
+            let Some(to) = write_status(initial_status) else {
+                return Ok(None);
+            };
+            // Write-ahead: claim the create. A 409 here means another writer got there first.
+            let claimed = with_intent(status, &revision, &spec.environment, initial_status, now);
+            writer.write(claimed.clone()).await?;
+            *status = claimed;
+            let request = CreateDeployment {
+                environment: spec.environment.clone(),
+                sha: revision.sha.clone(),
+                git_ref: revision.ref_name.clone(),
+                tag: revision.tag,
+                status: to,
+            };
+            match gitlab.create_deployment(&project, &request).await {
+                Ok(created) => {
+                    record_deployment(status, &deployment_view(&created), revision.tag, now);
+                    // Record the id at once: the next step may take a while.
+                    writer.write(status.clone()).await?;
+                    Ok(None)
+                }
+                Err(err) => {
+                    if err.kind() == gitlab::ErrorKind::User {
+                        // GitLab refused the create (unknown sha, bad environment name, no
+                        // permission): nothing was created, so the claim is void.
+                        status.intent = None;
+                    }
+                    // Otherwise the intent stays: whether GitLab created it is unknown, and
+                    // the next reconcile looks it up before creating again.
+                    Err(Error::gitlab("create deployment", err))
+                }
+            }
+        }
+        Plan::RecoverDeployment { intent } => {
+            match find_intended(gitlab, &project, &intent, status).await? {
+                Some(found) => {
+                    tracing::info!(
+                        id = found.id,
+                        "adopted the deployment of an interrupted create"
+                    );
+                    record_deployment(status, &deployment_view(&found), intent.revision.tag, now);
+                    learned.adopted = true;
+                    Ok(None)
+                }
+                None => {
+                    let age = Duration::from_secs(
+                        u64::try_from(now.as_second() - intent.claimed_at.0.as_second())
+                            .unwrap_or(0),
+                    );
+                    if age < ctx.settings.recovery_grace {
+                        // A previous leader may still be inside its POST: look again later.
+                        return Ok(Some(
+                            ctx.settings.recovery_grace - age + Duration::from_secs(1),
+                        ));
+                    }
+                    status.intent = None;
+                    Ok(None)
+                }
+            }
+        }
+        Plan::UpdateStatus { id, to } => {
+            update(gitlab, &project, id, to, status, now).await?;
+            Ok(None)
+        }
+        Plan::Supersede { old_id, then } => {
+            update(
+                gitlab,
+                &project,
+                old_id,
+                GitlabStatus::Canceled,
+                status,
+                now,
+            )
+            .await?;
+            Box::pin(act(*then, gitlab, spec, status, writer, learned, ctx, now)).await
+        }
+        Plan::PollApprovals { id, after } => {
+            let d = gitlab
+                .get_deployment(&project, u64::try_from(id).unwrap_or(0))
+                .await
+                .map_err(|e| Error::gitlab("read approvals", e))?;
+            let tag = status.deployment.as_ref().is_some_and(|d| d.tag);
+            record_deployment(status, &deployment_view(&d), tag, now);
+            Ok(Some(after))
+        }
+        Plan::FetchMergeRequests { id } => {
+            let mrs: Vec<_> = gitlab
+                .list_merge_requests(
+                    &project,
+                    u64::try_from(id).unwrap_or(0),
+                    &Default::default(),
+                )
+                .take(MAX_MERGE_REQUEST_PAGES * 20)
+                .try_collect()
+                .await
+                .map_err(|e| Error::gitlab("list merge requests", e))?;
+            let views: Vec<_> = mrs.iter().map(merge_request_view).collect();
+            record_merge_requests(status, id, &views);
+            Ok(None)
+        }
+    }
+}
+
+/// `PUT status`; a refusal because GitLab already has that status (our cache was behind, or an
+/// earlier answer was lost) is settled by reading the deployment back.
+async fn update(
+    gitlab: &GitlabClient,
+    project: &ProjectId,
+    id: i64,
+    to: GitlabStatus,
+    status: &mut GitlabDeploymentStatus,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let Some(wire) = write_status(to) else {
+        return Ok(());
+    };
+    let gid = u64::try_from(id).unwrap_or(0);
+    let tag = status
+        .deployment
+        .as_ref()
+        .filter(|d| d.id == id)
+        .is_some_and(|d| d.tag);
+    let answer =
+        match gitlab.update_deployment_status(project, gid, wire).await {
+            Ok(d) => d,
+            Err(gitlab::Error::InvalidTransition { .. }) => gitlab
+                .get_deployment(project, gid)
+                .await
+                .map_err(|e| Error::gitlab("read deployment after a refused update", e))?,
+            Err(e) => return Err(Error::gitlab("update deployment", e)),
+        };
+    let view = deployment_view(&answer);
+    if status.deployment.as_ref().is_some_and(|d| d.id == id) {
+        record_deployment(status, &view, tag, now);
+    } else if let Some(entry) = status.history.iter_mut().find(|h| h.deployment_id == id) {
+        entry.status = view.status;
+    }
+    Ok(())
+}
+
+/// The deployment an interrupted create made: same environment, sha and ref, updated after
+/// the claim (minus clock skew), and not one this resource already knows. The oldest wins:
+/// it is the one the interrupted `POST` made.
+async fn find_intended(
+    gitlab: &GitlabClient,
+    project: &ProjectId,
+    intent: &DeploymentIntent,
+    status: &GitlabDeploymentStatus,
+) -> Result<Option<gitlab::Deployment>, Error> {
+    let claimed = DateTime::<Utc>::from_timestamp(intent.claimed_at.0.as_second(), 0)
+        .unwrap_or_default()
+        - chrono::Duration::from_std(RECOVERY_SKEW).unwrap_or_default();
+    let query = ListDeployments {
+        environment: Some(intent.environment.clone()),
+        order_by: Some(DeploymentOrderBy::UpdatedAt),
+        sort: Some(SortOrder::Asc),
+        updated_after: Some(claimed),
+        per_page: Some(100),
+        ..Default::default()
+    };
+    let known: Vec<i64> = status
+        .history
+        .iter()
+        .map(|h| h.deployment_id)
+        .chain(status.deployment.iter().map(|d| d.id))
+        .collect();
+    let candidates: Vec<gitlab::Deployment> = gitlab
+        .list_deployments(project, &query)
+        .try_filter(|d| {
+            let matches = d.sha == intent.revision.sha
+                && d.git_ref == intent.revision.ref_name
+                && d.deployable.is_none()
+                && !known.contains(&i64::try_from(d.id).unwrap_or(i64::MAX));
+            futures::future::ready(matches)
+        })
+        .try_collect()
+        .await
+        .map_err(|e| Error::gitlab("look up an interrupted create", e))?;
+    Ok(candidates.into_iter().min_by_key(|d| d.id))
+}
+
+async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Error> {
+    let Ok(spec) = validate(&obj) else {
+        // A spec that never validated never reached GitLab.
+        return Ok(Action::await_change());
+    };
+    let namespace = spec.namespace.clone();
+    let now = Timestamp::now();
+    let mut status = obj.status.clone().unwrap_or_default();
+    let give_up = |err: &Error| {
+        let deleting_for = obj
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| now.as_second() - t.0.as_second())
+            .unwrap_or(0);
+        err.kind() == ErrorKind::User
+            || u64::try_from(deleting_for).unwrap_or(0)
+                >= ctx.settings.cleanup_give_up_after.as_secs()
+    };
+    for _ in 0..3 {
+        let step = plan_cleanup(spec.deletion_policy, Some(&status));
+        if step == Cleanup::Nothing {
+            return Ok(Action::await_change());
+        }
+        let result = async {
+            let gitlab = ctx.connections.client_for(&spec.connection, &namespace)?;
+            let project = project_id(&spec.project);
+            run_cleanup(step, &gitlab, &project, &mut status, now).await
+        }
+        .await;
+        match result {
+            Ok(Some(notice)) => {
+                publish(ctx, &obj, &[notice]).await;
+                return Ok(Action::await_change());
+            }
+            Ok(None) => {}
+            Err(err) if give_up(&err) => {
+                publish(
+                    ctx,
+                    &obj,
+                    &[Notice {
+                        warning: true,
+                        reason: reason::CLEANUP_SKIPPED,
+                        note: format!(
+                            "left the GitLab deployment as it is and let the resource go: {err}"
+                        ),
+                    }],
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Action::requeue(Duration::from_secs(1)))
+}
+
+/// One cleanup step; `Some(notice)` when the cleanup is finished with something to say.
+async fn run_cleanup(
+    step: Cleanup,
+    gitlab: &GitlabClient,
+    project: &ProjectId,
+    status: &mut GitlabDeploymentStatus,
+    now: Timestamp,
+) -> Result<Option<Notice>, Error> {
+    match step {
+        Cleanup::Nothing => Ok(None),
+        Cleanup::Recover { intent } => {
+            match find_intended(gitlab, project, &intent, status).await? {
+                Some(found) => {
+                    record_deployment(status, &deployment_view(&found), intent.revision.tag, now)
+                }
+                None => status.intent = None,
+            }
+            Ok(None)
+        }
+        Cleanup::Cancel { id } => {
+            cancel_quietly(gitlab, project, id, status, now).await?;
+            Ok(Some(Notice {
+                warning: false,
+                reason: reason::DEPLOYMENT_CANCELED,
+                note: format!("GitLab deployment {id} canceled: its GitlabDeployment was deleted"),
+            }))
+        }
+        Cleanup::CancelThenDelete { id } => {
+            cancel_quietly(gitlab, project, id, status, now).await?;
+            delete(gitlab, project, id).await.map(Some)
+        }
+        Cleanup::Delete { id } => delete(gitlab, project, id).await.map(Some),
+    }
+}
+
+async fn cancel_quietly(
+    gitlab: &GitlabClient,
+    project: &ProjectId,
+    id: i64,
+    status: &mut GitlabDeploymentStatus,
+    now: Timestamp,
+) -> Result<(), Error> {
+    match update(gitlab, project, id, GitlabStatus::Canceled, status, now).await {
+        // Already gone: nothing left to cancel.
+        Err(Error::Gitlab {
+            source: gitlab::Error::NotFound { .. },
+            ..
+        }) => Ok(()),
+        other => other,
+    }
+}
+
+async fn delete(gitlab: &GitlabClient, project: &ProjectId, id: i64) -> Result<Notice, Error> {
+    match gitlab
+        .delete_deployment(project, u64::try_from(id).unwrap_or(0))
+        .await
+    {
+        Ok(()) | Err(gitlab::Error::NotFound { .. }) => Ok(Notice {
+            warning: false,
+            reason: reason::DEPLOYMENT_DELETED,
+            note: format!("GitLab deployment {id} deleted with its GitlabDeployment"),
+        }),
+        Err(gitlab::Error::NotAllowed { message, .. }) => Ok(Notice {
+            warning: true,
+            reason: reason::CLEANUP_SKIPPED,
+            note: format!(
+                "GitLab keeps deployment {id} ({message}): it is what the environment runs; the resource is deleted anyway"
+            ),
+        }),
+        Err(e) => Err(Error::gitlab("delete deployment", e)),
+    }
+}
