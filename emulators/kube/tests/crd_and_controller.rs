@@ -1,6 +1,5 @@
 //! CRDs through kube-rs (spec §10): served at once, validation pipeline with the real messages,
 //! subresources, deletion; and a kube-runtime `Controller` with `owns()`.
-#![recursion_limit = "512"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -1,7 +1,7 @@
 //! Shared test helpers: a tiny test CRD and condition waits with deadlines.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -23,55 +23,64 @@ where
 
 /// A tiny CRD: `widgets.test.emulator.io`, kind `Widget`, with status/scale subresources,
 /// printer columns, defaults, an enum, a pattern, a CEL rule and a transition rule.
+pub const WIDGET_CRD_YAML: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.test.emulator.io
+spec:
+  group: test.emulator.io
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [emu]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [color]
+            x-kubernetes-validations:
+            - {rule: "self.size <= 10", message: size too big}
+            properties:
+              color:
+                type: string
+                enum: [red, blue]
+                x-kubernetes-validations:
+                - {rule: "self == oldSelf", message: color is immutable}
+              size: {type: integer, minimum: 0, default: 1}
+              sha: {type: string, pattern: '^[0-9a-f]{7}$'}
+              replicas: {type: integer}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              phase: {type: string}
+              conditions:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [type]
+                items:
+                  type: object
+                  required: [type, status]
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+                    reason: {type: string}
+                    message: {type: string}
+                    lastTransitionTime: {type: string, format: date-time}
+"#;
+
 pub fn widget_crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.test.emulator.io"},
-        "spec": {
-            "group": "test.emulator.io",
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"], "categories": ["emu"]},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
-                "additionalPrinterColumns": [
-                    {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
-                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
-                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": {
-                            "type": "object",
-                            "required": ["color"],
-                            "x-kubernetes-validations": [{"rule": "self.size <= 10", "message": "size too big"}],
-                            "properties": {
-                                "color": {"type": "string", "enum": ["red", "blue"], "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "color is immutable"}]},
-                                "size": {"type": "integer", "minimum": 0, "default": 1},
-                                "sha": {"type": "string", "pattern": "^[0-9a-f]{7}$"},
-                                "replicas": {"type": "integer"}
-                            }
-                        },
-                        "status": {
-                            "type": "object",
-                            "properties": {
-                                "replicas": {"type": "integer"},
-                                "phase": {"type": "string"},
-                                "conditions": {
-                                    "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
-                                    "items": {"type": "object", "required": ["type", "status"], "properties": {
-                                        "type": {"type": "string"}, "status": {"type": "string"}, "reason": {"type": "string"},
-                                        "message": {"type": "string"}, "lastTransitionTime": {"type": "string", "format": "date-time"}
-                                    }}
-                                }
-                            }
-                        }
-                    }
-                }}
-            }]
-        }
-    })
+    serde_yaml::from_str(WIDGET_CRD_YAML).unwrap()
 }
