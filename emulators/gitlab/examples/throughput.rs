@@ -15,7 +15,7 @@ async fn main() {
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let gl = GitlabEmulator::start().unwrap();
     let p = gl.handle().seed_project("bench/app", "main", 3);
-    let api = format!("{}/api/v4/projects/{}/deployments", gl.api_url(), p.id);
+    let api = format!("{}/projects/{}/deployments", gl.api_url(), p.id);
     let pairs = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -42,7 +42,9 @@ async fn main() {
                     .json()
                     .await
                     .unwrap();
-                let id = created["id"].as_u64().unwrap();
+                let id = created["id"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("create failed: {created}"));
                 let r = client
                     .put(format!("{api}/{id}"))
                     .header("PRIVATE-TOKEN", &token)
