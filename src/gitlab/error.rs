@@ -291,8 +291,34 @@ struct ErrorBody {
 
 const MAX_RAW: usize = 200;
 
+/// Text of an HTML error page (a proxy's 502, say): tags and `<head>`/`<style>` content
+/// removed, so the message shows "502 Bad Gateway" rather than markup.
+fn strip_html(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let body_start = lower.find("<body").unwrap_or(0);
+    let mut out = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text[body_start..].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn parse_body(body: &[u8]) -> ErrorBody {
     let text = String::from_utf8_lossy(body);
+    let text = if text.trim_start().starts_with('<') {
+        std::borrow::Cow::Owned(strip_html(&text))
+    } else {
+        text
+    };
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let raw = if collapsed.chars().count() > MAX_RAW {
         let cut: String = collapsed.chars().take(MAX_RAW).collect();
@@ -814,6 +840,18 @@ mod tests {
         assert!(
             matches!(err, Error::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn html_pages_are_reduced_to_text() {
+        let page = "<!DOCTYPE html>\n<html><head><title>x</title><style>body{color:red}</style></head>\n<body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>";
+        let err = classify(
+            ctx(),
+            StatusCode::BAD_GATEWAY,
+            page.as_bytes(),
+            Duration::ZERO,
+        );
+        assert_eq!(err.gitlab_message(), Some("502 Bad Gateway nginx"));
     }
 
     #[test]
