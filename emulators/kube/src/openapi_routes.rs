@@ -81,6 +81,13 @@ pub fn handle(state: &AppState, rest: &[&str], _query: &HashMap<String, String>)
                 .collect();
             let doc = crate::openapi::v3_group_version(&rs[0].group, &rs[0].version, &docs, &crds);
             if !doc.is_null() {
+                let mut doc = doc;
+                if rs.iter().any(|r| r.is_crd()) {
+                    // Custom resources accept no strategic merge patch: the real server lists
+                    // only json-patch, merge-patch and apply-patch, and kubectl's client-side
+                    // apply picks strategic merge when the document offers it.
+                    strip_key(&mut doc, "application/strategic-merge-patch+json");
+                }
                 return json_ok(&doc);
             }
             let mut paths = Map::new();
@@ -130,4 +137,15 @@ fn json_ok(v: &Value) -> Response {
         serde_json::to_vec(v).unwrap_or_default(),
     )
         .into_response()
+}
+
+fn strip_key(v: &mut Value, key: &str) {
+    match v {
+        Value::Object(m) => {
+            m.remove(key);
+            m.values_mut().for_each(|c| strip_key(c, key));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| strip_key(c, key)),
+        _ => {}
+    }
 }
