@@ -28,9 +28,11 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
 
 impl ProjectId {
     /// Parse user input: all digits → id (GitLab treats numeric-looking strings as ids),
-    /// anything else → path. Surrounding slashes and whitespace are trimmed.
+    /// anything else → path. Surrounding slashes and whitespace are trimmed, and an already
+    /// encoded path (`group%2Fapp`) is decoded first (GitLab paths cannot contain `%`).
     pub fn parse(input: &str) -> Option<ProjectId> {
-        let trimmed = input.trim().trim_matches('/');
+        let decoded = percent_encoding::percent_decode_str(input).decode_utf8_lossy();
+        let trimmed = decoded.trim().trim_matches('/');
         if trimmed.is_empty() {
             return None;
         }
@@ -670,6 +672,7 @@ mod tests {
             ("/group/proj/", Some("group%2Fproj")),
             ("my.group/my-proj_x", Some("my.group%2Fmy-proj_x")),
             ("a b/c", Some("a%20b%2Fc")),
+            ("group%2Fsub%2Fproj", Some("group%2Fsub%2Fproj")),
             ("", None),
             ("  / ", None),
         ];
