@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use gitlab_deployment_operator::gitlab::metrics::EndpointLabels;
 use gitlab_deployment_operator::gitlab::{
     ApprovalStatus, ApproveDeployment, CreateDeployment, DeploymentOrderBy, DeploymentStatus,
     Endpoint, Error, ErrorKind, GitlabClient, GitlabMetrics, ListDeployments, ListMergeRequests,
@@ -317,6 +318,20 @@ async fn pagination_walks_every_page() {
         .unwrap();
     assert_eq!((last.items.len(), last.next_page), (3, None));
 
+    // An error on a later page is yielded once, then the stream ends.
+    {
+        use futures::StreamExt;
+        let mut stream = Box::pin(w.client.list_deployments(&w.pid, &query));
+        for _ in 0..5 {
+            stream.next().await.unwrap().unwrap();
+        }
+        h.inject_fault(Fault::status(500).on(EmuEndpoint::ListDeployments).sticky());
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.category(), "ServerError");
+        assert!(stream.next().await.is_none());
+        h.clear_faults();
+    }
+
     // A full walk without a page size asks for GitLab's maximum: one call here.
     h.clear_requests();
     let all: Vec<_> = w
@@ -562,6 +577,13 @@ async fn server_errors_are_retried_for_idempotent_calls_only() {
     let m = w.client.metrics();
     assert_eq!(m.request_count(Endpoint::GetDeployment, "500"), 1);
     assert_eq!(m.request_count(Endpoint::GetDeployment, "503"), 1);
+    let retries = m
+        .retries
+        .get_or_create(&EndpointLabels {
+            endpoint: Endpoint::GetDeployment.template().to_owned(),
+        })
+        .get();
+    assert_eq!(retries, 2);
 
     // A sticky 502: bounded attempts, then ServerError (transient).
     h.clear_requests();
