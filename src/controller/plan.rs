@@ -22,8 +22,9 @@ use crate::api::deployment::{
     ApprovalState, DeletionPolicy, DeployRevision, DeploymentIntent, DeploymentRecord,
     GitlabDeploymentStatus, GitlabStatus,
 };
-use crate::api::validate::ValidatedSpec;
-use crate::rollout::{Reason, RolloutState, RolloutStatus};
+use crate::api::validate::{RevisionSource, ValidatedSpec};
+use crate::controller::status::{rollout_clock, rollout_key};
+use crate::rollout::{Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate};
 
 /// Re-evaluate a progressing or pending target this often even without watch events, so
 /// `progressTimeout` fires on time (spec §8: 15–30 s).
@@ -64,6 +65,48 @@ pub enum Plan {
 
 impl Plan {
     const SETTLED: Plan = Plan::Nothing { requeue: None };
+}
+
+/// Evaluate the target's rollout for this resource: fills `wanted_sha`, `revision_from` and
+/// `progress_timeout` from the spec into `base` (which carries the operator's policies, pods
+/// and new pod hash), and runs the `progressTimeout` clock recorded in `status` only when it
+/// belongs to the revision now rolling out. A new revision never inherits an older one's clock
+/// (that would time it out at once); its clock starts when the status records it.
+pub fn evaluate_rollout(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    target: Option<&TargetObject>,
+    base: &TrackCtx,
+    now: Timestamp,
+) -> RolloutStatus {
+    let mut ctx = base.clone();
+    ctx.progress_timeout = spec.progress_timeout;
+    ctx.revision_from = spec.revision_from().cloned();
+    ctx.started_at = None;
+    ctx.paused_for = Duration::ZERO;
+    if let RevisionSource::Fixed(rev) = &spec.revision {
+        ctx.wanted_sha = Some(rev.sha.clone());
+    }
+    let first = evaluate(target, &ctx, now);
+    // revisionFrom on a GitOps object: the wanted commit is the one the object carries, so a
+    // second pass checks the object has applied it.
+    let derived_wanted = ctx.wanted_sha.is_none() && first.commit_sha().is_some();
+    if derived_wanted {
+        ctx.wanted_sha = first.commit_sha().map(str::to_owned);
+    }
+    let wanted = wanted_revision(spec, &first);
+    let key = rollout_key(&first, wanted.as_ref());
+    let same_revision = status.rollout.as_ref().is_some_and(|r| r.revision == key);
+    if !same_revision && !derived_wanted {
+        return first;
+    }
+    if !same_revision {
+        return evaluate(target, &ctx, now);
+    }
+    let (started_at, paused_for) = rollout_clock(status, now);
+    ctx.started_at = started_at;
+    ctx.paused_for = paused_for;
+    evaluate(target, &ctx, now)
 }
 
 /// The GitLab status a rollout state maps to; `None` when nothing can be concluded.

@@ -396,7 +396,7 @@ pub fn record_merge_requests(
 }
 
 /// The key of the tracked revision: the commit and the workload revision id.
-fn rollout_key(rollout: &RolloutStatus, wanted: Option<&DeployRevision>) -> Option<String> {
+pub fn rollout_key(rollout: &RolloutStatus, wanted: Option<&DeployRevision>) -> Option<String> {
     let sha = wanted.map(|w| w.sha.as_str()).or(rollout.commit_sha());
     let kind_id = rollout.revision.as_ref().and_then(|r| r.kind_id.as_deref());
     match (sha, kind_id) {
@@ -477,6 +477,7 @@ fn derive_conditions(status: &mut GitlabDeploymentStatus, obs: &Observation<'_>,
 /// The parts of the status the conditions depend on (borrow split from the conditions).
 struct StatusView {
     deployment: Option<(GitlabStatus, i64, String)>,
+    deployed_sha: Option<String>,
     intent: bool,
     approval: Option<ApprovalState>,
     environment_hint: String,
@@ -488,6 +489,7 @@ fn status_view(status: &GitlabDeploymentStatus) -> StatusView {
             .deployment
             .as_ref()
             .map(|d| (d.status, d.iid, d.sha.chars().take(7).collect())),
+        deployed_sha: status.deployment.as_ref().map(|d| d.sha.clone()),
         intent: status.intent.is_some(),
         approval: status.approval.as_ref().map(|a| a.state),
         environment_hint: status
@@ -550,6 +552,19 @@ fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Opt
         return (
             not_ready(reason::REVISION_UNKNOWN, m.clone()),
             stalled(reason::REVISION_UNKNOWN, m),
+        );
+    }
+    // A newer revision is wanted than the one GitLab shows: not settled, whatever the old
+    // deployment's status says.
+    if let (Some(w), Some(sha)) = (obs.wanted, view.deployed_sha.as_deref())
+        && w.sha != sha
+        && !rollout.is_some_and(|r| r.state == RolloutState::Failed)
+    {
+        let short: String = w.sha.chars().take(7).collect();
+        let m = format!("Waiting to report revision {short}: {rollout_msg}");
+        return (
+            not_ready(reason::ROLLOUT_PENDING, m.clone()),
+            reconciling(reason::ROLLOUT_PENDING, m),
         );
     }
     let deployed = view

@@ -851,3 +851,105 @@ fn a_settled_status_is_a_fixed_point() {
         serde_json::to_string(&recomputed).unwrap()
     );
 }
+
+#[test]
+fn evaluate_rollout_runs_the_clock_of_the_same_revision_only() {
+    use crate::rollout::TargetObject;
+    use serde_json::json;
+    let target = TargetObject::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "generation": 2},
+        "spec": {"replicas": 3},
+        "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 1},
+    }));
+    let kustomization = TargetObject::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "apps", "generation": 1, "annotations": {"example.com/sha": B}},
+        "status": {"observedGeneration": 1, "lastAttemptedRevision": format!("main@sha1:{A}"),
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": ""}]},
+    }));
+    let clock = |key: &str, started: i64, paused: i64| {
+        let mut st = St::default().started_secs_ago(started).0;
+        let r = st.rollout.as_mut().unwrap();
+        r.revision = Some(key.into());
+        r.paused_seconds = paused;
+        st
+    };
+    let cases: Vec<(
+        &str,
+        ValidatedSpec,
+        GitlabDeploymentStatus,
+        &TargetObject,
+        RolloutState,
+        Reason,
+    )> = vec![
+        (
+            "same revision past the deadline fails",
+            fixed(A),
+            clock(A, 660, 0),
+            &target,
+            RolloutState::Failed,
+            Reason::ProgressTimeout,
+        ),
+        (
+            "paused time is not counted",
+            fixed(A),
+            clock(A, 660, 120),
+            &target,
+            RolloutState::Progressing,
+            Reason::ReplicasUpdating,
+        ),
+        (
+            "a new revision does not inherit the old clock",
+            fixed(B),
+            clock(A, 3600, 0),
+            &target,
+            RolloutState::Progressing,
+            Reason::ReplicasUpdating,
+        ),
+        (
+            "no clock recorded yet",
+            fixed(A),
+            GitlabDeploymentStatus::default(),
+            &target,
+            RolloutState::Progressing,
+            Reason::ReplicasUpdating,
+        ),
+        (
+            "fixed sha must be applied by Flux",
+            fixed(B),
+            GitlabDeploymentStatus::default(),
+            &kustomization,
+            RolloutState::Pending,
+            Reason::SourceRevisionNotApplied,
+        ),
+        (
+            "revisionFrom on a GitOps object: its own annotation",
+            follow(),
+            GitlabDeploymentStatus::default(),
+            &kustomization,
+            RolloutState::Pending,
+            Reason::SourceRevisionNotApplied,
+        ),
+    ];
+    let follow_spec = |s: ValidatedSpec| s;
+    for (name, spec, st, target, state, reason) in cases {
+        let mut spec = follow_spec(spec);
+        if let RevisionSource::FromTarget { from, .. } = &mut spec.revision {
+            from.annotation = Some("example.com/sha".into());
+        }
+        let got = evaluate_rollout(
+            &spec,
+            &st,
+            Some(target),
+            &crate::rollout::TrackCtx::default(),
+            now(),
+        );
+        assert_eq!(
+            (got.state, got.reason),
+            (state, reason),
+            "case {name}: {}",
+            got.message
+        );
+    }
+}

@@ -260,6 +260,25 @@ fn conditions_and_phase_table() {
             },
         ),
         (
+            "a newer revision is wanted than GitLab shows",
+            {
+                let mut st = GitlabDeploymentStatus::default();
+                let newer = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+                record_deployment(&mut st, &view(1, newer, "success"), false, now());
+                st
+            },
+            Observation {
+                rollout: Some(&progressing),
+                wanted: Some(&wanted),
+                ..Observation::new(2)
+            },
+            Want {
+                ready: ("False", "RolloutPending"),
+                abnormal: Some(("Reconciling", "RolloutPending")),
+                phase: Phase::Progressing,
+            },
+        ),
+        (
             "revisionFrom finds no commit",
             GitlabDeploymentStatus::default(),
             Observation {
