@@ -1,0 +1,150 @@
+//! Route matching (route templates, path parameters) and log-safe paths.
+
+use super::*;
+
+/// A matched route with its raw (percent-decoded) path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Route {
+    pub endpoint: Endpoint,
+    pub id: String,
+    pub deployment_id: Option<String>,
+}
+
+pub(super) fn decode(seg: &str) -> String {
+    percent_decode_str(seg).decode_utf8_lossy().into_owned()
+}
+
+/// Matches `/api/v4/projects/:id/deployments...`. `:id` must not contain an un-encoded slash;
+/// anything else falls to the catch-all. A wrong method on a known path also falls there
+/// (GitLab's catch-all `route :any` answers 404; unverified versus Grape's 405).
+pub(super) fn match_route(method: &str, path: &str, edition: Edition) -> Option<Route> {
+    let rest = path.strip_prefix("/api/v4/projects/")?;
+    let mut segs: Vec<&str> = rest.split('/').collect();
+    // Grape accepts an optional `.json` format suffix on the last segment.
+    if let Some(last) = segs.last_mut()
+        && let Some(s) = last.strip_suffix(".json")
+    {
+        *last = s;
+    }
+    if segs.iter().any(|s| s.is_empty()) || segs.get(1) != Some(&"deployments") {
+        return None;
+    }
+    let method = if method == "HEAD" { "GET" } else { method };
+    let id = decode(segs[0]);
+    let did = segs.get(2).map(|s| decode(s));
+    let endpoint = match (segs.len(), method, segs.get(3).copied()) {
+        (2, "GET", _) => Endpoint::ListDeployments,
+        (2, "POST", _) => Endpoint::CreateDeployment,
+        (3, "GET", _) => Endpoint::GetDeployment,
+        (3, "PUT", _) => Endpoint::UpdateDeployment,
+        (3, "DELETE", _) => Endpoint::DeleteDeployment,
+        (4, "GET", Some("merge_requests")) => Endpoint::ListMergeRequests,
+        (4, "POST", Some("approval")) if edition == Edition::Ee => Endpoint::ApproveDeployment,
+        _ => return None,
+    };
+    Some(Route {
+        endpoint,
+        id,
+        deployment_id: did,
+    })
+}
+
+pub(super) fn sanitized_path(path: &str, query: Option<&str>) -> String {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split('=').next().unwrap_or_default();
+            !CREDENTIAL_PARAMS.contains(&decode(k).as_str())
+        })
+        .collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let cases: &[(&str, &str, Edition, Option<(Endpoint, &str, Option<&str>)>)] = &[
+            (
+                "GET",
+                "/api/v4/projects/1/deployments",
+                Edition::Ee,
+                Some((Endpoint::ListDeployments, "1", None)),
+            ),
+            (
+                "POST",
+                "/api/v4/projects/g%2Fp/deployments",
+                Edition::Ee,
+                Some((Endpoint::CreateDeployment, "g/p", None)),
+            ),
+            ("GET", "/api/v4/projects/g/p/deployments", Edition::Ee, None),
+            (
+                "PUT",
+                "/api/v4/projects/1/deployments/abc",
+                Edition::Ee,
+                Some((Endpoint::UpdateDeployment, "1", Some("abc"))),
+            ),
+            (
+                "PATCH",
+                "/api/v4/projects/1/deployments/2",
+                Edition::Ee,
+                None,
+            ),
+            (
+                "HEAD",
+                "/api/v4/projects/1/deployments/2.json",
+                Edition::Ee,
+                Some((Endpoint::GetDeployment, "1", Some("2"))),
+            ),
+            (
+                "GET",
+                "/api/v4/projects/1/deployments/2/merge_requests",
+                Edition::Ce,
+                Some((Endpoint::ListMergeRequests, "1", Some("2"))),
+            ),
+            (
+                "POST",
+                "/api/v4/projects/1/deployments/2/approval",
+                Edition::Ee,
+                Some((Endpoint::ApproveDeployment, "1", Some("2"))),
+            ),
+            (
+                "POST",
+                "/api/v4/projects/1/deployments/2/approval",
+                Edition::Ce,
+                None,
+            ),
+            ("GET", "/api/v4/projects/1/deployments/", Edition::Ee, None),
+            ("GET", "/api/v3/projects/1/deployments", Edition::Ee, None),
+        ];
+        for (method, path, edition, want) in cases {
+            let got = match_route(method, path, *edition)
+                .map(|r| (r.endpoint, r.id.clone(), r.deployment_id.clone()));
+            let want = want.map(|(e, id, d)| (e, id.to_string(), d.map(str::to_string)));
+            assert_eq!(got, want, "{method} {path} {edition:?}");
+        }
+    }
+
+    #[test]
+    fn logged_paths_hide_credentials() {
+        assert_eq!(
+            sanitized_path("/a", Some("private_token=x&page=2")),
+            "/a?page=2"
+        );
+        assert_eq!(
+            sanitized_path("/a", Some("access_token=x&job_token=y")),
+            "/a"
+        );
+        assert_eq!(sanitized_path("/a", None), "/a");
+    }
+}
