@@ -72,9 +72,11 @@ pub(super) fn sanitized_path(path: &str, query: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    type Expected<'a> = Option<(Endpoint, &'a str, Option<&'a str>)>;
+
     #[test]
     fn routes() {
-        let cases: &[(&str, &str, Edition, Option<(Endpoint, &str, Option<&str>)>)] = &[
+        let cases: &[(&str, &str, Edition, Expected<'_>)] = &[
             (
                 "GET",
                 "/api/v4/projects/1/deployments",
