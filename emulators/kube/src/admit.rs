@@ -337,10 +337,8 @@ fn default_workload(kind: &str, obj: &mut Value) {
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
             }
         }
-        "DaemonSet" => {
-            if spec.get("updateStrategy").is_none() {
-                spec["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
-            }
+        "DaemonSet" if spec.get("updateStrategy").is_none() => {
+            spec["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
         }
         _ => {}
     }

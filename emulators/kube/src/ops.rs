@@ -112,11 +112,9 @@ fn ensure_metadata(obj: &mut Value) -> ApiResult<&mut serde_json::Map<String, Va
         ));
     }
     let md = obj.as_object_mut().and_then(|o| {
-        Some(
-            o.entry("metadata")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()?,
-        )
+        o.entry("metadata")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
     });
     md.ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
@@ -294,7 +292,7 @@ fn create_with(
     if res.generation {
         md.insert("generation".into(), json!(1));
     }
-    if res.status && res.group != "" && res.group != "apiextensions.k8s.io" {
+    if res.status && res.group != "apiextensions.k8s.io" {
         // Status is the controllers' to write: dropped on create (CRs with a status
         // subresource, apps workloads).
         if let Some(m) = obj.as_object_mut() {
@@ -437,10 +435,10 @@ pub fn patch(
     }
     let new = views::from_view(res, view);
     // A resourceVersion in the patch is a precondition.
-    if meta_str(&new, "resourceVersion") != meta_str(&old, "resourceVersion") {
-        if meta_str(&new, "resourceVersion").is_some() {
-            return Err(conflict(res, name));
-        }
+    if meta_str(&new, "resourceVersion") != meta_str(&old, "resourceVersion")
+        && meta_str(&new, "resourceVersion").is_some()
+    {
+        return Err(conflict(res, name));
     }
     if meta_str(&new, "name") != Some(name) {
         return Err(ApiError::bad_request(
@@ -589,7 +587,7 @@ pub fn finish_update(
         }
         _ => {
             let mut n = candidate;
-            if res.status && res.group != "" || res.is_crd() && res.status {
+            if res.status {
                 match old.get("status") {
                     Some(s) => n["status"] = s.clone(),
                     None => {

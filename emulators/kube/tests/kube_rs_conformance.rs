@@ -435,8 +435,11 @@ async fn streaming_list_and_metadata_watch() {
         }
     }
     assert!(saw_m1 && saw_init_done);
-    let ms =
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()).applied_objects();
+    let ms = watcher(
+        Api::<kube::core::PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), "default"),
+        watcher::Config::default(),
+    )
+    .applied_objects();
     let mut ms = std::pin::pin!(ms);
     let first = tokio::time::timeout(DEADLINE, ms.try_next())
         .await
