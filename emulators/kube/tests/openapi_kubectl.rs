@@ -3,7 +3,10 @@
 //! (so it does not depend on the emulator's server), with `/openapi/v2` answering 404.
 //! * `kubectl create` with the default `--validate=strict` finds the PATCH `fieldValidation`
 //!   parameter in `/openapi/v3` and sends `?fieldValidation=Strict`, never touching v2;
-//! * `kubectl explain` renders fields from the v3 `components.schemas` (built-in and CRD).
+//! * `kubectl explain` renders fields from the v3 `components.schemas` (built-in and CRD);
+//! * a second client-side `kubectl apply` of a Deployment reads the apps/v1 document and sends
+//!   a strategic-merge patch that merges containers by name.
+//!
 //! Skipped (passes) when kubectl is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
