@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod crd;
 pub mod deployments;
+pub mod run;
 
 /// Top-level command line of `gitlab-deployment-operator`.
 #[derive(Debug, Parser)]
@@ -21,6 +22,8 @@ pub enum Command {
     /// Use GitLab's Deployments API from a shell: list, get, create, update, delete,
     /// merge-requests, approve.
     Deployments(Box<deployments::DeploymentsArgs>),
+    /// Run the operator: watch GitlabDeployments and report their rollouts to GitLab.
+    Run(Box<run::RunArgs>),
 }
 
 /// An error from a subcommand, with the exit code `main` should return.
@@ -30,6 +33,8 @@ pub enum CliError {
     Crd(#[from] crd::CrdError),
     #[error(transparent)]
     Deployments(#[from] deployments::DeploymentsError),
+    #[error(transparent)]
+    Run(#[from] run::RunCmdError),
 }
 
 impl CliError {
@@ -38,6 +43,7 @@ impl CliError {
         match self {
             CliError::Crd(e) => e.exit_code(),
             CliError::Deployments(e) => e.exit_code(),
+            CliError::Run(e) => e.exit_code(),
         }
     }
 }
@@ -47,5 +53,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crd(args) => Ok(crd::run(args)?),
         Command::Deployments(args) => Ok(deployments::run(*args).await?),
+        Command::Run(args) => Ok(run::run(*args).await?),
     }
 }

@@ -18,6 +18,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::allowlist::{HostAllowList, HostError};
+use super::scoped::ScopedStore;
 use crate::api::connection::{
     CaBundleRef, ClusterGitlabConnection, ConnectionSettings, GitlabConnection, TokenType,
 };
@@ -103,11 +104,13 @@ impl ConnectionError {
 /// The reflector caches a connection is resolved from.
 #[derive(Clone)]
 pub struct ConnectionCaches {
-    pub connections: Store<GitlabConnection>,
+    pub connections: ScopedStore<GitlabConnection>,
     pub cluster_connections: Store<ClusterGitlabConnection>,
-    pub secrets: Store<Secret>,
-    pub config_maps: Store<ConfigMap>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub secrets: ScopedStore<Secret>,
+    pub config_maps: ScopedStore<ConfigMap>,
+    /// Namespace labels, for `namespaceSelector`; `None` when the operator may not list
+    /// namespaces (a namespace-scoped install), where selectors match nothing.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// A connection's settings and where its Secrets live, whichever kind it is.
@@ -211,7 +214,12 @@ impl Connections {
         let Some(selector) = conn.spec.namespace_selector.as_ref() else {
             return false;
         };
-        let Some(ns) = self.caches.namespaces.get(&ObjectRef::new(namespace)) else {
+        let Some(ns) = self
+            .caches
+            .namespaces
+            .as_ref()
+            .and_then(|store| store.get(&ObjectRef::new(namespace)))
+        else {
             return false;
         };
         let labels = ns.labels();

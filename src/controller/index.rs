@@ -42,8 +42,9 @@ pub struct TargetIndex<O: Eq + Hash + Clone> {
     by_target: BTreeMap<TargetKey, HashSet<O>>,
     by_owner: HashMap<O, TargetKey>,
     kinds: BTreeMap<TargetKind, usize>,
-    /// Owners seen since the last `Init`, while a relist is in progress.
-    relist: Option<HashMap<O, TargetKey>>,
+    /// Per relisting watch (keyed by the namespace it covers, `None` = all), the owners seen
+    /// since its `Init`.
+    relists: HashMap<Option<String>, HashSet<O>>,
 }
 
 impl<O: Eq + Hash + Clone> Default for TargetIndex<O> {
@@ -52,7 +53,7 @@ impl<O: Eq + Hash + Clone> Default for TargetIndex<O> {
             by_target: BTreeMap::new(),
             by_owner: HashMap::new(),
             kinds: BTreeMap::new(),
-            relist: None,
+            relists: HashMap::new(),
         }
     }
 }
@@ -64,8 +65,10 @@ impl<O: Eq + Hash + Clone> TargetIndex<O> {
 
     /// Record that `owner` follows `target` (an added or modified owner).
     pub fn apply(&mut self, owner: O, target: TargetKey) -> IndexChange {
-        if let Some(buffer) = self.relist.as_mut() {
-            buffer.insert(owner.clone(), target.clone());
+        for (scope, seen) in self.relists.iter_mut() {
+            if scope.as_deref().is_none_or(|ns| ns == target.namespace) {
+                seen.insert(owner.clone());
+            }
         }
         if self.by_owner.get(&owner) == Some(&target) {
             return IndexChange::Unchanged;
@@ -89,8 +92,8 @@ impl<O: Eq + Hash + Clone> TargetIndex<O> {
 
     /// Forget `owner` (a deleted owner, or one whose spec no longer names a valid target).
     pub fn remove(&mut self, owner: &O) {
-        if let Some(buffer) = self.relist.as_mut() {
-            buffer.remove(owner);
+        for seen in self.relists.values_mut() {
+            seen.remove(owner);
         }
         self.remove_owner(owner);
     }
@@ -113,22 +116,28 @@ impl<O: Eq + Hash + Clone> TargetIndex<O> {
         }
     }
 
-    /// A relist started: owners not re-applied before [`Self::relist_done`] are dropped.
-    pub fn relist_started(&mut self) {
-        self.relist = Some(HashMap::new());
+    /// A relist of the owners in `scope` (a namespace, or `None` for all) started: those not
+    /// re-applied before [`Self::relist_done`] are dropped. Watches of different namespaces
+    /// relist independently.
+    pub fn relist_started(&mut self, scope: Option<&str>) {
+        self.relists
+            .insert(scope.map(str::to_owned), HashSet::new());
     }
 
-    /// The relist finished: drop every owner it did not mention. (Kinds that became new during
-    /// the relist were already reported by `apply`; this only removes.)
-    pub fn relist_done(&mut self) {
-        let Some(seen) = self.relist.take() else {
+    /// The relist of `scope` finished: drop every owner in it that the relist did not mention.
+    /// (Kinds that became new during the relist were already reported by `apply`; this only
+    /// removes.)
+    pub fn relist_done(&mut self, scope: Option<&str>) {
+        let Some(seen) = self.relists.remove(&scope.map(str::to_owned)) else {
             return;
         };
         let stale: Vec<O> = self
             .by_owner
-            .keys()
-            .filter(|owner| !seen.contains_key(*owner))
-            .cloned()
+            .iter()
+            .filter(|(owner, target)| {
+                scope.is_none_or(|ns| ns == target.namespace) && !seen.contains(*owner)
+            })
+            .map(|(owner, _)| owner.clone())
             .collect();
         for owner in stale {
             self.remove_owner(&owner);
@@ -281,20 +290,31 @@ mod tests {
         let mut idx = TargetIndex::new();
         idx.apply("a", deploy("ns", "web"));
         idx.apply("gone", deploy("ns", "web"));
-        idx.relist_started();
+        idx.relist_started(None);
         idx.apply("a", deploy("ns", "web"));
-        idx.relist_done();
+        idx.relist_done(None);
         assert_eq!(sorted(idx.owners_of(&deploy("ns", "web"))), vec!["a"]);
         assert_eq!(idx.target_of(&"gone"), None);
     }
 
     #[test]
+    fn a_namespace_relist_leaves_other_namespaces_alone() {
+        let mut idx = TargetIndex::new();
+        idx.apply("a", deploy("one", "web"));
+        idx.apply("b", deploy("two", "web"));
+        idx.relist_started(Some("one"));
+        idx.relist_done(Some("one"));
+        assert!(idx.owners_of(&deploy("one", "web")).is_empty());
+        assert_eq!(idx.owners_of(&deploy("two", "web")), vec!["b"]);
+    }
+
+    #[test]
     fn delete_during_relist_is_not_resurrected() {
         let mut idx = TargetIndex::new();
-        idx.relist_started();
+        idx.relist_started(None);
         idx.apply("a", deploy("ns", "web"));
         idx.remove(&"a");
-        idx.relist_done();
+        idx.relist_done(None);
         assert!(idx.is_empty());
     }
 }

@@ -8,6 +8,8 @@ pub mod events;
 pub mod index;
 pub mod plan;
 pub mod reconcile;
+pub mod run;
+pub mod scoped;
 pub mod status;
 pub mod targets;
 pub mod views;

@@ -1,0 +1,154 @@
+//! `run`: the operator itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::controller::allowlist::{AllowedHost, HostAllowList};
+use crate::controller::reconcile::ReconcileSettings;
+use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
+use crate::controller::targets::Scope;
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Serve only these namespaces (repeat, or comma-separate); all namespaces when absent.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        value_delimiter = ',',
+        env = "WATCH_NAMESPACES"
+    )]
+    pub namespaces: Vec<String>,
+    /// GitLab hosts connections may point at: `gitlab.example.com`, `host:port` or
+    /// `*.example.com` (repeat, or comma-separate). A connection to any other host is refused.
+    #[arg(
+        long = "allowed-host",
+        value_delimiter = ',',
+        env = "GITLAB_ALLOWED_HOSTS"
+    )]
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Reconciles run at once per served namespace.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Address of the health and metrics server (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Namespace the operator runs in (its Secrets are read for ClusterGitlabConnections).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// This instance's name in Events and the leader lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds an unfinished create is given before its intent is looked up and given up.
+    #[arg(long, default_value_t = 45)]
+    pub recovery_grace_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunCmdError {
+    #[error("no Kubernetes configuration found ({0}); set KUBECONFIG or run in a pod")]
+    Config(#[source] kube::Error),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot start the admin server on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunCmdError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunCmdError::Config(_) => 2,
+            RunCmdError::Run(RunError::CrdMissing(_)) => 3,
+            RunCmdError::Run(_) => 4,
+            RunCmdError::Admin { .. } => 5,
+        }
+    }
+}
+
+impl RunArgs {
+    fn config(&self) -> RunConfig {
+        RunConfig {
+            scope: if self.namespaces.is_empty() {
+                Scope::All
+            } else {
+                Scope::Namespaces(self.namespaces.clone())
+            },
+            allow: HostAllowList::new(self.allowed_hosts.clone()),
+            concurrency: self.concurrency.max(1),
+            settings: ReconcileSettings {
+                recovery_grace: Duration::from_secs(self.recovery_grace_seconds),
+                ..ReconcileSettings::default()
+            },
+            operator_namespace: self.operator_namespace.clone(),
+            instance: self.identity.clone(),
+        }
+    }
+}
+
+/// Resolve on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
+    telemetry::init(args.log_format);
+    let config = args.config();
+    if config.allow == HostAllowList::default() {
+        tracing::warn!(
+            "no --allowed-host given: every GitLab connection will be refused (HostNotAllowed)"
+        );
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(RunCmdError::Config)?;
+    let telemetry = Telemetry::default();
+    let shutdown = CancellationToken::new();
+    let admin_state = AdminState::new(Arc::clone(&telemetry.registry));
+    let stop = shutdown.clone();
+    let (addr, _admin) = admin::serve(args.admin_addr, admin_state.clone(), async move {
+        stop.cancelled().await;
+    })
+    .await
+    .map_err(|source| RunCmdError::Admin {
+        addr: args.admin_addr,
+        source,
+    })?;
+    tracing::info!(%addr, "admin server listening");
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    run_operator(client, config, &telemetry, admin_state, shutdown).await?;
+    Ok(())
+}

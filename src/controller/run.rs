@@ -1,0 +1,529 @@
+//! Wiring: the watches, caches, index and `Controller`s of a running operator.
+//!
+//! - `GitlabDeployment`s: one watch (and one `Controller`) per served namespace, or one for all.
+//!   Their events feed the target index; status-only updates (our own writes) are filtered by
+//!   the generation predicate, while finalizer changes, the refresh annotation and deletion
+//!   still get through.
+//! - Targets: one watch per followed kind, started on first use ([`TargetWatches`]); their
+//!   events wake exactly the resources that follow the changed object.
+//! - Connections, Secrets, ConfigMaps (CA bundles), Namespaces (selectors): caches the
+//!   connection resolver reads; a change wakes the resources that use it, so a fixed Secret
+//!   ends a `Stalled` state without anyone touching the resource.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::allowlist::HostAllowList;
+use super::connections::{ConnectionCaches, Connections};
+use super::index::{IndexChange, TargetIndex, TargetKey, TargetKind};
+use super::reconcile::{Context, ReconcileSettings, error_policy, reconcile};
+use super::scoped::ScopedStore;
+use super::targets::{Scope, TargetWatches};
+use crate::admin::AdminState;
+use crate::api::connection::{ClusterGitlabConnection, GitlabConnection};
+use crate::api::deployment::{ConnectionKind, GitlabDeployment};
+use crate::api::names::{EVENT_REPORTER, REFRESH_ANNOTATION};
+use crate::api::validate::ConnectionTarget;
+use crate::gitlab::GitlabMetrics;
+use crate::metrics::{OperatorMetrics, PhaseLabels};
+
+/// How the operator runs (from the command line).
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub scope: Scope,
+    pub allow: HostAllowList,
+    /// Reconciles in flight at once (per namespace controller).
+    pub concurrency: u16,
+    pub settings: ReconcileSettings,
+    /// Namespace the operator runs in: Secrets of ClusterGitlabConnections are usually here,
+    /// so its Secrets are cached even when it is not a served namespace.
+    pub operator_namespace: Option<String>,
+    /// `reportingInstance` of Events (the pod name).
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "the GitlabDeployment CRD is not installed (the API server answered: {0}); install the CRDs: `gitlab-deployment-operator crd | kubectl apply -f -`"
+    )]
+    CrdMissing(String),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Kube(#[source] kube::Error),
+}
+
+/// The shared metrics and registry of one operator process.
+pub struct Telemetry {
+    /// Every family, for `/metrics` (the families are shared handles: updating the metrics
+    /// below updates what the registry renders).
+    pub registry: Arc<Registry>,
+    pub operator: Arc<OperatorMetrics>,
+    pub gitlab: Arc<GitlabMetrics>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let operator = Arc::new(OperatorMetrics::default());
+        operator.register(&mut registry);
+        let gitlab = Arc::new(GitlabMetrics::register(&mut registry));
+        Self {
+            registry: Arc::new(registry),
+            operator,
+            gitlab,
+        }
+    }
+}
+
+/// Fail early with the fix when the CRDs are missing, instead of a watch error loop.
+pub async fn check_crds(client: &Client) -> Result<(), RunError> {
+    let api: Api<GitlabDeployment> = Api::all(client.clone());
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            Err(RunError::CrdMissing(status.message))
+        }
+        Err(err) => Err(RunError::Kube(err)),
+    }
+}
+
+/// The namespaces watches are opened in: `None` = all.
+fn watch_namespaces(scope: &Scope) -> Vec<Option<String>> {
+    match scope {
+        Scope::All => vec![None],
+        Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
+    }
+}
+
+fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Reflect `K` in each namespace; returns the caches and one stream of watch events to drive.
+fn reflect_scoped<K>(
+    client: &Client,
+    namespaces: &[Option<String>],
+) -> (
+    ScopedStore<K>,
+    impl Stream<Item = watcher::Event<K>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let mut stores = ScopedStore::default();
+    let mut streams = Vec::new();
+    for ns in namespaces {
+        let (reader, writer) = reflector::store();
+        stores.insert(ns.clone(), reader);
+        let stream = watcher(api_for::<K>(client, ns), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .filter_map(|event| future::ready(event.ok()));
+        streams.push(stream.boxed());
+    }
+    (stores, futures::stream::select_all(streams))
+}
+
+/// Routes a trigger to the controller of the resource's namespace.
+#[derive(Clone)]
+struct Triggers {
+    senders: Arc<HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<GitlabDeployment>>>>,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl Triggers {
+    fn send(&self, target: ObjectRef<GitlabDeployment>) {
+        let sender = self
+            .senders
+            .get(&target.namespace)
+            .or_else(|| self.senders.get(&None));
+        if let Some(sender) = sender
+            && sender.send(target).is_ok()
+        {
+            self.metrics.queue_depth.inc();
+        }
+    }
+}
+
+fn hash_refresh(obj: &GitlabDeployment) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    obj.annotations().get(REFRESH_ANNOTATION).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+fn target_key(obj: &GitlabDeployment) -> Option<TargetKey> {
+    let t = &obj.spec.target;
+    if t.api_version.is_empty() || t.kind.is_empty() || t.name.is_empty() {
+        return None;
+    }
+    Some(TargetKey {
+        kind: TargetKind {
+            api_version: t.api_version.clone(),
+            kind: t.kind.clone(),
+        },
+        namespace: obj.namespace()?,
+        name: t.name.clone(),
+    })
+}
+
+/// Apply one `GitlabDeployment` watch event to the target index, starting a target watcher
+/// the first time a kind is followed.
+fn index_event(
+    event: &watcher::Event<GitlabDeployment>,
+    scope: Option<&str>,
+    index: &Mutex<TargetIndex<ObjectRef<GitlabDeployment>>>,
+    targets: &TargetWatches<ObjectRef<GitlabDeployment>>,
+) {
+    let mut new_kinds = Vec::new();
+    {
+        let mut index = index.lock().unwrap_or_else(|poison| poison.into_inner());
+        match event {
+            watcher::Event::Init => index.relist_started(scope),
+            watcher::Event::InitDone => index.relist_done(scope),
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                let owner = ObjectRef::from_obj(obj);
+                match target_key(obj) {
+                    Some(key) => {
+                        if let IndexChange::NewKind(kind) = index.apply(owner, key) {
+                            new_kinds.push(kind);
+                        }
+                    }
+                    None => index.remove(&owner),
+                }
+            }
+            watcher::Event::Delete(obj) => index.remove(&ObjectRef::from_obj(obj)),
+        }
+    }
+    // Outside the index lock: starting a watcher takes the watchers' own lock.
+    for kind in new_kinds {
+        targets.ensure(&kind);
+    }
+}
+
+/// GitlabDeployments that use `connection` (as seen from namespace `ns` for namespaced ones).
+fn users_of(
+    deployments: &ScopedStore<GitlabDeployment>,
+    connection: &ConnectionTarget,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<GitlabDeployment>> {
+    deployments
+        .state()
+        .into_iter()
+        .filter(|gd| {
+            if connection.kind == ConnectionKind::GitlabConnection
+                && gd.namespace().as_deref() != namespace
+            {
+                return false;
+            }
+            let (kind, name) = match &gd.spec.connection_ref {
+                Some(r) => (r.kind, r.name.as_str()),
+                None => (
+                    ConnectionKind::GitlabConnection,
+                    crate::api::names::DEFAULT_CONNECTION_NAME,
+                ),
+            };
+            kind == connection.kind && name == connection.name
+        })
+        .map(|gd| ObjectRef::from_obj(gd.as_ref()))
+        .collect()
+}
+
+/// Run the operator until `shutdown` is cancelled. `admin` turns ready once every cache
+/// has synced.
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    telemetry: &Telemetry,
+    admin: AdminState,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    check_crds(&client).await?;
+    let namespaces = watch_namespaces(&config.scope);
+
+    // Triggers: one channel per controller.
+    let mut senders = HashMap::new();
+    let mut receivers = HashMap::new();
+    for ns in &namespaces {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(ns.clone(), tx);
+        receivers.insert(ns.clone(), rx);
+    }
+    let triggers = Triggers {
+        senders: Arc::new(senders),
+        metrics: Arc::clone(&telemetry.operator),
+    };
+
+    // Target watchers feed the same triggers through a forwarding channel.
+    let index = Arc::new(Mutex::new(TargetIndex::new()));
+    let (target_tx, mut target_rx) = mpsc::unbounded_channel::<ObjectRef<GitlabDeployment>>();
+    let targets = Arc::new(TargetWatches::new(
+        client.clone(),
+        config.scope.clone(),
+        Arc::clone(&index),
+        target_tx,
+    ));
+    {
+        let triggers = triggers.clone();
+        tokio::spawn(async move {
+            while let Some(target) = target_rx.recv().await {
+                triggers.send(target);
+            }
+        });
+    }
+
+    // Connection caches.
+    let mut secret_namespaces = namespaces.clone();
+    if let Some(own) = &config.operator_namespace
+        && !secret_namespaces.contains(&None)
+        && !secret_namespaces.contains(&Some(own.clone()))
+    {
+        secret_namespaces.push(Some(own.clone()));
+    }
+    let (connections, connection_events) = reflect_scoped::<GitlabConnection>(&client, &namespaces);
+    let (secrets, secret_events) = reflect_scoped::<Secret>(&client, &secret_namespaces);
+    let (config_maps, config_map_events) = reflect_scoped::<ConfigMap>(&client, &secret_namespaces);
+    let (cluster_connections, cluster_writer) = reflector::store::<ClusterGitlabConnection>();
+    let cluster_events = watcher(
+        Api::<ClusterGitlabConnection>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(cluster_writer)
+    .filter_map(|e| future::ready(e.ok()));
+    let namespace_store: Option<Store<kube::core::PartialObjectMeta<Namespace>>> =
+        if config.scope == Scope::All {
+            let (reader, writer) = reflector::store();
+            let events = watcher(
+                Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| future::ready(()));
+            tokio::spawn(events);
+            Some(reader)
+        } else {
+            None
+        };
+
+    // GitlabDeployment watches, one per namespace.
+    let mut deployment_stores = ScopedStore::<GitlabDeployment>::default();
+    let mut controllers_input = Vec::new();
+    for ns in &namespaces {
+        let (reader, writer) = reflector::store();
+        deployment_stores.insert(ns.clone(), reader.clone());
+        let index = Arc::clone(&index);
+        let targets = Arc::clone(&targets);
+        let scope = ns.clone();
+        let stream = watcher(
+            api_for::<GitlabDeployment>(&client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| index_event(event, scope.as_deref(), &index, &targets))
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(hash_refresh),
+            Default::default(),
+        );
+        controllers_input.push((ns.clone(), reader, stream));
+    }
+
+    let caches = ConnectionCaches {
+        connections: connections.clone(),
+        cluster_connections: cluster_connections.clone(),
+        secrets: secrets.clone(),
+        config_maps: config_maps.clone(),
+        namespaces: namespace_store,
+    };
+    let resolver = Connections::new(caches, config.allow.clone(), Arc::clone(&telemetry.gitlab));
+    let reporter = Reporter {
+        controller: EVENT_REPORTER.to_owned(),
+        instance: config.instance.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        resolver,
+        Arc::clone(&targets),
+        Recorder::new(client.clone(), reporter),
+        Arc::clone(&telemetry.operator),
+        config.settings.clone(),
+    ));
+
+    // Dependents of connections, Secrets and ConfigMaps.
+    {
+        let deployments = deployment_stores.clone();
+        let triggers = triggers.clone();
+        let ctx = Arc::clone(&ctx);
+        let wake = move |connection: ConnectionTarget, namespace: Option<String>| {
+            for target in users_of(&deployments, &connection, namespace.as_deref()) {
+                triggers.send(target);
+            }
+        };
+        let wake_conn = wake.clone();
+        tokio::spawn(connection_events.for_each(move |event| {
+            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
+                wake_conn(
+                    ConnectionTarget {
+                        kind: ConnectionKind::GitlabConnection,
+                        name: c.name_any(),
+                    },
+                    c.namespace(),
+                );
+            }
+            future::ready(())
+        }));
+        let wake_cluster = wake.clone();
+        tokio::spawn(cluster_events.for_each(move |event| {
+            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
+                wake_cluster(
+                    ConnectionTarget {
+                        kind: ConnectionKind::ClusterGitlabConnection,
+                        name: c.name_any(),
+                    },
+                    None,
+                );
+            }
+            future::ready(())
+        }));
+        let ctx_s = Arc::clone(&ctx);
+        let wake_s = wake.clone();
+        tokio::spawn(secret_events.for_each(move |event| {
+            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = &event {
+                let ns = s.namespace().unwrap_or_default();
+                for conn in ctx_s.connections.connections_reading(&ns, &s.name_any()) {
+                    wake_s(conn, Some(ns.clone()));
+                }
+            }
+            future::ready(())
+        }));
+        tokio::spawn(config_map_events.for_each(move |event| {
+            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
+                let ns = c.namespace().unwrap_or_default();
+                for conn in ctx.connections.connections_reading(&ns, &c.name_any()) {
+                    wake(conn, Some(ns.clone()));
+                }
+            }
+            future::ready(())
+        }));
+    }
+
+    // Readiness: every cache has its first list.
+    {
+        let (deployments, connections, secrets, config_maps) = (
+            deployment_stores.clone(),
+            connections.clone(),
+            secrets.clone(),
+            config_maps.clone(),
+        );
+        let cluster = cluster_connections.clone();
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let ready = deployments.wait_until_ready().await
+                && connections.wait_until_ready().await
+                && secrets.wait_until_ready().await
+                && config_maps.wait_until_ready().await
+                && cluster.wait_until_ready().await.is_ok();
+            admin.set_ready(ready);
+            if ready {
+                tracing::info!("caches synced; ready");
+            }
+        });
+    }
+
+    // Resources by phase and watched kinds, for dashboards.
+    {
+        let deployments = deployment_stores.clone();
+        let metrics = Arc::clone(&telemetry.operator);
+        let targets = Arc::clone(&targets);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let mut counts: HashMap<String, i64> = HashMap::new();
+                for gd in deployments.state() {
+                    let phase = gd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .map(|p| format!("{p:?}"))
+                        .unwrap_or_else(|| "Unknown".to_owned());
+                    *counts.entry(phase).or_default() += 1;
+                }
+                metrics.resources.clear();
+                for (phase, n) in counts {
+                    metrics
+                        .resources
+                        .get_or_create(&PhaseLabels { phase })
+                        .set(n);
+                }
+                metrics
+                    .watched_kinds
+                    .set(i64::try_from(targets.watched_kinds()).unwrap_or(i64::MAX));
+            }
+        });
+    }
+
+    let mut controllers = Vec::new();
+    for (ns, reader, stream) in controllers_input {
+        let Some(rx) = receivers.remove(&ns) else {
+            continue;
+        };
+        let metrics = Arc::clone(&telemetry.operator);
+        let trigger_stream =
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).inspect(move |_| {
+                metrics.queue_depth.dec();
+            });
+        let shutdown = shutdown.clone();
+        let controller = Controller::for_stream(stream, reader)
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(config.concurrency),
+            )
+            .reconcile_on(trigger_stream)
+            .graceful_shutdown_on(async move { shutdown.cancelled().await })
+            .run(reconcile, error_policy, Arc::clone(&ctx))
+            .for_each(|result| {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "reconcile did not run");
+                }
+                future::ready(())
+            });
+        controllers.push(controller);
+    }
+    tracing::info!(namespaces = ?config.scope, "operator running");
+    future::join_all(controllers).await;
+    Ok(())
+}

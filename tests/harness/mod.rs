@@ -1,0 +1,269 @@
+//! End-to-end harness: the kube emulator and the GitLab emulator on loopback, the CRDs
+//! installed, a fresh namespace with a token Secret and a default GitlabConnection, and the
+//! operator running in-process against both through kube's real `Client` and real HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitlab_deployment_operator::admin::AdminState;
+use gitlab_deployment_operator::api::{GitlabConnection, GitlabDeployment};
+use gitlab_deployment_operator::controller::allowlist::HostAllowList;
+use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
+use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
+use gitlab_deployment_operator::controller::targets::Scope;
+use gitlab_emulator::{GitlabEmulator, SeededProject};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt};
+use kube_emulator::KubeEmulator;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const NS: &str = "apps";
+pub const TOKEN_SECRET: &str = "gitlab-token";
+
+pub struct Operator {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    pub telemetry: Arc<Telemetry>,
+    pub admin: AdminState,
+}
+
+impl Operator {
+    /// Stop it as a SIGTERM would: graceful shutdown, wait for the task.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+
+    /// Stop it as a SIGKILL would: abort at whatever await point it is.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+pub struct Env {
+    pub kube: KubeEmulator,
+    pub gitlab: GitlabEmulator,
+    pub client: Client,
+    pub project: SeededProject,
+}
+
+pub fn install_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,gitlab_deployment_operator=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Env {
+    /// Both emulators, the CRDs, namespace `apps` with the token Secret and a `default`
+    /// GitlabConnection to project `team/app` (branch `main`, 5 commits).
+    pub async fn start() -> Env {
+        install_tracing();
+        let kube = KubeEmulator::start().await.expect("kube emulator starts");
+        let gitlab = GitlabEmulator::start().expect("gitlab emulator starts");
+        let project = gitlab.handle().seed_project("team/app", "main", 5);
+        let client = kube.client().await;
+
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in [
+            GitlabDeployment::crd(),
+            GitlabConnection::crd(),
+            gitlab_deployment_operator::api::ClusterGitlabConnection::crd(),
+        ] {
+            let name = crd.metadata.name.clone().unwrap();
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .expect("CRD established in time")
+            .unwrap();
+        }
+        let env = Env {
+            kube,
+            gitlab,
+            client,
+            project,
+        };
+        env.create_namespace(NS).await;
+        env.put_token(&env.project.maintainer_token.clone()).await;
+        env.create_connection("default", &env.gitlab.base_url())
+            .await;
+        env
+    }
+
+    pub async fn create_namespace(&self, name: &str) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+        }))
+        .unwrap();
+        let _ = api.create(&PostParams::default(), &ns).await;
+    }
+
+    /// Create or replace the token Secret.
+    pub async fn put_token(&self, token: &str) {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": TOKEN_SECRET},
+            "stringData": {"token": token}
+        });
+        api.patch(
+            TOKEN_SECRET,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn create_connection(&self, name: &str, url: &str) {
+        let api: Api<GitlabConnection> = Api::namespaced(self.client.clone(), NS);
+        let conn: GitlabConnection = serde_json::from_value(json!({
+            "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabConnection",
+            "metadata": {"name": name},
+            "spec": {"url": url, "tokenSecretRef": {"name": TOKEN_SECRET, "key": "token"},
+                     "timeout": "5s"}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &conn).await.unwrap();
+    }
+
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            scope: Scope::All,
+            allow: HostAllowList::new(vec!["127.0.0.1".parse().unwrap()]),
+            concurrency: 4,
+            settings: ReconcileSettings {
+                recovery_grace: Duration::from_secs(2),
+                ..ReconcileSettings::default()
+            },
+            operator_namespace: None,
+            instance: Some("test-operator".into()),
+        }
+    }
+
+    pub fn start_operator(&self) -> Operator {
+        self.start_operator_with(self.config())
+    }
+
+    pub fn start_operator_with(&self, config: RunConfig) -> Operator {
+        let telemetry = Arc::new(Telemetry::default());
+        let admin = AdminState::new(Arc::clone(&telemetry.registry));
+        let shutdown = CancellationToken::new();
+        let task = {
+            let client = self.client.clone();
+            let telemetry = Arc::clone(&telemetry);
+            let admin = admin.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(err) = run(client, config, &telemetry, admin, shutdown).await {
+                    panic!("operator failed: {err}");
+                }
+            })
+        };
+        Operator {
+            shutdown,
+            task,
+            telemetry,
+            admin,
+        }
+    }
+
+    /// A Deployment `name` running `image`, with the emulator's rollout annotations.
+    pub async fn apply_workload(&self, name: &str, image: &str, extra: serde_json::Value) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        let mut annotations = json!({"emulator.gitlab-operator.io/rollout-step": "100ms"});
+        if let (Some(a), Some(e)) = (annotations.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                a.insert(k.clone(), v.clone());
+            }
+        }
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {
+                "replicas": 2,
+                "progressDeadlineSeconds": 30,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": image}]}
+                }
+            }
+        });
+        api.patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&deployment),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn apply_gld(&self, name: &str, spec: serde_json::Value) {
+        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), NS);
+        let obj = json!({
+            "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
+            "metadata": {"name": name},
+            "spec": spec
+        });
+        api.patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub fn glds(&self) -> Api<GitlabDeployment> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Wait (on a watch) until `check` holds for the resource, or fail with its last status.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&GitlabDeployment) -> bool,
+    ) -> GitlabDeployment {
+        let api = self.glds();
+        let cond = move |obj: Option<&GitlabDeployment>| obj.is_some_and(&check);
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), name, cond),
+        )
+        .await
+        {
+            Ok(Ok(Some(obj))) => obj,
+            other => {
+                let last = api.get_opt(name).await.ok().flatten();
+                panic!(
+                    "timed out waiting for {name}: {what} ({other:?}); last status: {}",
+                    serde_json::to_string_pretty(&last.and_then(|o| o.status)).unwrap()
+                );
+            }
+        }
+    }
+}
+
+/// The GitLab status recorded on a resource.
+pub fn gitlab_status(gd: &GitlabDeployment) -> Option<String> {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.deployment.as_ref())
+        .map(|d| d.status.to_string())
+}
