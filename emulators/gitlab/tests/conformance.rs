@@ -1364,6 +1364,8 @@ async fn records_log_templates_and_counters() {
 
 #[tokio::test]
 async fn demo_seed_waits_for_approval_then_approves() {
+    // Plain http needs no TLS provider, but reqwest's rustls client is built with one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let gl = GitlabEmulator::start_demo().unwrap();
     let demo = gl.demo().unwrap().clone();
     assert_eq!(
