@@ -87,7 +87,7 @@ pub fn evaluate_rollout(
     if let RevisionSource::Fixed(rev) = &spec.revision {
         ctx.wanted_sha = Some(rev.sha.clone());
     }
-    let first = evaluate(target, &ctx, now);
+    let first = with_target_name(evaluate(target, &ctx, now), spec);
     // revisionFrom on a GitOps object: the wanted commit is the one the object carries, so a
     // second pass checks the object has applied it.
     let derived_wanted = ctx.wanted_sha.is_none() && first.commit_sha().is_some();
@@ -101,12 +101,23 @@ pub fn evaluate_rollout(
         return first;
     }
     if !same_revision {
-        return evaluate(target, &ctx, now);
+        return with_target_name(evaluate(target, &ctx, now), spec);
     }
     let (started_at, paused_for) = rollout_clock(status, now);
     ctx.started_at = started_at;
     ctx.paused_for = paused_for;
-    evaluate(target, &ctx, now)
+    with_target_name(evaluate(target, &ctx, now), spec)
+}
+
+/// An absent target has no name to print; the spec knows it (§6 "not found").
+fn with_target_name(mut rollout: RolloutStatus, spec: &ValidatedSpec) -> RolloutStatus {
+    if rollout.reason == Reason::TargetNotFound {
+        rollout.message = format!(
+            "Waiting for {} {:?} to be created",
+            spec.target.kind, spec.target.name
+        );
+    }
+    rollout
 }
 
 /// The GitLab status a rollout state maps to; `None` when nothing can be concluded.

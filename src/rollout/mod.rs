@@ -333,6 +333,9 @@ pub fn evaluate(target: Option<&TargetObject>, ctx: &TrackCtx, now: Timestamp) -
     let mut status = evaluate_kind(target, ctx, now);
     status = pod_overlay(status, target, ctx, now);
     status = timeout_overlay(status, ctx, now);
+    if status.reason == Reason::RolloutComplete && target.kind == "Deployment" {
+        status.message.push_str(&revision_suffix(&revision));
+    }
     status.revision = Some(revision);
     status
 }
@@ -369,6 +372,25 @@ fn evaluate_kind(target: &TargetObject, ctx: &TrackCtx, now: Timestamp) -> Rollo
             generic::evaluate(target, ctx)
         }
     }
+}
+
+/// ` at revision 7 (pod-template-hash 5d9c7b8f6, sha 1a2b3c4)` as far as known (§6).
+fn revision_suffix(revision: &Revision) -> String {
+    let mut details = Vec::new();
+    if let Some(hash) = &revision.kind_id {
+        details.push(format!("pod-template-hash {hash}"));
+    }
+    if let Some(sha) = &revision.commit_sha {
+        details.push(format!("sha {}", sha.chars().take(7).collect::<String>()));
+    }
+    let mut out = revision
+        .number
+        .map(|n| format!(" at revision {n}"))
+        .unwrap_or_default();
+    if !details.is_empty() {
+        out.push_str(&format!(" ({})", details.join(", ")));
+    }
+    out
 }
 
 /// Strict generation gate for workload kinds (§1.4 step 3): observedGeneration absent, zero,

@@ -910,3 +910,32 @@ fn go_duration_format() {
         assert_eq!(format_go_duration(Duration::from_secs(secs)), want);
     }
 }
+
+#[test]
+fn success_message_names_the_revision() {
+    let target = deploy(
+        3,
+        3,
+        3,
+        3,
+        json!({
+            "metadata": {"annotations": {"deployment.kubernetes.io/revision": "7"}},
+            "spec": {"template": {"metadata": {"annotations": {"example.com/sha": T}}}},
+        }),
+    );
+    let ctx = TrackCtx {
+        new_pod_hash: Some("5d9c7b8f6".into()),
+        revision_from: Some(RevisionFrom {
+            annotation: Some("example.com/sha".into()),
+            container: None,
+            ref_annotation: None,
+        }),
+        ..TrackCtx::default()
+    };
+    let got = evaluate(target.as_ref(), &ctx, now());
+    assert_eq!(
+        got.message,
+        "Rollout complete: 3 of 3 replicas updated and available at revision 7 (pod-template-hash 5d9c7b8f6, sha 1a2b3c4)"
+    );
+    assert_eq!(got.commit_sha(), Some(T));
+}
