@@ -238,6 +238,10 @@ impl EmulatorHandle {
     pub fn set_licensed(&self, licensed: bool) {
         self.write(|d, _| d.licensed = licensed);
     }
+    /// Emulate documented behaviour of older GitLab versions (see [`crate::state::Compat`]).
+    pub fn set_compat(&self, compat: crate::state::Compat) {
+        self.write(|d, _| d.compat = compat);
+    }
     /// Base URL used in `web_url`s and `Link` headers (defaults to the emulator's own URL).
     pub fn set_external_url(&self, url: &str) {
         self.lock().external_url = url.trim_end_matches('/').to_string();

@@ -36,3 +36,4 @@ pub use model::{
 };
 pub use records::{CounterKey, DeploymentRecord, Endpoint, RequestRecord};
 pub use server::{GitlabEmulator, router, serve};
+pub use state::Compat;

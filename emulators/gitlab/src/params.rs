@@ -306,6 +306,21 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `requires :name, type: String` (servers without `allow_blank: false`).
+    pub fn required_string(&mut self, name: &str) -> Option<String> {
+        let Some(v) = self.get(name) else {
+            self.err(name, "is missing");
+            return None;
+        };
+        match coerce_string(v) {
+            Err(()) => {
+                self.err(name, "is invalid");
+                None
+            }
+            Ok(s) => Some(s.unwrap_or_default()),
+        }
+    }
+
     /// `requires/optional :name, type: String, values: [...]`.
     pub fn string_in(&mut self, name: &str, required: bool, allowed: &[&str]) -> Option<String> {
         let Some(v) = self.get(name) else {

@@ -47,6 +47,27 @@ pub struct Data {
     pub deployments: BTreeMap<u64, Deployment>,
     pub merge_requests: BTreeMap<u64, MergeRequest>,
     pub seq: Sequences,
+    /// Behaviour of older GitLab versions (all off: current 17.x/18.x behaviour).
+    #[serde(default)]
+    pub compat: Compat,
+}
+
+/// Switches for the version differences the spec documents, so clients can be tested
+/// against older servers too. All `false` is current GitLab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Compat {
+    /// Accept `order_by=ref` on the list (removed in GitLab 16.3).
+    pub order_by_ref: bool,
+    /// F2 (`updated_at` filter needs `updated_at` sort) only logged, as in ~14.x-15.x.
+    pub soft_updated_at_sort_check: bool,
+    /// Before F4: `order_by=finished_at` without a `finished_*` filter answers
+    /// "`finished_at` filter and `finished_at` sorting must be paired".
+    pub legacy_finished_at_pairing: bool,
+    /// Before `allow_blank: false` on create: no "is empty" fragments; blank values fail later
+    /// as sha/ref lookups or environment-name validation.
+    pub no_allow_blank: bool,
+    /// ~15.x-16.x approval order: "not waiting" (status must be `blocked`) is checked first.
+    pub legacy_approval_order: bool,
 }
 
 impl Default for Data {
@@ -62,6 +83,7 @@ impl Default for Data {
             deployments: BTreeMap::new(),
             merge_requests: BTreeMap::new(),
             seq: Sequences::default(),
+            compat: Compat::default(),
         }
     }
 }
@@ -155,13 +177,17 @@ impl Project {
 /// Environment-name validation errors, in Rails validation order (length, then format).
 pub fn environment_name_errors(name: &str) -> Vec<&'static str> {
     let mut errs = Vec::new();
+    // Only reachable on servers without `allow_blank: false` (see `Compat::no_allow_blank`).
+    if name.trim().is_empty() {
+        errs.push("can't be blank");
+    }
     if name.chars().count() > 255 {
         errs.push("is too long (maximum is 255 characters)");
     }
     let allowed = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_/${}. ".contains(c));
-    if !allowed || name.starts_with('/') || name.ends_with('/') {
+    if !allowed || name.is_empty() || name.starts_with('/') || name.ends_with('/') {
         errs.push(
             "can contain only letters, digits, '-', '_', '/', '$', '{', '}', '.', and spaces, but it cannot start or end with '/'",
         );

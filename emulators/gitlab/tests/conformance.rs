@@ -1499,3 +1499,51 @@ async fn s3_6_merge_requests_pagination_and_sort() {
     assert_eq!(r.header("x-total-pages").unwrap(), "2");
     assert!(r.header("link").unwrap().contains("deployment_id="));
 }
+
+#[tokio::test]
+async fn compat_switches_for_older_servers() {
+    let f = fx();
+    let p = f.deployments();
+    f.h.set_compat(Compat {
+        order_by_ref: true,
+        soft_updated_at_sort_check: true,
+        legacy_finished_at_pairing: true,
+        no_allow_blank: true,
+        legacy_approval_order: true,
+    });
+    f.get(&format!("{p}?order_by=ref")).await.assert(200, "[]");
+    f.get(&format!("{p}?updated_after=2019-03-15T08:00:00Z"))
+        .await
+        .assert(200, "[]");
+    f.get(&format!("{p}?order_by=finished_at&status=success")).await.assert(
+        400,
+        r#"{"message":"400 Bad request - `finished_at` filter and `finished_at` sorting must be paired"}"#,
+    );
+    f.call("POST", &p, Some(&f.tok), Some("")).await.assert(
+        400,
+        r#"{"error":"environment is missing, sha is missing, ref is missing, tag is missing, status is missing, status does not have a valid value"}"#,
+    );
+    let body = format!(
+        "environment=&sha={}&ref=main&tag=false&status=running",
+        f.p.head()
+    );
+    let r = f.call("POST", &p, Some(&f.tok), Some(&body)).await;
+    assert_eq!(r.json()["message"]["name"][0], "can't be blank");
+    let body = "environment=x&sha=&ref=main&tag=false&status=running";
+    f.call("POST", &p, Some(&f.tok), Some(body))
+        .await
+        .assert(400, r#"{"message":{"sha":["The commit does not exist"]}}"#);
+    // Legacy approval order: an API-created deployment is never `blocked`.
+    let id = f.create("x", f.p.head(), "running").await;
+    f.call(
+        "POST",
+        &format!("{p}/{id}/approval"),
+        Some(&f.dev),
+        Some("status=approved"),
+    )
+    .await
+    .assert(
+        400,
+        r#"{"message":"This deployment is not waiting for approvals."}"#,
+    );
+}

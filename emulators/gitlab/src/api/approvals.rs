@@ -27,6 +27,9 @@ pub(super) fn approve_deployment(
         .map(|e| e.name.clone())
         .unwrap_or_default();
     let msg = |s: &str| ApiError::Message(json!(s));
+    if d.compat.legacy_approval_order && dep.status != DeploymentStatus::Blocked {
+        return Err(msg("This deployment is not waiting for approvals."));
+    }
     let Some(pe) = d.protected_environment(p, &env_name) else {
         return Err(msg("This environment is not protected."));
     };

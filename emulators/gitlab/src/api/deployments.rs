@@ -10,11 +10,11 @@ pub(super) fn list_deployments(
 ) -> Result<Reply, ApiError> {
     let mut v = Validator::new(req.params);
     let (page, per_page) = v.pagination();
-    let order_by = v.string_in(
-        "order_by",
-        false,
-        &["id", "iid", "created_at", "updated_at", "finished_at"],
-    );
+    let mut sorts = vec!["id", "iid", "created_at", "updated_at", "finished_at"];
+    if d.compat.order_by_ref {
+        sorts.push("ref");
+    }
+    let order_by = v.string_in("order_by", false, &sorts);
     let sort = v.string_in("sort", false, &["asc", "desc"]);
     let updated_after = v.optional_datetime("updated_after");
     let updated_before = v.optional_datetime("updated_before");
@@ -42,7 +42,7 @@ pub(super) fn list_deployments(
             "Both `updated_at` filter and `finished_at` filter can not be specified",
         ));
     }
-    if any_updated && order_by != "updated_at" {
+    if any_updated && order_by != "updated_at" && !d.compat.soft_updated_at_sort_check {
         return Err(ApiError::BadRequest(
             "`updated_at` filter requires `updated_at` sort",
         ));
@@ -52,7 +52,16 @@ pub(super) fn list_deployments(
             "`finished_at` filter requires `finished_at` sort.",
         ));
     }
-    if order_by == "finished_at" && !any_finished && !finished_status {
+    if d.compat.legacy_finished_at_pairing && order_by == "finished_at" && !any_finished {
+        return Err(ApiError::BadRequest(
+            "`finished_at` filter and `finished_at` sorting must be paired",
+        ));
+    }
+    if !d.compat.legacy_finished_at_pairing
+        && order_by == "finished_at"
+        && !any_finished
+        && !finished_status
+    {
         return Err(ApiError::BadRequest(
             "`finished_at` sort requires `finished_at` filter or a filter with at least one of the finished statuses.",
         ));
@@ -86,6 +95,7 @@ pub(super) fn list_deployments(
             let key = |x: &Deployment| (x.finished_at.is_none(), x.finished_at);
             key(a).cmp(&key(b)).then(a.id.cmp(&b.id))
         }),
+        "ref" => rows.sort_by(|a, b| a.ref_.cmp(&b.ref_).then(a.id.cmp(&b.id))),
         _ => rows.sort_by_key(|x| x.id),
     }
     if desc {
@@ -160,9 +170,19 @@ pub(super) fn create_deployment(
     now: DateTime<Utc>,
 ) -> Result<Reply, ApiError> {
     let mut v = Validator::new(req.params);
-    let environment = v.required_nonblank_string("environment");
-    let sha = v.required_nonblank_string("sha");
-    let ref_ = v.required_nonblank_string("ref");
+    let (environment, sha, ref_) = if d.compat.no_allow_blank {
+        (
+            v.required_string("environment"),
+            v.required_string("sha"),
+            v.required_string("ref"),
+        )
+    } else {
+        (
+            v.required_nonblank_string("environment"),
+            v.required_nonblank_string("sha"),
+            v.required_nonblank_string("ref"),
+        )
+    };
     let tag = v.required_bool("tag");
     let status = v.string_in("status", true, &API_STATUSES);
     v.finish().map_err(ApiError::Params)?;
