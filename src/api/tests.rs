@@ -90,6 +90,18 @@ fn validate_table() {
             Ok(()),
         ),
         (
+            "dotted segment",
+            json!({"spec": {"project": "group/.dotfiles"}}),
+            Ok(()),
+        ),
+        (
+            "segment starting with dash",
+            json!({"spec": {"project": "group/-web"}}),
+            Err(SpecError::Project {
+                found: "group/-web".into(),
+            }),
+        ),
+        (
             "env with allowed chars",
             json!({"spec": {"environment": "review/feature-1 ${x}.y_z"}}),
             Ok(()),
