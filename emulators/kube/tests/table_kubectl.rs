@@ -1,0 +1,182 @@
+//! Built-in printers through the emulator's HTTP server, as the real kubectl (v1.32) shows
+//! them: headers, computed cells (READY 1/1, ports), wide columns and label columns.
+//! Skipped (passes) when kubectl is not installed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube_emulator::KubeEmulator;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+}
+
+impl Kubectl {
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .args(args)
+            .env("HOME", &self.dir)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("kubectl starts");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .await
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finishes")
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, stdout, stderr) = self.run(args, stdin).await;
+        assert!(
+            ok,
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail; returns stderr.
+    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, stdout, stderr) = self.run(args, stdin).await;
+        assert!(!ok, "kubectl {args:?} should fail:\nstdout: {stdout}");
+        stderr
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_builtin_columns() {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("kubectl not installed; skipping");
+        return;
+    }
+    // kubectl sends the bearer token only over TLS.
+    let emu = KubeEmulator::options()
+        .tls(true)
+        .rollout_step(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("table-kubectl-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let k = Kubectl {
+        kubeconfig: emu.kubeconfig_path().to_path_buf(),
+        dir,
+    };
+
+    let ns = k.ok(&["get", "namespace", "default"], None).await;
+    let lines: Vec<&str> = ns.lines().collect();
+    assert_eq!(words(lines[0]), ["NAME", "STATUS", "AGE"], "{ns}");
+    assert_eq!(&words(lines[1])[..2], ["default", "Active"], "{ns}");
+
+    // (`kubectl create configmap` would send a protobuf body: the emulator speaks JSON only.)
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata: {a: \"1\", b: \"2\"}\n",
+        ),
+    )
+    .await;
+    let cm = k.ok(&["get", "cm", "cfg"], None).await;
+    let lines: Vec<&str> = cm.lines().collect();
+    assert_eq!(words(lines[0]), ["NAME", "DATA", "AGE"], "{cm}");
+    assert_eq!(&words(lines[1])[..2], ["cfg", "2"], "{cm}");
+
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1\n";
+    k.ok(&["apply", "-f", "-"], Some(deploy)).await;
+    k.ok(
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+        None,
+    )
+    .await;
+    let out = k.ok(&["get", "deployments"], None).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert_eq!(&words(lines[1])[..4], ["web", "2/2", "2", "2"], "{out}");
+    let wide = k
+        .ok(&["get", "deployments", "-o", "wide", "--show-labels"], None)
+        .await;
+    let lines: Vec<&str> = wide.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR",
+            "LABELS"
+        ],
+        "{wide}"
+    );
+    assert_eq!(
+        &words(lines[1])[5..],
+        ["app", "nginx:1", "app=web", "app=web"],
+        "{wide}"
+    );
+
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
+    k.ok(&["apply", "-f", "-"], Some(svc)).await;
+    let out = k.ok(&["get", "svc", "web"], None).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    let row = words(lines[1]);
+    assert_eq!(
+        (row[0], row[1], row[3], row[4]),
+        ("web", "ClusterIP", "<none>", "80/TCP"),
+        "{out}"
+    );
+}
