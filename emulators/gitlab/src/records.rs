@@ -47,6 +47,10 @@ pub struct RequestRecord {
     /// Status sent; 0 when the connection was dropped on purpose.
     pub status: u16,
     pub at: DateTime<Utc>,
+    /// Request headers, credentials (`PRIVATE-TOKEN`, `Authorization`, `JOB-TOKEN`) redacted.
+    pub headers: Vec<(String, String)>,
+    /// Request body as text, credential parameters redacted.
+    pub body: String,
 }
 
 /// Counter key: route template, method, status.

@@ -1348,6 +1348,14 @@ async fn records_log_templates_and_counters() {
         reqs[2].path,
         format!("/api/v4/projects/1/deployments/{id}?x=1")
     );
+    assert_eq!(reqs[1].body, "status=success");
+    let token_header = reqs[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "private-token")
+        .unwrap();
+    assert_eq!(token_header.1, "[REDACTED]");
+    assert!(!format!("{reqs:?}").contains(&f.tok));
     assert_eq!(f.h.count(Endpoint::CreateDeployment), 1);
     assert_eq!(f.h.write_count(), 2);
     let c = f.h.counters();

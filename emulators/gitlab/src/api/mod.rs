@@ -107,6 +107,8 @@ pub(crate) async fn dispatch(State(h): State<EmulatorHandle>, req: Request) -> R
         .as_ref()
         .map(|r| r.endpoint)
         .unwrap_or(Endpoint::NotFound);
+    let logged_headers = redacted_headers(&parts.headers);
+    let logged_body = redacted_body(&content_type, &bytes);
     let record = |status: u16| RequestRecord {
         method: method.clone(),
         endpoint: endpoint.template().to_string(),
@@ -114,6 +116,8 @@ pub(crate) async fn dispatch(State(h): State<EmulatorHandle>, req: Request) -> R
         path: logged_path.clone(),
         status,
         at: now,
+        headers: logged_headers.clone(),
+        body: logged_body.clone(),
     };
 
     // 1. Rate limit (Rack::Attack runs before routing).

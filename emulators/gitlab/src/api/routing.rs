@@ -67,6 +67,47 @@ pub(super) fn sanitized_path(path: &str, query: Option<&str>) -> String {
     }
 }
 
+/// Headers for the request log, with credentials replaced by `[REDACTED]`.
+pub(super) fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = if matches!(
+                name.as_str(),
+                "private-token" | "authorization" | "job-token"
+            ) {
+                "[REDACTED]".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// The body for the request log: credential parameters of JSON or form bodies redacted.
+pub(super) fn redacted_body(content_type: &str, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body).into_owned();
+    if content_type.to_ascii_lowercase().contains("json") {
+        if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(&text) {
+            for k in CREDENTIAL_PARAMS {
+                if let Some(v) = o.get_mut(k) {
+                    *v = serde_json::Value::String("[REDACTED]".to_string());
+                }
+            }
+            return serde_json::Value::Object(o).to_string();
+        }
+        return text;
+    }
+    if CREDENTIAL_PARAMS.iter().any(|k| text.contains(k)) {
+        // Form bodies: drop credential pairs; anything else containing the names is hidden.
+        let kept = sanitized_path("", Some(&text));
+        return kept.strip_prefix('?').unwrap_or(&kept).to_string();
+    }
+    text
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -135,6 +176,24 @@ mod tests {
             let want = want.map(|(e, id, d)| (e, id.to_string(), d.map(str::to_string)));
             assert_eq!(got, want, "{method} {path} {edition:?}");
         }
+    }
+
+    #[test]
+    fn logged_bodies_hide_credentials() {
+        assert_eq!(
+            redacted_body(
+                "application/json",
+                br#"{"private_token":"s","status":"success"}"#
+            ),
+            r#"{"private_token":"[REDACTED]","status":"success"}"#
+        );
+        assert_eq!(
+            redacted_body(
+                "application/x-www-form-urlencoded",
+                b"status=success&job_token=s"
+            ),
+            "status=success"
+        );
     }
 
     #[test]
