@@ -60,13 +60,6 @@ impl Kubectl {
         );
         stdout
     }
-
-    /// Runs a command that must fail; returns stderr.
-    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, stdout, stderr) = self.run(args, stdin).await;
-        assert!(!ok, "kubectl {args:?} should fail:\nstdout: {stdout}");
-        stderr
-    }
 }
 
 impl Drop for Kubectl {
