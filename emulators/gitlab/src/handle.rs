@@ -836,6 +836,44 @@ impl EmulatorHandle {
         g.requests.push_back(rec);
     }
 
+    /// Polls `probe` (every 20 ms) until it returns `Some` or `timeout` passes; for async
+    /// tests that wait on what a client did ("a deployment reached success").
+    pub async fn wait_for<T>(
+        &self,
+        timeout: std::time::Duration,
+        mut probe: impl FnMut(&EmulatorHandle) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(t) = probe(self) {
+                return Some(t);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Blocking twin of [`EmulatorHandle::wait_for`] for sync tests (never call it on an async
+    /// runtime thread).
+    pub fn wait_for_blocking<T>(
+        &self,
+        timeout: std::time::Duration,
+        mut probe: impl FnMut(&EmulatorHandle) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(t) = probe(self) {
+                return Some(t);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     // ---- faults and rate limits --------------------------------------------------------
 
     pub fn inject_fault(&self, fault: Fault) {

@@ -1555,3 +1555,22 @@ async fn compat_switches_for_older_servers() {
         r#"{"message":"This deployment is not waiting for approvals."}"#,
     );
 }
+
+#[tokio::test]
+async fn wait_for_sees_a_deployment_succeed() {
+    let f = fx();
+    let id = f.create("x", f.p.head(), "running").await;
+    let h = f.h.clone();
+    let waiter = tokio::spawn(async move {
+        h.wait_for(std::time::Duration::from_secs(20), |h| {
+            h.deployment(id).filter(|d| d.status == "success")
+        })
+        .await
+    });
+    assert_eq!(f.put_status(id, "success").await.status, 200);
+    let done = waiter.await.unwrap().expect("deployment reaches success");
+    assert!(done.finished_at.is_some());
+    let none =
+        f.h.wait_for_blocking(std::time::Duration::from_millis(50), |h| h.deployment(999));
+    assert!(none.is_none());
+}
