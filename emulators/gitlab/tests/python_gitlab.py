@@ -54,7 +54,6 @@ def main():
     # Illegal transition: success -> success.
     try:
         dep.status = "success"
-        dep._updated_attrs["status"] = "success"
         dep.save()
         check(False, "success -> success must fail")
     except exc.GitlabUpdateError as e:
