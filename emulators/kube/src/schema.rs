@@ -469,9 +469,19 @@ impl CompiledSchema {
     /// Structural validation (type, required, enum, pattern, bounds, lengths, formats,
     /// nullable, int-or-string), embedded resources and list-type uniqueness, then the CEL rules
     /// (`old` = the stored object on update, enabling transition rules). All errors collected.
+    ///
+    /// On update, errors on values that did not change are dropped (CRD validation
+    /// ratcheting, on by default since 1.30), as are list-type errors when the old object
+    /// already had some.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = validate::structural(&self.root, obj);
-        causes.extend(validate::embedded_and_lists(&self.root, obj));
+        if let Some(old) = old {
+            causes.retain(|c| !validate::unchanged(c, obj, old));
+        }
+        causes.extend(validate::embedded(&self.root, obj));
+        if old.is_none_or(|o| validate::lists(&self.root, o).is_empty()) {
+            causes.extend(validate::lists(&self.root, obj));
+        }
         self.append_cel(&mut causes, obj, old);
         causes
     }
@@ -484,16 +494,26 @@ impl CompiledSchema {
             (self.root.properties.get("status"), obj.get("status"))
         {
             causes = validate::structural_at(status_node, status, "status");
+            if let Some(old) = old {
+                causes.retain(|c| !validate::unchanged(c, obj, old));
+            }
             let only_status = |c: &Cause| {
                 c.field == "status"
                     || c.field.starts_with("status.")
                     || c.field.starts_with("status[")
             };
             causes.extend(
-                validate::embedded_and_lists(&self.root, obj)
+                validate::embedded(&self.root, obj)
                     .into_iter()
                     .filter(only_status),
             );
+            if old.is_none_or(|o| validate::lists(&self.root, o).is_empty()) {
+                causes.extend(
+                    validate::lists(&self.root, obj)
+                        .into_iter()
+                        .filter(only_status),
+                );
+            }
         }
         self.append_cel(&mut causes, obj, old);
         causes

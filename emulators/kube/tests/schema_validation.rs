@@ -484,3 +484,31 @@ fn status_writes_validate_the_status_subtree() {
         "{causes:?}"
     );
 }
+
+#[test]
+fn updates_ratchet_errors_on_unchanged_values() {
+    let schema = compiled();
+    // Stored before the schema was tightened: an invalid sha and too many tags.
+    let old = with_spec(json!({"sha": "zz", "tags": ["a", "b", "c"]}));
+    let mut new = old.clone();
+    new["spec"]["replicas"] = json!(2);
+    assert_eq!(
+        texts(&schema.validate(&new, Some(&old))),
+        Vec::<String>::new()
+    );
+    // Changing the invalid value itself is validated again.
+    new["spec"]["sha"] = json!("yy");
+    assert_eq!(
+        texts(&schema.validate(&new, Some(&old))),
+        vec![
+            r#"FieldValueInvalid spec.sha: Invalid value: "yy": spec.sha in body should match '^[0-9a-f]{40}$'"#,
+            r#"FieldValueInvalid spec.sha: Invalid value: "string": sha is immutable"#,
+        ]
+    );
+    new["spec"]["sha"] = json!("zz");
+    new["spec"]["tags"] = json!(["a", "b", "d"]);
+    assert_eq!(
+        texts(&schema.validate(&new, Some(&old))),
+        vec![r#"FieldValueInvalid spec.tags: Invalid value: "array": at most two tags"#]
+    );
+}

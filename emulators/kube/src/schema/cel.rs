@@ -274,6 +274,16 @@ fn evaluate_node(
     let Err(errors) = kube_cel::validate_compiled(&rules.compiled, value, old) else {
         return;
     };
+    // Ratcheting: on an unchanged value only transition rules still count.
+    let unchanged = old == Some(value);
+    let transition = |i: usize| {
+        rules
+            .compiled
+            .validations
+            .get(i)
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|c| c.is_transition_rule)
+    };
     let type_value = Value::from(node.type_name());
     let mut used = vec![false; rules.defs.len()];
     for err in errors.iter() {
@@ -287,6 +297,9 @@ fn evaluate_node(
             continue;
         };
         used[i] = true;
+        if unchanged && !transition(i) {
+            continue;
+        }
         let def = &rules.defs[i];
         match err.kind {
             kube_cel::ErrorKind::ValidationFailure => {

@@ -315,15 +315,57 @@ fn junctors(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
     }
 }
 
-/// Embedded-resource checks, then list-type set/map uniqueness, over the whole object.
-/// These use `field.Path` rendering: map keys as `[key]`.
-pub(crate) fn embedded_and_lists(root: &Node, obj: &Value) -> Vec<Cause> {
-    let mut embedded = Vec::new();
-    walk_embedded(root, obj, "", true, &mut embedded);
-    let mut lists = Vec::new();
-    walk_lists(root, obj, "", &mut lists);
-    embedded.extend(lists);
-    embedded
+/// Embedded-resource checks over the whole object (`field.Path` rendering: map keys `[key]`).
+pub(crate) fn embedded(root: &Node, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    walk_embedded(root, obj, "", true, &mut out);
+    out
+}
+
+/// List-type set/map uniqueness over the whole object.
+pub(crate) fn lists(root: &Node, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    walk_lists(root, obj, "", &mut out);
+    out
+}
+
+/// The value at a structural error path (`spec.items[0].name`; map keys dotted).
+fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, indices) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            cur = cur.get(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(cur)
+}
+
+fn parent(path: &str) -> &str {
+    if path.ends_with(']') {
+        return path.rfind('[').map_or("", |i| &path[..i]);
+    }
+    path.rfind('.').map_or("", |i| &path[..i])
+}
+
+/// Ratcheting: whether the node a structural error is about has the same value in `old`
+/// (for a missing required field, the node is the parent object).
+pub(crate) fn unchanged(cause: &Cause, new: &Value, old: &Value) -> bool {
+    let path = if cause.reason == super::reason::REQUIRED {
+        parent(&cause.field)
+    } else {
+        cause.field.as_str()
+    };
+    match (value_at(new, path), value_at(old, path)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn field_child(path: &str, key: &str) -> String {
