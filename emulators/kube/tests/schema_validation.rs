@@ -512,3 +512,18 @@ fn updates_ratchet_errors_on_unchanged_values() {
         vec![r#"FieldValueInvalid spec.tags: Invalid value: "array": at most two tags"#]
     );
 }
+
+#[test]
+fn cel_runtime_errors_are_reported_at_the_node() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.a == 'x'"}],
+        "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}});
+    let schema = CompiledSchema::compile(&schema).unwrap();
+    let causes = texts(&schema.validate(&json!({"spec": {"b": "y"}}), None));
+    assert_eq!(
+        causes,
+        vec![
+            r#"FieldValueInvalid spec: Invalid value: "object": no such key: a evaluating rule: self.a == 'x'"#
+        ]
+    );
+}

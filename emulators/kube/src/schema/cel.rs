@@ -263,6 +263,33 @@ fn rule_error_string(def: &RuleDef) -> String {
     }
 }
 
+/// The real server's wording for a rule that fails to evaluate, from cel-rust's error text
+/// (cel-go says `no such key: a`, cel-rust `No such key: a`).
+fn runtime_detail(raw: &str, def: &RuleDef) -> String {
+    let rule = rule_error_string(def);
+    let overload = [
+        "No such overload",
+        "Unsupported binary operator",
+        "Unsupported unary operator",
+        "Unexpected type",
+        "Method '",
+    ];
+    if let Some(key) = raw.strip_prefix("No such key: ") {
+        format!("no such key: {key} evaluating rule: {rule}")
+    } else if overload.iter().any(|p| raw.starts_with(p)) || raw.contains("can not be compared to")
+    {
+        format!(
+            "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {rule}"
+        )
+    } else if raw.starts_with("Division by zero") {
+        format!("division by zero evaluating rule: {rule}")
+    } else if raw.starts_with("Remainder by zero") {
+        format!("modulus by zero evaluating rule: {rule}")
+    } else {
+        format!("{raw} evaluating rule: {rule}")
+    }
+}
+
 fn evaluate_node(
     node: &Node,
     rules: &NodeRules,
@@ -327,15 +354,11 @@ fn evaluate_node(
             _ => {
                 // Runtime failure (no such key, overload, non-bool result): reported at the
                 // node, not relocated, like the real server.
-                let cause = err
+                let raw = err
                     .message
                     .strip_prefix("rule evaluation error: ")
                     .unwrap_or(&err.message);
-                out.push(Cause::invalid(
-                    path,
-                    &type_value,
-                    &format!("{cause} evaluating rule: {}", rule_error_string(def)),
-                ));
+                out.push(Cause::invalid(path, &type_value, &runtime_detail(raw, def)));
             }
         }
     }
