@@ -88,7 +88,11 @@ pub fn admit(
             }
         }
         ("", "Secret") => {
-            if obj.get("type").is_none() {
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 obj["type"] = json!("Opaque");
             }
             if let Some(Value::Object(sd)) =
@@ -599,6 +603,10 @@ fn crd_resource(crd: &Value) -> Option<ResourceInfo> {
 
 /// Side effects after an object is stored: CRDs are served at once, with their status.
 pub fn after_write(inner: &mut Inner, res: &ResourceInfo, stored: &Value, now: &str) {
+    if res.kind == "Namespace" && !res.is_crd() {
+        ensure_default_service_account(inner, stored, now);
+        return;
+    }
     if res.kind != "CustomResourceDefinition" || res.is_crd() {
         return;
     }
@@ -822,4 +830,28 @@ fn finish_terminating(inner: &mut Inner, storage: &str, obj: &Value, changed: &m
         inner.put(key, n, EventType::Modified);
         *changed = true;
     }
+}
+
+/// The service-account controller's job: every active namespace has a `default` ServiceAccount.
+fn ensure_default_service_account(inner: &mut Inner, ns_obj: &Value, now: &str) {
+    if ns_obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return;
+    }
+    let Some(ns) = ns_obj.pointer("/metadata/name").and_then(Value::as_str) else {
+        return;
+    };
+    let Some(sa) = inner.resource("", "v1", "serviceaccounts").cloned() else {
+        return;
+    };
+    if inner.get(&ops::key(&sa, Some(ns), "default")).is_some() {
+        return;
+    }
+    let ctx = WriteCtx {
+        now: now.to_string(),
+        manager: "kube-controller-manager".into(),
+        ..Default::default()
+    };
+    let body =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    let _ = ops::create(inner, &sa, Some(ns), body, &ctx);
 }

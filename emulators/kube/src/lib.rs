@@ -24,6 +24,7 @@ pub mod ops;
 pub mod patch;
 mod persist;
 mod print;
+mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod server;

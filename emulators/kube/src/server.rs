@@ -334,6 +334,15 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        return crate::protobuf::decode(body).ok_or_else(|| ApiError::Status {
+            code: 415,
+            reason: "UnsupportedMediaType",
+            message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (protobuf is accepted only for Namespace, ConfigMap, Secret and ServiceAccount)"),
+            details: None,
+            retry_after: None,
+        });
+    }
     if ct.contains("yaml") {
         serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))

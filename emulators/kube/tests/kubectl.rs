@@ -318,3 +318,75 @@ async fn wrong_token_is_unauthorized() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn typed_generators_send_protobuf() {
+    let (_emu, k) = start().await;
+    assert_eq!(
+        k.ok(&["create", "namespace", "demo"]).await.trim(),
+        "namespace/demo created"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=a=b"
+        ])
+        .await
+        .trim(),
+        "configmap/c1 created"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=pw=x"
+        ])
+        .await
+        .trim(),
+        "secret/s1 created"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "configmap",
+            "c1",
+            "-o",
+            "jsonpath={.data.a}"
+        ])
+        .await,
+        "b"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "secret",
+            "s1",
+            "-o",
+            "jsonpath={.type}"
+        ])
+        .await,
+        "Opaque"
+    );
+    // The namespace got its default ServiceAccount.
+    assert!(
+        k.ok(&["-n", "demo", "get", "serviceaccounts"])
+            .await
+            .contains("default")
+    );
+    assert_eq!(
+        k.ok(&["delete", "namespace", "demo"]).await.trim(),
+        "namespace \"demo\" deleted"
+    );
+}
