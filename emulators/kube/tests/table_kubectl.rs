@@ -150,6 +150,20 @@ async fn kubectl_get_prints_builtin_columns() {
         "{wide}"
     );
 
+    // A second client-side apply: kubectl computes a strategic-merge patch from the
+    // /openapi/v3 apps/v1 schema (containers merged by name); the image change lands.
+    let sidecar = deploy.replace(
+        "        image: nginx:1\n",
+        "        image: nginx:2\n      - name: side\n        image: envoy:1\n",
+    );
+    k.ok(&["apply", "-f", "-"], Some(&sidecar)).await;
+    let wide = k.ok(&["get", "deployments", "-o", "wide"], None).await;
+    let row = words(wide.lines().nth(1).unwrap());
+    assert_eq!(&row[5..7], ["app,side", "nginx:2,envoy:1"], "{wide}");
+
+    let explain = k.ok(&["explain", "deployments.spec.replicas"], None).await;
+    assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
+
     let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
     k.ok(&["apply", "-f", "-"], Some(svc)).await;
     let out = k.ok(&["get", "svc", "web"], None).await;
