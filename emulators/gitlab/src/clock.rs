@@ -44,3 +44,15 @@ pub fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
 pub fn render(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
+
+/// `render` in an instance time zone given as a UTC offset in seconds (Rails renders
+/// `iso8601(3)` in `config.time_zone`): `Z` for 0, otherwise `+02:00` style.
+pub fn render_in(t: &DateTime<Utc>, offset_secs: i32) -> String {
+    match chrono::FixedOffset::east_opt(offset_secs) {
+        Some(tz) if offset_secs != 0 => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string(),
+        _ => render(t),
+    }
+}

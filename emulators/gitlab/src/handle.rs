@@ -238,6 +238,10 @@ impl EmulatorHandle {
     pub fn set_licensed(&self, licensed: bool) {
         self.write(|d, _| d.licensed = licensed);
     }
+    /// Render timestamps in an instance time zone (`+02:00` style) instead of UTC (`Z`).
+    pub fn set_time_zone_offset(&self, offset_secs: i32) {
+        self.write(|d, _| d.time_zone_offset_secs = offset_secs);
+    }
     /// Emulate documented behaviour of older GitLab versions (see [`crate::state::Compat`]).
     pub fn set_compat(&self, compat: crate::state::Compat) {
         self.write(|d, _| d.compat = compat);

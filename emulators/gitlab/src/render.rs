@@ -1,11 +1,15 @@
 //! GitLab's API entities, as structs whose field order is the entity declaration order, so
 //! serialised keys come out in the order real GitLab sends them.
 
-use crate::clock::render as ts;
 use crate::model::*;
 use crate::state::Data;
 use serde::Serialize;
 use serde_json::Value;
+
+/// A timestamp in the instance time zone (`Z` for UTC, else `+02:00` style).
+fn ts(d: &Data, t: &chrono::DateTime<chrono::Utc>) -> String {
+    crate::clock::render_in(t, d.time_zone_offset_secs)
+}
 
 #[derive(Serialize)]
 pub struct UserBasic {
@@ -101,7 +105,7 @@ pub fn approval(d: &Data, a: &Approval, base: &str) -> ApprovalEntity {
     ApprovalEntity {
         user: d.users.get(&a.user_id).map(|u| user(u, base)),
         status: a.status.clone(),
-        created_at: ts(&a.created_at),
+        created_at: ts(d, &a.created_at),
         comment: a.comment.clone(),
     }
 }
@@ -138,8 +142,8 @@ pub fn deployment(d: &Data, dep: &Deployment, base: &str, extended: bool) -> Dep
         iid: dep.iid,
         ref_: dep.ref_.clone(),
         sha: dep.sha.clone(),
-        created_at: ts(&dep.created_at),
-        updated_at: ts(&dep.updated_at),
+        created_at: ts(d, &dep.created_at),
+        updated_at: ts(d, &dep.updated_at),
         user: dep
             .user_id
             .and_then(|u| d.users.get(&u))
@@ -152,8 +156,8 @@ pub fn deployment(d: &Data, dep: &Deployment, base: &str, extended: bool) -> Dep
                 name: e.name.clone(),
                 slug: e.slug.clone(),
                 external_url: e.external_url.clone(),
-                created_at: ts(&e.created_at),
-                updated_at: ts(&e.updated_at),
+                created_at: ts(d, &e.created_at),
+                updated_at: ts(d, &e.updated_at),
             }),
         deployable: dep.deployable.clone(),
         status: dep.status.as_str(),
@@ -241,13 +245,13 @@ pub fn merge_request(d: &Data, m: &MergeRequest, base: &str) -> MergeRequestBasi
         title: m.title.clone(),
         description: m.description.clone(),
         state: m.state.clone(),
-        created_at: ts(&m.created_at),
-        updated_at: ts(&m.updated_at),
+        created_at: ts(d, &m.created_at),
+        updated_at: ts(d, &m.updated_at),
         merged_by: merger(),
         merge_user: merger(),
-        merged_at: m.merged_at.as_ref().map(ts),
+        merged_at: m.merged_at.as_ref().map(|t| ts(d, t)),
         closed_by: None,
-        closed_at: m.closed_at.as_ref().map(ts),
+        closed_at: m.closed_at.as_ref().map(|t| ts(d, t)),
         target_branch: m.target_branch.clone(),
         source_branch: m.source_branch.clone(),
         user_notes_count: 0,
@@ -274,7 +278,7 @@ pub fn merge_request(d: &Data, m: &MergeRequest, base: &str) -> MergeRequestBasi
         discussion_locked: None,
         should_remove_source_branch: None,
         force_remove_source_branch: Some(true),
-        prepared_at: ts(&m.created_at),
+        prepared_at: ts(d, &m.created_at),
         reference: format!("!{}", m.iid),
         references: References {
             short: format!("!{}", m.iid),

@@ -50,6 +50,9 @@ pub struct Data {
     /// Behaviour of older GitLab versions (all off: current 17.x/18.x behaviour).
     #[serde(default)]
     pub compat: Compat,
+    /// Instance time zone as a UTC offset in seconds (0: UTC, timestamps end in `Z`).
+    #[serde(default)]
+    pub time_zone_offset_secs: i32,
 }
 
 /// Switches for the version differences the spec documents, so clients can be tested
@@ -84,6 +87,7 @@ impl Default for Data {
             merge_requests: BTreeMap::new(),
             seq: Sequences::default(),
             compat: Compat::default(),
+            time_zone_offset_secs: 0,
         }
     }
 }

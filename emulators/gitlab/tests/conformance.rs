@@ -1574,3 +1574,23 @@ async fn wait_for_sees_a_deployment_succeed() {
         f.h.wait_for_blocking(std::time::Duration::from_millis(50), |h| h.deployment(999));
     assert!(none.is_none());
 }
+
+#[tokio::test]
+async fn timestamps_in_an_instance_time_zone() {
+    let f = fx();
+    f.h.set_now(
+        Utc.with_ymd_and_hms(2016, 8, 11, 11, 32, 35).unwrap()
+            + chrono::Duration::milliseconds(444),
+    );
+    let id = f.create("x", f.p.head(), "running").await;
+    let one = format!("{}/{id}", f.deployments());
+    assert_eq!(
+        f.get(&one).await.json()["created_at"],
+        "2016-08-11T11:32:35.444Z"
+    );
+    f.h.set_time_zone_offset(2 * 3600);
+    assert_eq!(
+        f.get(&one).await.json()["created_at"],
+        "2016-08-11T13:32:35.444+02:00"
+    );
+}
