@@ -594,3 +594,44 @@ async fn owner_gc_and_namespace_deletion() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn delete_collection_and_dry_run() {
+    let (_emu, client) = setup().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for n in ["d1", "d2", "keep"] {
+        let mut c = cm(n);
+        if n == "keep" {
+            c.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+        }
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let d = api.create(&dry, &cm("dry")).await.unwrap();
+    assert_eq!(d.name_any(), "dry");
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=t"),
+        )
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    let mut names: Vec<String> = deleted.items.iter().map(|c| c.name_any()).collect();
+    names.sort();
+    assert_eq!(names, ["d1", "d2"]);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    assert!(left.contains(&"keep".to_string()) && !left.contains(&"d1".to_string()));
+}
