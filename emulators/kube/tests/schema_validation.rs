@@ -527,3 +527,19 @@ fn cel_runtime_errors_are_reported_at_the_node() {
         ]
     );
 }
+
+#[test]
+fn without_cel_rules_nothing_is_said_about_unchecked_rules() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "environment": {"type": "string", "maxLength": 5},
+        "tags": {"type": "array", "maxItems": 1, "items": {"type": "string"}}}}}});
+    let schema = CompiledSchema::compile(&schema).unwrap();
+    let obj = json!({"spec": {"environment": "production", "tags": ["a", "b"]}});
+    assert_eq!(
+        texts(&schema.validate(&obj, None)),
+        vec![
+            "FieldValueTooLong spec.environment: Too long: may not be more than 5 bytes",
+            "FieldValueTooMany spec.tags: Too many: 2: must have at most 1 item",
+        ]
+    );
+}
