@@ -494,7 +494,7 @@ impl CompiledSchema {
             causes.extend(validate::lists(&self.root, obj));
         }
         self.append_cel(&mut causes, obj, old);
-        causes
+        root_as_nil(causes)
     }
 
     /// Validation for a `/status` write: the structural checks of the `status` subtree only,
@@ -527,7 +527,7 @@ impl CompiledSchema {
             }
         }
         self.append_cel(&mut causes, obj, old);
-        causes
+        root_as_nil(causes)
     }
 
     /// CEL runs only when no "blocking" structural error was found (real server:
@@ -558,6 +558,17 @@ impl CompiledSchema {
             causes.extend(cel::evaluate(&self.root, obj, old));
         }
     }
+}
+
+/// The real validators start from a nil `field.Path`: an error about the object itself has
+/// the field Go prints for it, `<nil>`.
+fn root_as_nil(mut causes: Vec<Cause>) -> Vec<Cause> {
+    for c in &mut causes {
+        if c.field.is_empty() {
+            c.field = "<nil>".into();
+        }
+    }
+    causes
 }
 
 fn join_key(parent: &str, key: &str) -> String {

@@ -543,3 +543,25 @@ fn without_cel_rules_nothing_is_said_about_unchecked_rules() {
         ]
     );
 }
+
+#[test]
+fn cel_root_rules_and_date_time_values() {
+    let schema = json!({"type": "object",
+    "x-kubernetes-validations": [{"rule": "self.metadata.name.startsWith('gl-')", "message": "name must start with gl-"}],
+    "properties": {"metadata": {"type": "object"}, "spec": {"type": "object",
+        "properties": {
+            "at": {"type": "string", "format": "date-time",
+                "x-kubernetes-validations": [{"rule": "self > timestamp('2020-01-01T00:00:00Z')", "message": "too old"}]},
+        }}}});
+    let schema = CompiledSchema::compile(&schema).unwrap();
+    let ok = json!({"metadata": {"name": "gl-a"}, "spec": {"at": "2025-01-01T00:00:00Z"}});
+    assert_eq!(texts(&schema.validate(&ok, None)), Vec::<String>::new());
+    let bad = json!({"metadata": {"name": "a"}, "spec": {"at": "2019-01-01T00:00:00Z"}});
+    assert_eq!(
+        texts(&schema.validate(&bad, None)),
+        vec![
+            r#"FieldValueInvalid <nil>: Invalid value: "object": name must start with gl-"#,
+            r#"FieldValueInvalid spec.at: Invalid value: "string": too old"#,
+        ]
+    );
+}
