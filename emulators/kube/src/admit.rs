@@ -22,6 +22,95 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// A qualified name (`[prefix/]name`): the causes' messages when invalid.
+fn qualified_name_errors(key: &str) -> Vec<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut out = Vec::new();
+    if !is_name_part(name) {
+        out.push(NAME_PART_MSG.to_string());
+    }
+    if let Some(p) = prefix
+        && !(p.len() <= 253 && p.split('.').all(is_dns_label))
+    {
+        out.push(format!("prefix part {DNS_SUBDOMAIN_MSG}"));
+    }
+    out
+}
+
+/// ObjectMeta validation every kind gets: label keys and values, annotation keys, at most one
+/// controller ownerReference (spec §4).
+pub fn validate_metadata(res: &ResourceInfo, name: &str, obj: &Value) -> ApiResult<()> {
+    let mut causes: Vec<(&str, String, String)> = Vec::new();
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            for m in qualified_name_errors(k) {
+                causes.push((
+                    "FieldValueInvalid",
+                    "metadata.labels".into(),
+                    format!("Invalid value: {k:?}: {m}"),
+                ));
+            }
+            let v = v.as_str().unwrap_or("");
+            if !(v.is_empty() || is_name_part(v)) {
+                causes.push((
+                    "FieldValueInvalid",
+                    "metadata.labels".into(),
+                    format!("Invalid value: {v:?}: {LABEL_VALUE_MSG}"),
+                ));
+            }
+        }
+    }
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for k in ann.keys() {
+            for m in qualified_name_errors(k) {
+                causes.push((
+                    "FieldValueInvalid",
+                    "metadata.annotations".into(),
+                    format!("Invalid value: {k:?}: {m}"),
+                ));
+            }
+        }
+    }
+    let controllers = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|r| r.get("controller") == Some(&json!(true)))
+                .count()
+        })
+        .unwrap_or(0);
+    if controllers > 1 {
+        causes.push((
+            "FieldValueInvalid",
+            "metadata.ownerReferences".into(),
+            "Invalid value: []v1.OwnerReference{...}: Only one reference can have Controller set to true".into(),
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(&res.kind, &res.group, name, &causes))
+}
+
 pub fn validate_name(res: &ResourceInfo, name: &str) -> ApiResult<()> {
     let (ok, msg) = if res.plural == "namespaces" || res.plural == "services" {
         (is_dns_label(name), DNS_LABEL_MSG)
@@ -55,6 +144,12 @@ pub fn admit(
     ctx: &WriteCtx,
     status_only: bool,
 ) -> ApiResult<Vec<String>> {
+    let obj_name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    validate_metadata(res, &obj_name, obj)?;
     if let Some(crd) = &res.crd {
         return admit_cr(res, crd, old, obj, ctx, status_only);
     }

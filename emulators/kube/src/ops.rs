@@ -822,10 +822,14 @@ pub fn delete(
     if opts.propagation.as_deref() == Some("Orphan") && !opts.dry_run {
         orphan_dependents(inner, meta_str(&old, "uid").unwrap_or(""));
     }
-    let has_finalizers = old
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
+    let uid = meta_str(&old, "uid").unwrap_or("").to_string();
+    let foreground = opts.propagation.as_deref() == Some("Foreground")
+        && inner.objects.values().any(|o| owner_uids(o).contains(&uid));
+    let has_finalizers = foreground
+        || old
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
         || admit::has_spec_finalizers(&old)
         || admit::needs_cleanup_finalizer(res);
     if !has_finalizers {
@@ -852,6 +856,18 @@ pub fn delete(
             .unwrap_or(0)
             + 1;
         new["metadata"]["generation"] = json!(g);
+    }
+    if foreground {
+        // Foreground cascade: the owner waits, finalizer `foregroundDeletion`, until the GC
+        // has deleted its dependents.
+        let f = new["metadata"]
+            .as_object_mut()
+            .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
+        if let Some(Value::Array(f)) = f
+            && !f.contains(&json!(FOREGROUND))
+        {
+            f.push(json!(FOREGROUND));
+        }
     }
     admit::on_delete_mark(res, &mut new);
     let stored = inner.put(k, new, EventType::Modified);
@@ -890,6 +906,74 @@ pub fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// Foreground deletions: delete the dependents of owners marked `foregroundDeletion`, and
+/// release the owner (remove the finalizer) once none remain.
+fn foreground_pass(inner: &mut Inner, now: &str) -> bool {
+    let mut changed = false;
+    let owners: Vec<(Key, Arc<Value>)> = inner
+        .objects
+        .iter()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/deletionTimestamp").is_some()
+                && o.pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.contains(&json!(FOREGROUND)))
+        })
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect();
+    for (key, owner) in owners {
+        let uid = meta_str(&owner, "uid").unwrap_or("").to_string();
+        let dependents: Vec<Key> = inner
+            .objects
+            .iter()
+            .filter(|(_, o)| owner_uids(o).contains(&uid))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if dependents.is_empty() {
+            let Some(res) = inner.resource_by_storage(&key.0).cloned() else {
+                continue;
+            };
+            let mut n = (*owner).clone();
+            if let Some(f) = n
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                f.retain(|x| x != FOREGROUND);
+            }
+            let ctx = WriteCtx {
+                now: now.to_string(),
+                manager: "kube-controller-manager".into(),
+                ..Default::default()
+            };
+            if finish_update(inner, &res, key, owner, n, None, &ctx, None).is_ok() {
+                changed = true;
+            }
+            continue;
+        }
+        for k in dependents {
+            let pending = inner
+                .get(&k)
+                .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some());
+            if pending {
+                continue;
+            }
+            if let Some(res) = inner.resource_by_storage(&k.0).cloned() {
+                let ns = (!k.1.is_empty()).then_some(k.1.clone());
+                let opts = DeleteOpts {
+                    propagation: Some("Background".into()),
+                    ..Default::default()
+                };
+                if delete(inner, &res, ns.as_deref(), &k.2, &opts, now).is_ok() {
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
 /// One background GC and namespace/CRD cleanup pass; returns whether anything changed.
 pub fn collect_garbage(inner: &mut Inner) -> bool {
     let now = now_string();
@@ -922,6 +1006,7 @@ pub fn collect_garbage(inner: &mut Inner) -> bool {
             }
         }
     }
+    changed |= foreground_pass(inner, &now);
     changed |= admit::cleanup_pass(inner, &now);
     changed
 }

@@ -338,7 +338,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         return crate::protobuf::decode(body).ok_or_else(|| ApiError::Status {
             code: 415,
             reason: "UnsupportedMediaType",
-            message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (protobuf is accepted only for Namespace, ConfigMap, Secret and ServiceAccount)"),
+            message: "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (protobuf is accepted only for Namespace, ConfigMap, Secret and ServiceAccount)".to_string(),
             details: None,
             retry_after: None,
         });

@@ -635,3 +635,74 @@ async fn delete_collection_and_dry_run() {
         .collect();
     assert!(left.contains(&"keep".to_string()) && !left.contains(&"d1".to_string()));
 }
+
+#[tokio::test]
+async fn foreground_deletion_and_metadata_validation() {
+    let (_emu, client) = setup().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let owner = api
+        .create(&PostParams::default(), &cm("fg-owner"))
+        .await
+        .unwrap();
+    let mut dep = cm("fg-dep");
+    dep.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "fg-owner".into(),
+            uid: owner.uid().unwrap(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        },
+    ]);
+    dep.metadata.finalizers = Some(vec!["test/hold".into()]);
+    api.create(&PostParams::default(), &dep).await.unwrap();
+    let pending = api
+        .delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert!(
+        pending
+            .finalizers()
+            .contains(&"foregroundDeletion".to_string())
+    );
+    wait_until("dependent marked for deletion", || {
+        let api = api.clone();
+        async move {
+            api.get("fg-dep")
+                .await
+                .unwrap()
+                .metadata
+                .deletion_timestamp
+                .is_some()
+        }
+    })
+    .await;
+    assert!(
+        api.get_opt("fg-owner").await.unwrap().is_some(),
+        "owner waits for its dependents"
+    );
+    api.patch(
+        "fg-dep",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_until("owner released", || {
+        let api = api.clone();
+        async move { api.get_opt("fg-owner").await.unwrap().is_none() }
+    })
+    .await;
+    let mut bad = cm("bad-labels");
+    bad.metadata.labels = Some([("app".to_string(), "not valid!".to_string())].into());
+    let err = status_of(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.starts_with("ConfigMap \"bad-labels\" is invalid: metadata.labels: Invalid value: \"not valid!\": a valid label must be"),
+        "{}",
+        err.message
+    );
+}
