@@ -565,3 +565,31 @@ fn cel_root_rules_and_date_time_values() {
         ]
     );
 }
+
+#[test]
+fn cel_optional_old_self_binds_an_optional() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+    "mode": {"type": "string", "x-kubernetes-validations": [
+        {"rule": "self.size() > 0", "message": "mode must not be empty"},
+        {"rule": "oldSelf.hasValue() ? self == oldSelf.value() : self != 'X'", "optionalOldSelf": true,
+         "messageExpression": "oldSelf.hasValue() ? 'mode is fixed at ' + oldSelf.value() : 'mode X is reserved'"},
+    ]}}}}});
+    let schema = CompiledSchema::compile(&schema).unwrap();
+    let create = json!({"spec": {"mode": "X"}});
+    assert_eq!(
+        texts(&schema.validate(&create, None)),
+        vec![r#"FieldValueInvalid spec.mode: Invalid value: "string": mode X is reserved"#]
+    );
+    let old = json!({"spec": {"mode": "A"}});
+    assert_eq!(
+        texts(&schema.validate(&json!({"spec": {"mode": "A"}}), Some(&old))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        texts(&schema.validate(&json!({"spec": {"mode": ""}}), Some(&old))),
+        vec![
+            r#"FieldValueInvalid spec.mode: Invalid value: "string": mode must not be empty"#,
+            r#"FieldValueInvalid spec.mode: Invalid value: "string": mode is fixed at A"#,
+        ]
+    );
+}

@@ -26,12 +26,18 @@ struct RuleDef {
     message_expression: Option<String>,
     reason: Option<String>,
     field_path: Option<String>,
+    /// `optionalOldSelf: true`: evaluated here with `oldSelf` an optional (kube-cel binds
+    /// null instead, which breaks `oldSelf.hasValue()` / `oldSelf.value()`).
+    optional_old_self: bool,
 }
 
 /// The compiled rules of one schema node.
 #[derive(Debug)]
 pub(crate) struct NodeRules {
+    /// Every rule, in declaration order (indices match `defs`).
     compiled: kube_cel::CompiledSchema,
+    /// The rules without `optionalOldSelf`, when some have it (kube-cel evaluates these).
+    without_optional: Option<kube_cel::CompiledSchema>,
     defs: Vec<RuleDef>,
 }
 
@@ -114,6 +120,7 @@ impl NodeRules {
                 message_expression: str_of("messageExpression"),
                 reason,
                 field_path: str_of("fieldPath"),
+                optional_old_self: r.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
             });
         }
         // Only this node's rules: children keep their schema (types/formats drive the CEL
@@ -151,7 +158,24 @@ impl NodeRules {
                 },
             });
         }
-        Ok(Some(NodeRules { compiled, defs }))
+        let without_optional = if defs.iter().any(|d| d.optional_old_self) {
+            let kept: Vec<Value> = rules
+                .iter()
+                .filter(|r| r.get("optionalOldSelf").and_then(Value::as_bool) != Some(true))
+                .cloned()
+                .collect();
+            if let Value::Object(map) = &mut node_only {
+                map.insert("x-kubernetes-validations".into(), Value::Array(kept));
+            }
+            Some(kube_cel::compile_schema(&node_only))
+        } else {
+            None
+        };
+        Ok(Some(NodeRules {
+            compiled,
+            without_optional,
+            defs,
+        }))
     }
 }
 
@@ -290,6 +314,89 @@ fn runtime_detail(raw: &str, def: &RuleDef) -> String {
     }
 }
 
+/// How one rule ended.
+enum Outcome {
+    /// Evaluated to false; the resolved message (messageExpression, message or fallback).
+    Failed(String),
+    /// Could not be evaluated (cel-rust's error text).
+    Error(String),
+}
+
+/// JSON → CEL for the rules evaluated here (plain conversion, no schema formats).
+fn to_cel(v: &Value) -> kube_cel::cel::Value {
+    use kube_cel::cel::Value as C;
+    match v {
+        Value::Null => C::Null,
+        Value::Bool(b) => C::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => C::Int(i),
+            None => C::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => C::String(std::sync::Arc::new(s.clone())),
+        Value::Array(items) => C::List(std::sync::Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(map) => {
+            let m: std::collections::HashMap<String, C> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            C::from(m)
+        }
+    }
+}
+
+/// The rules with `optionalOldSelf: true`, with `oldSelf` bound to `optional.of(old)` or
+/// `optional.none()` as the real server does.
+fn evaluate_optional(
+    rules: &NodeRules,
+    value: &Value,
+    old: Option<&Value>,
+    unchanged: bool,
+    out: &mut Vec<(usize, Outcome)>,
+) {
+    use kube_cel::KubeCelExt;
+    use kube_cel::cel::objects::OptionalValue;
+    use kube_cel::cel::{Context, Value as C};
+    let mut ctx = Context::default();
+    ctx.register_all();
+    ctx.add_variable_from_value("self", to_cel(value));
+    let old_self = match old {
+        Some(o) => OptionalValue::of(to_cel(o)),
+        None => OptionalValue::none(),
+    };
+    ctx.add_variable_from_value("oldSelf", C::Opaque(std::sync::Arc::new(old_self)));
+    for (i, def) in rules
+        .defs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.optional_old_self)
+    {
+        let Some(Ok(cr)) = rules.compiled.validations.get(i) else {
+            continue;
+        };
+        if unchanged && !cr.is_transition_rule {
+            continue;
+        }
+        match cr.program.execute(&ctx) {
+            Ok(C::Bool(true)) => {}
+            Ok(C::Bool(false)) => {
+                let from_expression =
+                    cr.message_program
+                        .as_ref()
+                        .and_then(|p| match p.execute(&ctx) {
+                            Ok(C::String(m)) if !m.trim().is_empty() && !m.contains('\n') => {
+                                Some(m.trim().to_string())
+                            }
+                            _ => None,
+                        });
+                out.push((
+                    i,
+                    Outcome::Failed(from_expression.unwrap_or_else(|| static_message(def))),
+                ));
+            }
+            Ok(_) => out.push((i, Outcome::Error("rule did not evaluate to a bool".into()))),
+            Err(e) => out.push((i, Outcome::Error(e.to_string()))),
+        }
+    }
+}
+
 fn evaluate_node(
     node: &Node,
     rules: &NodeRules,
@@ -298,51 +405,70 @@ fn evaluate_node(
     path: &str,
     out: &mut Vec<Cause>,
 ) {
-    let Err(errors) = kube_cel::validate_compiled(&rules.compiled, value, old) else {
-        return;
-    };
     // Ratcheting: on an unchanged value only transition rules still count.
     let unchanged = old == Some(value);
-    let transition = |i: usize| {
-        rules
-            .compiled
-            .validations
-            .get(i)
-            .and_then(|r| r.as_ref().ok())
-            .is_some_and(|c| c.is_transition_rule)
-    };
-    let type_value = Value::from(node.type_name());
-    let mut used = vec![false; rules.defs.len()];
-    for err in errors.iter() {
-        // Map the error back to its declaration (rule texts may repeat: take them in order).
-        let Some(i) = rules
-            .defs
-            .iter()
-            .enumerate()
-            .position(|(i, d)| !used[i] && d.rule == err.rule)
-        else {
-            continue;
-        };
-        used[i] = true;
-        if unchanged && !transition(i) {
-            continue;
-        }
-        let def = &rules.defs[i];
-        match err.kind {
-            kube_cel::ErrorKind::ValidationFailure => {
-                let detail = match &def.message_expression {
-                    // A messageExpression that yields nothing usable falls back to `message`.
-                    Some(_) => {
-                        let m = err.message.trim();
-                        let fallback = format!("failed rule: {}", def.rule);
-                        if m.is_empty() || m.contains('\n') || err.message == fallback {
-                            static_message(def)
-                        } else {
-                            m.to_string()
-                        }
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    let kube_cel_rules = rules.without_optional.as_ref().unwrap_or(&rules.compiled);
+    if let Err(errors) = kube_cel::validate_compiled(kube_cel_rules, value, old) {
+        let mut used = vec![false; rules.defs.len()];
+        for err in errors.iter() {
+            // Map the error back to its declaration (rule texts may repeat: take them in order).
+            let Some(i) = rules
+                .defs
+                .iter()
+                .enumerate()
+                .position(|(i, d)| !used[i] && !d.optional_old_self && d.rule == err.rule)
+            else {
+                continue;
+            };
+            used[i] = true;
+            let transition = rules
+                .compiled
+                .validations
+                .get(i)
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|c| c.is_transition_rule);
+            if unchanged && !transition {
+                continue;
+            }
+            let def = &rules.defs[i];
+            outcomes.push((
+                i,
+                match err.kind {
+                    kube_cel::ErrorKind::ValidationFailure => {
+                        Outcome::Failed(match &def.message_expression {
+                            // A messageExpression that yields nothing usable falls back to `message`.
+                            Some(_) => {
+                                let m = err.message.trim();
+                                let fallback = format!("failed rule: {}", def.rule);
+                                if m.is_empty() || m.contains('\n') || err.message == fallback {
+                                    static_message(def)
+                                } else {
+                                    m.to_string()
+                                }
+                            }
+                            None => static_message(def),
+                        })
                     }
-                    None => static_message(def),
-                };
+                    _ => Outcome::Error(
+                        err.message
+                            .strip_prefix("rule evaluation error: ")
+                            .unwrap_or(&err.message)
+                            .to_string(),
+                    ),
+                },
+            ));
+        }
+    }
+    if rules.without_optional.is_some() {
+        evaluate_optional(rules, value, old, unchanged, &mut outcomes);
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    let type_value = Value::from(node.type_name());
+    for (i, outcome) in outcomes {
+        let def = &rules.defs[i];
+        match outcome {
+            Outcome::Failed(detail) => {
                 let field = relocate(path, def.field_path.as_deref());
                 out.push(match def.reason.as_deref() {
                     Some("FieldValueForbidden") => Cause::forbidden(field, &detail),
@@ -351,15 +477,13 @@ fn evaluate_node(
                     _ => Cause::invalid(field, &type_value, &detail),
                 });
             }
-            _ => {
-                // Runtime failure (no such key, overload, non-bool result): reported at the
-                // node, not relocated, like the real server.
-                let raw = err
-                    .message
-                    .strip_prefix("rule evaluation error: ")
-                    .unwrap_or(&err.message);
-                out.push(Cause::invalid(path, &type_value, &runtime_detail(raw, def)));
-            }
+            // Runtime failure (no such key, overload, non-bool result): reported at the node,
+            // not relocated, like the real server.
+            Outcome::Error(raw) => out.push(Cause::invalid(
+                path,
+                &type_value,
+                &runtime_detail(&raw, def),
+            )),
         }
     }
 }
