@@ -2,7 +2,6 @@
 //! loaded at start. History is not kept: clients resuming old watches get 410 and relist.
 
 use crate::state::AppState;
-use crate::store::EventType;
 use serde_json::{Value, json};
 use std::io;
 use std::path::Path;
@@ -17,6 +16,8 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
     let v: Value =
         serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut inner = state.lock();
+    // The file holds the whole store, the built-in namespaces included.
+    inner.objects.clear();
     let items = v
         .get("objects")
         .and_then(Value::as_array)
@@ -39,16 +40,26 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
             .to_string();
         let obj = o.get("object").cloned().unwrap_or(Value::Null);
         let key = (storage.to_string(), ns, name.to_string());
-        let stored = inner.put(key, obj, EventType::Added);
-        if let Some(res) = inner.resource_by_storage(storage).cloned() {
-            crate::admit::after_write(&mut inner, &res, &stored, &crate::ops::now_string());
-        }
+        // Objects keep the resourceVersions clients saw before the restart.
+        inner.objects.insert(key, std::sync::Arc::new(obj));
     }
     let rv = v
         .get("resourceVersion")
         .and_then(Value::as_u64)
         .unwrap_or(0);
     inner.rv = inner.rv.max(rv);
+    // Serve the stored CRDs again (their status is already in place, so no write happens).
+    let crds: Vec<(String, Value)> = inner
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == "apiextensions.k8s.io/customresourcedefinitions")
+        .map(|(k, o)| (k.0.clone(), (**o).clone()))
+        .collect();
+    for (storage, crd) in crds {
+        if let Some(res) = inner.resource_by_storage(&storage).cloned() {
+            crate::admit::after_write(&mut inner, &res, &crd, &crate::ops::now_string());
+        }
+    }
     inner.compact();
     Ok(())
 }

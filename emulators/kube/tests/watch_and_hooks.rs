@@ -313,10 +313,28 @@ async fn state_file_survives_a_restart_of_the_process() {
         .create(&PostParams::default(), &cm("kept", "x"))
         .await
         .unwrap();
+    let client = emu.client().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(common::widget_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("test.emulator.io", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let w: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "test.emulator.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red"}})).unwrap();
+    widgets.create(&PostParams::default(), &w).await.unwrap();
     let p = path.clone();
     wait_until("state written", || {
         let p = p.clone();
-        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.contains("\"kept\"")) }
+        async move {
+            std::fs::read_to_string(&p)
+                .is_ok_and(|t| t.contains("\"kept\"") && t.contains("\"Widget\""))
+        }
     })
     .await;
     emu.shutdown().await;
@@ -328,6 +346,18 @@ async fn state_file_survives_a_restart_of_the_process() {
     let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
     let again = api.get("kept").await.unwrap();
     assert_eq!(again.uid(), c.uid());
+    assert_eq!(
+        again.resource_version(),
+        c.resource_version(),
+        "RVs survive the reload"
+    );
+    let client = emu.client().await;
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    assert_eq!(
+        widgets.get("w").await.unwrap().data["spec"]["size"],
+        1,
+        "CRD served again after reload"
+    );
     let next = api
         .create(&PostParams::default(), &cm("later", "x"))
         .await
