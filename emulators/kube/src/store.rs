@@ -203,3 +203,79 @@ impl Inner {
             .find(|r| r.kind == kind && r.api_version() == api_version)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> Key {
+        ("configmaps".into(), "default".into(), name.into())
+    }
+
+    fn obj(name: &str, v: i64) -> Value {
+        json!({"metadata": {"name": name, "namespace": "default"}, "data": {"v": v}})
+    }
+
+    #[test]
+    fn snapshots_rebuild_past_states_from_history() {
+        let mut inner = Inner::new(vec![], 100);
+        inner.put(key("a"), obj("a", 1), EventType::Added);
+        let rv_a1 = inner.rv;
+        inner.put(key("b"), obj("b", 1), EventType::Added);
+        inner.put(key("a"), obj("a", 2), EventType::Modified);
+        let last = (*inner.objects[&key("b")]).clone();
+        inner.remove(&key("b"), last);
+        let cases: Vec<(&str, u64, Vec<(&str, i64)>)> = vec![
+            ("after first write", rv_a1, vec![("a", 1)]),
+            ("after b added", rv_a1 + 1, vec![("a", 1), ("b", 1)]),
+            ("after a modified", rv_a1 + 2, vec![("a", 2), ("b", 1)]),
+            ("latest", inner.rv, vec![("a", 2)]),
+        ];
+        for (name, rv, want) in cases {
+            let snap = inner.snapshot("configmaps", Some("default"), rv).unwrap();
+            let got: Vec<(&str, i64)> = snap
+                .values()
+                .map(|o| {
+                    (
+                        o["metadata"]["name"].as_str().unwrap(),
+                        o["data"]["v"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn bounded_history_expires_old_versions() {
+        let mut inner = Inner::new(vec![], 2);
+        for i in 0..5 {
+            inner.put(key("a"), obj("a", i), EventType::Modified);
+        }
+        assert_eq!(inner.history.len(), 2);
+        assert!(
+            inner.snapshot("configmaps", None, 2).is_none(),
+            "older than the window"
+        );
+        assert!(inner.snapshot("configmaps", None, inner.rv - 1).is_some());
+        inner.compact();
+        assert!(inner.history.is_empty());
+        assert!(inner.snapshot("configmaps", None, inner.rv - 1).is_none());
+    }
+
+    #[test]
+    fn events_carry_previous_state_and_monotonic_versions() {
+        let mut inner = Inner::new(vec![], 10);
+        let mut rx = inner.tx.subscribe();
+        inner.put(key("a"), obj("a", 1), EventType::Added);
+        inner.put(key("a"), obj("a", 2), EventType::Modified);
+        let e1 = rx.try_recv().unwrap();
+        let e2 = rx.try_recv().unwrap();
+        assert!(e2.rv > e1.rv);
+        assert!(e1.prev.is_none());
+        assert_eq!(e2.prev.as_ref().unwrap()["data"]["v"], 1);
+        assert_eq!(e2.obj["metadata"]["resourceVersion"], e2.rv.to_string());
+    }
+}
