@@ -177,7 +177,16 @@ fn op_stem(group: &str, version: &str) -> String {
 }
 
 /// The item path (`…/{name}`), collection path, and status/scale paths of one resource.
-fn resource_paths(group: &str, version: &str, r: &ResourceDoc, paths: &mut Map<String, Value>) {
+/// `custom`: a CRD-served kind, whose PATCH accepts no strategic merge patch (the real CRD
+/// OpenAPI builder lists only json, merge and apply patches; kubectl's client-side apply
+/// would otherwise send a strategic merge patch the server rejects with 415).
+fn resource_paths(
+    group: &str,
+    version: &str,
+    r: &ResourceDoc,
+    custom: bool,
+    paths: &mut Map<String, Value>,
+) {
     let base = format!("/{}", gv_path(group, version));
     let prefix = if r.namespaced {
         format!("{base}/namespaces/{{namespace}}")
@@ -190,12 +199,24 @@ fn resource_paths(group: &str, version: &str, r: &ResourceDoc, paths: &mut Map<S
     let item = schema_ref(&schema_name(group, version, &r.kind));
     let list = schema_ref(&schema_name(group, version, &format!("{}List", r.kind)));
     let status_ref = schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Status");
-    let patch_body = json!({"content": {
-        "application/apply-patch+yaml": {"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")},
-        "application/json-patch+json": {"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")},
-        "application/merge-patch+json": {"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")},
-        "application/strategic-merge-patch+json": {"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")},
-    }, "required": true});
+    let mut patch_types = vec![
+        "application/apply-patch+yaml",
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
+    if !custom {
+        patch_types.push("application/strategic-merge-patch+json");
+    }
+    let patch_content: Map<String, Value> = patch_types
+        .into_iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                json!({"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")}),
+            )
+        })
+        .collect();
+    let patch_body = json!({"content": patch_content, "required": true});
     let mut path_params = vec![
         json!({"name": "name", "in": "path", "required": true, "description": format!("name of the {}", r.kind), "schema": {"type": "string", "uniqueItems": true}}),
     ];
@@ -377,9 +398,10 @@ pub fn v3_group_version(
     let mut schemas: BTreeMap<String, Value> = builtin::common_schemas();
     let builtins = builtin_schemas(group, version);
     for r in resources {
-        resource_paths(group, version, r, &mut paths);
+        let crd = crd_schemas.iter().find(|c| c.kind == r.kind);
+        resource_paths(group, version, r, crd.is_some(), &mut paths);
         let name = schema_name(group, version, &r.kind);
-        let component = if let Some(crd) = crd_schemas.iter().find(|c| c.kind == r.kind) {
+        let component = if let Some(crd) = crd {
             crd_component(group, version, &r.kind, &crd.open_api_v3_schema)
         } else if let Some(s) = builtins.get(&name) {
             s.clone()

@@ -137,6 +137,11 @@ fn every_kind_has_a_patch_with_field_validation() {
             .get("application/apply-patch+yaml")
             .is_some()
     );
+    assert!(
+        patch["requestBody"]["content"]
+            .get("application/strategic-merge-patch+json")
+            .is_some()
+    );
 }
 
 #[test]
@@ -213,4 +218,20 @@ fn crd_schemas_are_synthesised_from_open_api_v3_schema() {
         Some(true)
     );
     assert!(doc["paths"].get("/apis/gitlab-operator.io/v1alpha1/namespaces/{namespace}/gitlabdeployments/{name}/status").is_some());
+    // Custom resources take no strategic merge patch (kubectl would pick it for apply).
+    let patch = &doc["paths"]["/apis/gitlab-operator.io/v1alpha1/namespaces/{namespace}/gitlabdeployments/{name}"]
+        ["patch"];
+    let types: Vec<&String> = patch["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json"
+        ]
+    );
 }
