@@ -428,6 +428,7 @@ pub struct CompiledSchema {
     raw: Value,
     root: Node,
     has_rules: bool,
+    cel_enabled: bool,
 }
 
 impl CompiledSchema {
@@ -450,12 +451,19 @@ impl CompiledSchema {
             raw: open_api_v3_schema.clone(),
             root,
             has_rules,
+            cel_enabled: true,
         })
     }
 
     /// The schema as given.
     pub fn raw(&self) -> &Value {
         &self.raw
+    }
+
+    /// The escape hatch of spec §10: with CEL off, `validate` runs only the structural checks
+    /// (for a CRD whose rules use a CEL feature this evaluator lacks).
+    pub fn set_cel_enabled(&mut self, enabled: bool) {
+        self.cel_enabled = enabled;
     }
 
     /// Drops fields not declared in the schema (the real server's `pruning.Prune` with the root
@@ -534,7 +542,7 @@ impl CompiledSchema {
     /// `hasBlockingErr` in the custom resource strategy), else one cause says so.
     fn append_cel(&self, causes: &mut Vec<Cause>, obj: &Value, old: Option<&Value>) {
         // Without any rule the real server has no CEL validator, hence no "not checked" cause.
-        if !self.has_rules {
+        if !self.has_rules || !self.cel_enabled {
             return;
         }
         let blocking = causes.iter().any(|c| {

@@ -593,3 +593,12 @@ fn cel_optional_old_self_binds_an_optional() {
         ]
     );
 }
+
+#[test]
+fn cel_can_be_switched_off_per_schema() {
+    let mut schema = compiled();
+    let both = with_spec(json!({"ref": "main"}));
+    assert_eq!(schema.validate(&both, None).len(), 1);
+    schema.set_cel_enabled(false);
+    assert_eq!(texts(&schema.validate(&both, None)), Vec::<String>::new());
+}
