@@ -234,3 +234,77 @@ async fn statefulset_and_daemonset_roll_out() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn pods_follow_replicasets_and_crashloops_time_out() {
+    use k8s_openapi::api::core::v1::Pod;
+    let (_emu, client) = setup().await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let d: Deployment =
+        serde_json::from_value(workload("Deployment", "ok", Some(2), json!({}))).unwrap();
+    api.create(&PostParams::default(), &d).await.unwrap();
+    wait_until("rollout complete", || deployment_complete(&api, "ok", 2)).await;
+    let list = pods
+        .list(&ListParams::default().labels("app=ok"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 2);
+    for p in &list.items {
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert!(st.container_statuses.as_ref().unwrap()[0].ready);
+        assert!(p.labels().contains_key("pod-template-hash"));
+    }
+    let mut bad = workload(
+        "Deployment",
+        "crash",
+        Some(2),
+        json!({"emulator.gitlab-operator.io/rollout-outcome": "crashloop"}),
+    );
+    bad["spec"]["progressDeadlineSeconds"] = json!(2);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(bad).unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_until("a pod in CrashLoopBackOff", || async {
+        pods.list(&ListParams::default().labels("app=crash"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs[0].restart_count > 0
+                            && cs[0]
+                                .state
+                                .as_ref()
+                                .and_then(|s| s.waiting.as_ref())
+                                .and_then(|w| w.reason.as_deref())
+                                == Some("CrashLoopBackOff")
+                    })
+            })
+    })
+    .await;
+    wait_until("ProgressDeadlineExceeded after the deadline", || async {
+        let d = api.get("crash").await.unwrap();
+        condition(&d, "Progressing")
+            .is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+    })
+    .await;
+    // Deleting the Deployment collects its ReplicaSets and their pods.
+    api.delete("ok", &Default::default()).await.unwrap();
+    wait_until("pods collected", || async {
+        pods.list(&ListParams::default().labels("app=ok"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+}
