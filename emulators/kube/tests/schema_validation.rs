@@ -602,3 +602,22 @@ fn cel_can_be_switched_off_per_schema() {
     schema.set_cel_enabled(false);
     assert_eq!(texts(&schema.validate(&both, None)), Vec::<String>::new());
 }
+
+#[test]
+fn message_expression_compile_errors_name_the_expression_path() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "true"}, {"rule": "self.a == 1", "messageExpression": "'a is ' +"}]}}});
+    let err = CompiledSchema::compile(&schema).unwrap_err();
+    let cause = err.cause();
+    assert_eq!(
+        cause.field,
+        "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].messageExpression"
+    );
+    assert!(
+        cause.message.starts_with(
+            r#"Invalid value: apiextensions.ValidationRule{Rule:"self.a == 1", Message:"", MessageExpression:"'a is ' +", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: messageExpression compilation failed: ERROR: <input>:1:"#
+        ),
+        "{}",
+        cause.message
+    );
+}

@@ -140,15 +140,16 @@ impl NodeRules {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| err.to_string());
             return Err(match err {
-                kube_cel::CompilationError::MessageExpressionParse {
-                    message_expression, ..
-                } => SchemaError::CelCompile {
-                    field: format!("{path}.x-kubernetes-validations[{i}].messageExpression"),
-                    message: format!(
-                        "Invalid value: {}: messageExpression compilation failed: {detail}",
-                        gofmt::quote(message_expression)
-                    ),
-                },
+                // The bad value is the whole rule here too (`schema.XValidations[i]`).
+                kube_cel::CompilationError::MessageExpressionParse { .. } => {
+                    SchemaError::CelCompile {
+                        field: format!("{path}.x-kubernetes-validations[{i}].messageExpression"),
+                        message: format!(
+                            "Invalid value: {}: messageExpression compilation failed: {detail}",
+                            go_rule(&raw_rule)
+                        ),
+                    }
+                }
                 _ => SchemaError::CelCompile {
                     field: format!("{path}.x-kubernetes-validations[{i}].rule"),
                     message: format!(
