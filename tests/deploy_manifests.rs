@@ -1,0 +1,769 @@
+//! `deploy/` renders with the real kubectl (kustomize v5 built into kubectl 1.32), the rendered
+//! objects carry the security context, probes, replicas, PDB and RBAC shape the install promises,
+//! the image (Dockerfile) agrees with the Deployment, and the whole render applies to the kube
+//! emulator with `kubectl apply --server-side`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use gitlab_deployment_operator::api::crds::crds_yaml;
+use gitlab_deployment_operator::cli::{Cli, Command as Sub};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube_emulator::KubeEmulator;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const OPERATOR_NS: &str = "gitlab-deployment-operator";
+const NAME: &str = "gitlab-deployment-operator";
+const SA: &str = "gitlab-deployment-operator";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn deploy_dir() -> PathBuf {
+    repo().join("deploy")
+}
+
+/// `kubectl kustomize <dir>` parsed into one JSON value per object.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let out = Command::new(KUBECTL)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_yaml_stream(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn parse_yaml_stream(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the render"))
+}
+
+fn of_kind<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objs.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn container(objs: &[Value]) -> Value {
+    let dep = find(objs, "Deployment", NAME);
+    let containers = dep["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "one container");
+    containers[0].clone()
+}
+
+fn env_value(c: &Value, name: &str) -> Option<String> {
+    c["env"]
+        .as_array()?
+        .iter()
+        .find_map(|e| (e["name"] == name).then(|| e["value"].as_str().unwrap_or("").to_owned()))
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| &labels[k] == v))
+}
+
+#[test]
+fn base_deployment_is_hardened_probed_and_spread() {
+    let objs = kustomize(&deploy_dir());
+    let dep = find(&objs, "Deployment", NAME);
+    assert_eq!(dep["metadata"]["namespace"], OPERATOR_NS);
+    let spec = &dep["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let pod = &spec["template"]["spec"];
+    assert!(labels_match(
+        &spec["selector"]["matchLabels"],
+        &spec["template"]["metadata"]["labels"]
+    ));
+    assert_eq!(pod["serviceAccountName"], SA);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let uid = pod["securityContext"]["runAsUser"].as_u64().unwrap();
+    assert_ne!(uid, 0, "never root");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let spread = pod["topologySpreadConstraints"].as_array().unwrap();
+    assert!(
+        spread
+            .iter()
+            .any(|t| t["topologyKey"] == "kubernetes.io/hostname"
+                && labels_match(
+                    &t["labelSelector"]["matchLabels"],
+                    &spec["template"]["metadata"]["labels"]
+                )),
+        "replicas spread across nodes: {spread:?}"
+    );
+
+    let c = container(&objs);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"]["add"].is_null(), "no capability added");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    for kind in ["requests", "limits"] {
+        for res in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][res].is_string(),
+                "resources.{kind}.{res} set: {}",
+                c["resources"]
+            );
+        }
+    }
+
+    // Probes hit the admin server's paths on the port the operator listens on.
+    let admin_port: u16 = env_value(&c, "ADMIN_ADDR")
+        .unwrap_or_else(|| "0.0.0.0:8080".into())
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ports = c["ports"].as_array().unwrap();
+    let port_named = |name: &Value| -> u64 {
+        match name {
+            Value::Number(n) => n.as_u64().unwrap(),
+            Value::String(s) => ports
+                .iter()
+                .find(|p| p["name"] == s.as_str())
+                .unwrap_or_else(|| panic!("probe names port {s}, which the container lacks"))
+                ["containerPort"]
+                .as_u64()
+                .unwrap(),
+            other => panic!("bad port {other}"),
+        }
+    };
+    for (probe, path) in [
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/healthz"),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(port_named(&get["port"]), u64::from(admin_port), "{probe}");
+    }
+
+    // The downward API feeds the operator's namespace and identity.
+    for (var, field) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        let e = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{var} set"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+}
+
+#[test]
+fn deployment_command_and_env_are_what_the_cli_accepts() {
+    let objs = kustomize(&deploy_dir());
+    let c = container(&objs);
+    let mut argv = strings(&c["command"]);
+    argv.extend(strings(&c["args"]));
+    assert_eq!(argv[0], "/usr/local/bin/gitlab-deployment-operator");
+    let parsed = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(matches!(parsed.command, Sub::Run(_)), "runs the operator");
+
+    // Every env var the manifest sets is one the `run` subcommand (or the log filter) reads,
+    // so a typo cannot silently do nothing.
+    let cli = Cli::command();
+    let run = cli.find_subcommand("run").expect("run subcommand");
+    let mut known: BTreeSet<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    known.insert("RUST_LOG".into());
+    for e in c["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert!(known.contains(name), "{name} is read by nobody ({known:?})");
+    }
+    assert!(
+        env_value(&c, "GITLAB_ALLOWED_HOSTS").is_some_and(|h| !h.is_empty()),
+        "an allow-list, else every connection is refused"
+    );
+}
+
+#[test]
+fn pdb_and_metrics_service_select_the_operator_pods() {
+    let objs = kustomize(&deploy_dir());
+    let dep = find(&objs, "Deployment", NAME);
+    let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
+    let pdb = find(&objs, "PodDisruptionBudget", NAME);
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    assert_eq!(pdb["metadata"]["namespace"], OPERATOR_NS);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert!(
+        pdb["spec"]["minAvailable"].as_i64() < dep["spec"]["replicas"].as_i64(),
+        "a drain can evict one replica"
+    );
+    assert!(labels_match(
+        &pdb["spec"]["selector"]["matchLabels"],
+        pod_labels
+    ));
+
+    let svc = find(&objs, "Service", "gitlab-deployment-operator-metrics");
+    assert!(labels_match(&svc["spec"]["selector"], pod_labels));
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["name"], "metrics");
+    let c = container(&objs);
+    assert!(
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == port["targetPort"]),
+        "the Service targets a named container port"
+    );
+}
+
+/// Every binding of the render: (namespace of a RoleBinding or None for cluster-wide, role
+/// kind, role name).
+fn bindings(objs: &[Value]) -> Vec<(Option<String>, String, String)> {
+    let mut out = Vec::new();
+    for b in objs
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        let subjects = b["subjects"].as_array().unwrap();
+        assert_eq!(subjects.len(), 1, "bound to the operator only: {b}");
+        assert_eq!(subjects[0]["kind"], "ServiceAccount");
+        assert_eq!(subjects[0]["name"], SA);
+        assert_eq!(subjects[0]["namespace"], OPERATOR_NS);
+        let role_kind = b["roleRef"]["kind"].as_str().unwrap().to_owned();
+        let role_name = b["roleRef"]["name"].as_str().unwrap().to_owned();
+        let ns = b["metadata"]["namespace"].as_str().map(str::to_owned);
+        // The role it names is part of the install.
+        let role = objs.iter().find(|o| {
+            o["kind"] == role_kind.as_str()
+                && o["metadata"]["name"] == role_name.as_str()
+                && (role_kind == "ClusterRole" || o["metadata"]["namespace"] == json!(ns))
+        });
+        assert!(role.is_some(), "binding {b} names a role not in the render");
+        out.push((ns, role_kind, role_name));
+    }
+    out
+}
+
+fn assert_no_wildcards_or_escalation(objs: &[Value]) {
+    for role in objs
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                assert!(
+                    !strings(&rule[field]).iter().any(|s| s.contains('*')),
+                    "no wildcard: {rule}"
+                );
+            }
+            let verbs = strings(&rule["verbs"]);
+            for v in &verbs {
+                assert!(
+                    ["get", "list", "watch", "create", "update", "patch"].contains(&v.as_str()),
+                    "verb {v} is not one the operator uses: {rule}"
+                );
+            }
+            for r in strings(&rule["resources"]) {
+                assert!(
+                    ![
+                        "roles",
+                        "clusterroles",
+                        "rolebindings",
+                        "clusterrolebindings",
+                        "pods",
+                        "serviceaccounts"
+                    ]
+                    .contains(&r.as_str()),
+                    "no grant on {r}"
+                );
+                if r == "secrets" {
+                    assert_eq!(verbs, ["list", "watch"], "Secrets are only cached");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn base_rbac_is_cluster_wide_least_privilege_with_a_lease_role() {
+    let objs = kustomize(&deploy_dir());
+    assert_no_wildcards_or_escalation(&objs);
+    let binds = bindings(&objs);
+    assert!(binds.contains(&(
+        None,
+        "ClusterRole".into(),
+        "gitlab-deployment-operator".into()
+    )));
+    assert!(binds.contains(&(
+        None,
+        "ClusterRole".into(),
+        "gitlab-deployment-operator-cluster".into()
+    )));
+    assert!(binds.contains(&(
+        Some(OPERATOR_NS.into()),
+        "Role".into(),
+        "gitlab-deployment-operator-leader-election".into()
+    )));
+    let lease = find(&objs, "Role", "gitlab-deployment-operator-leader-election");
+    assert_eq!(lease["metadata"]["namespace"], OPERATOR_NS);
+    let mut verbs = BTreeSet::new();
+    for rule in lease["rules"].as_array().unwrap() {
+        assert_eq!(strings(&rule["apiGroups"]), ["coordination.k8s.io"]);
+        assert_eq!(strings(&rule["resources"]), ["leases"]);
+        verbs.extend(strings(&rule["verbs"]));
+    }
+    assert_eq!(
+        verbs,
+        ["create", "get", "update"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    let sa = find(&objs, "ServiceAccount", SA);
+    assert_eq!(sa["metadata"]["namespace"], OPERATOR_NS);
+    let ns = find(&objs, "Namespace", OPERATOR_NS);
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+}
+
+#[test]
+fn namespaced_overlay_grants_per_watched_namespace_only() {
+    let objs = kustomize(&deploy_dir().join("overlays/namespaced"));
+    assert_no_wildcards_or_escalation(&objs);
+    let c = container(&objs);
+    let watched: BTreeSet<String> = env_value(&c, "WATCH_NAMESPACES")
+        .expect("WATCH_NAMESPACES set")
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    assert!(!watched.is_empty());
+    let binds = bindings(&objs);
+    // Namespaced rules are never bound cluster-wide.
+    assert!(
+        !binds.contains(&(
+            None,
+            "ClusterRole".into(),
+            "gitlab-deployment-operator".into()
+        )),
+        "{binds:?}"
+    );
+    let granted: BTreeSet<String> = binds
+        .iter()
+        .filter(|(_, kind, name)| kind == "ClusterRole" && name == "gitlab-deployment-operator")
+        .filter_map(|(ns, _, _)| ns.clone())
+        .collect();
+    assert_eq!(granted, watched, "one RoleBinding per watched namespace");
+    // What stays cluster-wide: ClusterGitlabConnections and the startup CRD check, not
+    // namespaces (the namespaceSelector limit, docs/deploy.md).
+    let cluster = find(&objs, "ClusterRole", "gitlab-deployment-operator-cluster");
+    let resources: BTreeSet<String> = cluster["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| strings(&r["resources"]))
+        .collect();
+    assert_eq!(
+        resources,
+        ["clustergitlabconnections", "gitlabdeployments"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    // Its own namespace's Secrets (ClusterGitlabConnection tokens) and the lease.
+    assert!(binds.contains(&(
+        Some(OPERATOR_NS.into()),
+        "Role".into(),
+        "gitlab-deployment-operator-own-namespace".into()
+    )));
+    assert!(binds.contains(&(
+        Some(OPERATOR_NS.into()),
+        "Role".into(),
+        "gitlab-deployment-operator-leader-election".into()
+    )));
+}
+
+#[test]
+fn servicemonitor_component_scrapes_the_metrics_service() {
+    let dir = scratch_dir("servicemonitor");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &deploy_dir()),
+            relative(&dir, &deploy_dir().join("components/servicemonitor"))
+        ),
+    )
+    .unwrap();
+    let objs = kustomize(&dir);
+    let sm = find(&objs, "ServiceMonitor", NAME);
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    let svc = find(&objs, "Service", "gitlab-deployment-operator-metrics");
+    assert!(labels_match(
+        &sm["spec"]["selector"]["matchLabels"],
+        &svc["metadata"]["labels"]
+    ));
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn deploy_crds_match_the_generated_crds() {
+    let committed = std::fs::read_to_string(deploy_dir().join("base/crds.yaml")).unwrap();
+    let generated = crds_yaml().expect("CRDs render");
+    assert!(
+        committed == generated,
+        "deploy/base/crds.yaml is stale; regenerate it with: cargo run -- crd > deploy/base/crds.yaml"
+    );
+}
+
+/// The instructions of the Dockerfile's last stage, as (INSTRUCTION, arguments).
+fn final_stage(dockerfile: &str) -> Vec<(String, String)> {
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                joined.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let instructions: Vec<(String, String)> = joined
+        .into_iter()
+        .map(|l| {
+            let (i, rest) = l.split_once(' ').unwrap_or((&l, ""));
+            (i.to_uppercase(), rest.trim().to_owned())
+        })
+        .collect();
+    let last_from = instructions
+        .iter()
+        .rposition(|(i, _)| i == "FROM")
+        .expect("a FROM");
+    instructions[last_from..].to_vec()
+}
+
+#[test]
+fn dockerfile_runs_the_deployments_binary_as_numeric_non_root() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let stage = final_stage(&dockerfile);
+    let user = stage
+        .iter()
+        .rev()
+        .find(|(i, _)| i == "USER")
+        .map(|(_, a)| a.clone())
+        .expect("the final stage sets USER");
+    let (uid, gid) = user.split_once(':').unwrap_or((&user, ""));
+    let uid: u32 = uid
+        .parse()
+        .unwrap_or_else(|_| panic!("USER {user} is numeric (runAsNonRoot needs a number)"));
+    assert_ne!(uid, 0, "USER is not root");
+    if !gid.is_empty() {
+        assert_ne!(gid.parse::<u32>().expect("numeric group"), 0);
+    }
+
+    let objs = kustomize(&deploy_dir());
+    let dep = find(&objs, "Deployment", NAME);
+    let pod_sc = &dep["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(
+        pod_sc["runAsUser"], uid,
+        "Deployment runAsUser = image USER"
+    );
+    let command = strings(&container(&objs)["command"]);
+    let binary = &command[0];
+
+    let entrypoint = stage
+        .iter()
+        .find(|(i, _)| i == "ENTRYPOINT")
+        .map(|(_, a)| a.clone())
+        .expect("ENTRYPOINT");
+    let entry: Vec<String> = serde_json::from_str(&entrypoint).expect("exec-form ENTRYPOINT");
+    assert_eq!(&entry[0], binary, "ENTRYPOINT = the Deployment's command");
+    assert!(
+        stage
+            .iter()
+            .any(|(i, a)| i == "COPY" && a.split_whitespace().last() == Some(binary.as_str())),
+        "the binary is copied to {binary}"
+    );
+    // Built locked, release, with the pinned toolchain.
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let toolchain = std::fs::read_to_string(repo().join("rust-toolchain.toml")).unwrap();
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("a pinned channel");
+    assert!(
+        dockerfile.contains(&format!("ARG RUST_VERSION={channel}")),
+        "the build image is the pinned toolchain {channel}"
+    );
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target/"),
+        "target/ stays out of the context"
+    );
+}
+
+/// `to` as seen from `from` (kustomize refuses absolute paths to other kustomizations).
+fn relative(from: &Path, to: &Path) -> String {
+    let from = from.canonicalize().unwrap();
+    let to = to.canonicalize().unwrap();
+    let ups = from.components().count() - 1;
+    let down = to.strip_prefix("/").unwrap();
+    format!("{}{}", "../".repeat(ups), down.display())
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("gdo-deploy-{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The emulator serves the kinds an operator test needs (spec §11), not RBAC or policy/v1:
+/// register stand-in CRDs for them so the whole render can be applied; the schema keeps every
+/// field (the real server validates them, this test checks shape above).
+async fn register_stand_ins(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (group, kind, plural, scope) in [
+        ("rbac.authorization.k8s.io", "Role", "roles", "Namespaced"),
+        (
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            "Namespaced",
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            "Cluster",
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "Cluster",
+        ),
+        (
+            "policy",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "Namespaced",
+        ),
+    ] {
+        let name = format!("{plural}.{group}");
+        let crd: CustomResourceDefinition = serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": name,
+                "annotations": {"api-approved.kubernetes.io": "unapproved, test stand-in for a built-in kind"}},
+            "spec": {"group": group, "scope": scope,
+                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+        }))
+        .unwrap();
+        match crds.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            // The emulator grew the built-in kind meanwhile: nothing to stand in for.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("stand-in CRD {name}: {e}"),
+        }
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("stand-in CRD established in time")
+        .unwrap();
+    }
+}
+
+/// Whether the emulator's discovery already serves `group/version` `plural` (then no stand-in).
+async fn served(client: &kube::Client, group_version: &str, plural: &str) -> bool {
+    let url = format!("/apis/{group_version}");
+    let req = http::Request::get(url).body(Vec::new()).unwrap();
+    match client.request::<Value>(req).await {
+        Ok(list) => list["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["name"] == plural)),
+        Err(_) => false,
+    }
+}
+
+/// `kubectl apply --server-side -f -` of `rendered` against the emulator. Async: the emulator
+/// serves kubectl from this test's own runtime.
+async fn kubectl_apply(kube: &KubeEmulator, rendered: &str) -> String {
+    let home = scratch_dir("kubectl-home");
+    let mut child = tokio::process::Command::new(KUBECTL)
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "deploy-test",
+            "-f",
+            "-",
+        ])
+        .arg("--kubeconfig")
+        .arg(kube.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(rendered.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl apply finished in time")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl apply --server-side failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn render_text(dir: &Path) -> String {
+    let out = Command::new(KUBECTL)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Apply a render to a fresh emulator; every object must then exist as applied.
+async fn apply_and_check(dir: &Path, namespaces_first: &[&str]) {
+    // TLS: kubectl sends the bearer token only over https.
+    let kube = KubeEmulator::options()
+        .tls(true)
+        .start()
+        .await
+        .expect("kube emulator starts");
+    let client = kube.client().await;
+    if !(served(&client, "rbac.authorization.k8s.io/v1", "roles").await
+        && served(&client, "policy/v1", "poddisruptionbudgets").await)
+    {
+        register_stand_ins(&client).await;
+    }
+    for ns in namespaces_first {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let obj = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .unwrap();
+        let _ = api.create(&PostParams::default(), &obj).await;
+    }
+    let text = render_text(dir);
+    let objs = parse_yaml_stream(&text);
+    let stdout = kubectl_apply(&kube, &text).await;
+    // kubectl prints one "<kind>.<group>/<name> serverside-applied" line per object.
+    let applied = stdout
+        .lines()
+        .filter(|l| l.ends_with("serverside-applied"))
+        .count();
+    assert_eq!(applied, objs.len(), "every object applied:\n{stdout}");
+
+    // Read a few back through kube's client: the CRDs serve, the Deployment is as rendered.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in of_kind(&objs, "CustomResourceDefinition") {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            await_condition(crds.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in time")
+        .unwrap();
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let live = deployments.get(NAME).await.unwrap();
+    let spec = live.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(SA));
+    kube.shutdown().await;
+}
+
+#[tokio::test]
+async fn base_applies_server_side_to_the_kube_emulator() {
+    apply_and_check(&deploy_dir(), &[]).await;
+}
+
+#[tokio::test]
+async fn namespaced_overlay_applies_server_side_to_the_kube_emulator() {
+    // The watched namespaces exist before the install (they are the users' namespaces).
+    apply_and_check(&deploy_dir().join("overlays/namespaced"), &["apps"]).await;
+}

@@ -1,0 +1,436 @@
+//! RBAC by evidence, not by hope (style §8): run the operator end to end against the kube
+//! emulator (create → success → delete of a GitlabDeployment), read the emulator's request log,
+//! and hold the rules rendered from `deploy/` (real `kubectl kustomize`) against it:
+//! - every (group, resource, subresource, verb, namespace) the operator used is granted to its
+//!   ServiceAccount by the rendered bindings;
+//! - every granted (group, resource, verb) was used, or is in [`UNUSED_BUT_NEEDED`] with the
+//!   reason it is granted anyway.
+//!
+//! Test-side calls go through a client with its own User-Agent and are left out; the set-up
+//! before the operator starts is cleared from the log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gitlab_deployment_operator::controller::targets::Scope;
+use harness::{Env, NS, gitlab_status};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube_emulator::RequestRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const OPERATOR_NS: &str = "gitlab-deployment-operator";
+const SA: &str = "gitlab-deployment-operator";
+/// User-Agent of the test's own calls, so they can be told from the operator's.
+const TEST_UA: &str = "rbac-test-driver";
+
+/// Granted but not exercised by a create → success → delete cycle, each with its reason.
+/// A grant neither used nor listed here fails the test: remove it from `deploy/`.
+const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
+    (
+        "events.k8s.io",
+        "events",
+        "patch",
+        "kube's Recorder merge-patches an Event only when the same Event repeats; one cycle emits each once",
+    ),
+    (
+        "apps",
+        "statefulsets",
+        "list",
+        "a followed target kind; this cycle follows a Deployment",
+    ),
+    (
+        "apps",
+        "statefulsets",
+        "watch",
+        "a followed target kind; this cycle follows a Deployment",
+    ),
+    (
+        "apps",
+        "daemonsets",
+        "list",
+        "a followed target kind; this cycle follows a Deployment",
+    ),
+    (
+        "apps",
+        "daemonsets",
+        "watch",
+        "a followed target kind; this cycle follows a Deployment",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "get",
+        "leader election (--leader-elect) is being added; once it runs here the log shows it",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "create",
+        "leader election (--leader-elect) is being added; once it runs here the log shows it",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "update",
+        "leader election (--leader-elect) is being added; once it runs here the log shows it",
+    ),
+];
+
+/// One rule as granted to the operator: where (a RoleBinding's namespace, or cluster-wide) and
+/// through which binding.
+#[derive(Debug, Clone)]
+struct Grant {
+    namespace: Option<String>,
+    via: String,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Grant {
+    /// RBAC's rule match: group, `resource` or `resource/subresource`, verb, resourceNames, and
+    /// a RoleBinding's grant only inside its namespace (never on cluster-scoped objects).
+    fn allows(&self, r: &RequestRecord) -> bool {
+        if let Some(ns) = &self.namespace
+            && &r.namespace != ns
+        {
+            return false;
+        }
+        let resource = if r.subresource.is_empty() {
+            r.resource.clone()
+        } else {
+            format!("{}/{}", r.resource, r.subresource)
+        };
+        self.groups.contains(&r.group)
+            && self.resources.contains(&resource)
+            && self.verbs.contains(&r.verb)
+            && (self.names.is_empty() || (!r.name.is_empty() && self.names.contains(&r.name)))
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let out = Command::new(KUBECTL)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every rule the rendered bindings grant the operator's ServiceAccount.
+fn grants(objs: &[Value]) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for b in objs
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        let ours = b["subjects"].as_array().into_iter().flatten().any(|s| {
+            s["kind"] == "ServiceAccount" && s["name"] == SA && s["namespace"] == OPERATOR_NS
+        });
+        if !ours {
+            continue;
+        }
+        let namespace = (b["kind"] == "RoleBinding")
+            .then(|| b["metadata"]["namespace"].as_str().unwrap().to_owned());
+        let (role_kind, role_name) = (&b["roleRef"]["kind"], &b["roleRef"]["name"]);
+        let role = objs
+            .iter()
+            .find(|o| {
+                &o["kind"] == role_kind
+                    && &o["metadata"]["name"] == role_name
+                    && (o["kind"] == "ClusterRole"
+                        || o["metadata"]["namespace"] == json!(namespace))
+            })
+            .unwrap_or_else(|| panic!("binding {b} names a role not in the render"));
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            out.push(Grant {
+                namespace: namespace.clone(),
+                via: format!(
+                    "{} {} via {} {}",
+                    role_kind.as_str().unwrap(),
+                    role_name.as_str().unwrap(),
+                    b["kind"].as_str().unwrap(),
+                    b["metadata"]["name"].as_str().unwrap()
+                ),
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                names: strings(&rule["resourceNames"]),
+            });
+        }
+    }
+    out
+}
+
+fn describe(r: &RequestRecord) -> String {
+    let group = if r.group.is_empty() { "core" } else { &r.group };
+    let sub = if r.subresource.is_empty() {
+        String::new()
+    } else {
+        format!("/{}", r.subresource)
+    };
+    let ns = if r.namespace.is_empty() {
+        "(cluster)".to_owned()
+    } else {
+        format!("ns={}", r.namespace)
+    };
+    format!("{} {group}/{}{sub} {ns}", r.verb, r.resource)
+}
+
+/// A client for the test's own calls: same server and credentials, its own User-Agent.
+async fn test_client(env: &Env) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(env.kube.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(TEST_UA),
+    ));
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Start the operator with `scope`, drive one GitlabDeployment through create → success →
+/// delete, and return the operator's own requests.
+async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
+    let mut env = Env::start().await;
+    let tagged = test_client(&env).await;
+    // The operator's own namespace exists in a real install (its Secrets are cached).
+    let namespaces: Api<Namespace> = Api::all(tagged.clone());
+    let ns: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}),
+    )
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+
+    let hooks = env.kube.hooks();
+    hooks.clear_requests();
+    let mut config = env.config();
+    config.scope = scope;
+    config.operator_namespace = Some(OPERATOR_NS.into());
+    config.instance = Some("gitlab-deployment-operator-0".into());
+    // The operator keeps the untagged client it was started with; from here on the harness
+    // helpers (apply, wait, delete) go through the tagged one.
+    let op = env.start_operator_with(config);
+    env.client = tagged;
+
+    let sha = env.project.head().to_owned();
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    env.apply_gld(
+        "web-staging",
+        json!({
+            "project": "team/app", "environment": "staging", "ref": "main", "sha": sha,
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+        }),
+    )
+    .await;
+    let done = env
+        .wait_for("web-staging", "GitLab status success", |gd| {
+            gitlab_status(gd).as_deref() == Some("success")
+        })
+        .await;
+    let uid = done.uid().unwrap();
+    env.glds()
+        .delete("web-staging", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Gone only once the operator's cleanup removed its finalizer.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(env.glds(), "web-staging", conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("the operator lets the resource go")
+    .unwrap();
+    op.stop().await;
+
+    let all = hooks.requests();
+    assert!(
+        all.iter().any(|r| r.user_agent == TEST_UA),
+        "the test's own calls are recognisable"
+    );
+    let ours: Vec<RequestRecord> = all
+        .into_iter()
+        .filter(|r| r.user_agent != TEST_UA)
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|r| r.resource == "gitlabdeployments" && r.subresource == "status"),
+        "the operator's status writes are in the log"
+    );
+    ours
+}
+
+/// Compare the operator's calls with the grants; returns a printable summary of the calls.
+fn compare(calls: &[RequestRecord], grants: &[Grant], render: &str) {
+    let mut seen = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    for r in calls {
+        seen.insert(describe(r));
+        if !grants.iter().any(|g| g.allows(r)) {
+            missing.insert(describe(r));
+        }
+    }
+    eprintln!("operator calls seen ({render}):");
+    for s in &seen {
+        eprintln!("  {s}");
+    }
+    assert!(
+        missing.is_empty(),
+        "{render}: the operator made calls its RBAC does not grant (it would get 403):\n  {}",
+        missing.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+
+    let mut unused = Vec::new();
+    let mut excused = Vec::new();
+    for g in grants {
+        for group in &g.groups {
+            for resource in &g.resources {
+                for verb in &g.verbs {
+                    let used = calls.iter().any(|r| {
+                        let res = if r.subresource.is_empty() {
+                            r.resource.clone()
+                        } else {
+                            format!("{}/{}", r.resource, r.subresource)
+                        };
+                        &r.group == group && &res == resource && &r.verb == verb && g.allows(r)
+                    });
+                    if used {
+                        continue;
+                    }
+                    let key = (group.as_str(), resource.as_str(), verb.as_str());
+                    match UNUSED_BUT_NEEDED
+                        .iter()
+                        .find(|(gr, re, ve, _)| (*gr, *re, *ve) == key)
+                    {
+                        Some((_, _, _, why)) => {
+                            excused.push(format!("{verb} {group}/{resource} ({}): {why}", g.via));
+                        }
+                        None => unused.push(format!("{verb} {group}/{resource} ({})", g.via)),
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("granted, unused, explained ({render}):");
+    for e in &excused {
+        eprintln!("  {e}");
+    }
+    assert!(
+        unused.is_empty(),
+        "{render}: granted but never used and not explained in UNUSED_BUT_NEEDED; drop them from deploy/:\n  {}",
+        unused.join("\n  ")
+    );
+}
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+#[tokio::test]
+async fn cluster_wide_rbac_grants_exactly_the_calls_the_operator_makes() {
+    let calls = operator_requests(Scope::All).await;
+    let objs = kustomize(&deploy_dir());
+    compare(&calls, &grants(&objs), "deploy/");
+}
+
+#[tokio::test]
+async fn namespaced_overlay_rbac_grants_exactly_the_calls_the_operator_makes() {
+    let objs = kustomize(&deploy_dir().join("overlays/namespaced"));
+    // Serve what the overlay's Deployment says it serves.
+    let env_list = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .and_then(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .cloned()
+        })
+        .unwrap();
+    let watched: Vec<String> = env_list
+        .iter()
+        .find(|e| e["name"] == "WATCH_NAMESPACES")
+        .and_then(|e| e["value"].as_str())
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    assert!(
+        watched.iter().any(|n| n == NS),
+        "the overlay's example serves the harness namespace {NS}: {watched:?}"
+    );
+    let calls = operator_requests(Scope::Namespaces(watched)).await;
+    compare(&calls, &grants(&objs), "deploy/overlays/namespaced");
+}
+
+#[test]
+fn rule_matching_follows_rbac() {
+    let grant = Grant {
+        namespace: Some("apps".into()),
+        via: "test".into(),
+        groups: vec!["gitlab-operator.io".into()],
+        resources: vec!["gitlabdeployments/status".into()],
+        verbs: vec!["update".into()],
+        names: vec![],
+    };
+    let req = |ns: &str, sub: &str, verb: &str| RequestRecord {
+        verb: verb.into(),
+        group: "gitlab-operator.io".into(),
+        resource: "gitlabdeployments".into(),
+        subresource: sub.into(),
+        namespace: ns.into(),
+        name: "x".into(),
+        code: 200,
+        field_manager: String::new(),
+        user_agent: String::new(),
+    };
+    assert!(grant.allows(&req("apps", "status", "update")));
+    assert!(
+        !grant.allows(&req("other", "status", "update")),
+        "namespace"
+    );
+    assert!(!grant.allows(&req("", "status", "update")), "cluster-wide");
+    assert!(!grant.allows(&req("apps", "", "update")), "main resource");
+    assert!(!grant.allows(&req("apps", "status", "patch")), "verb");
+    let named = Grant {
+        names: vec!["lease-a".into()],
+        namespace: None,
+        resources: vec!["gitlabdeployments".into()],
+        ..grant
+    };
+    assert!(!named.allows(&req("apps", "", "update")), "resourceNames");
+}
