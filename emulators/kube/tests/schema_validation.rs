@@ -621,3 +621,20 @@ fn message_expression_compile_errors_name_the_expression_path() {
         cause.message
     );
 }
+
+#[test]
+fn numeric_bounds_print_as_go_openapi_does() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "count": {"type": "integer", "maximum": 1000000, "multipleOf": 2},
+        "ratio": {"type": "number", "maximum": 1000000}}}}});
+    let schema = CompiledSchema::compile(&schema).unwrap();
+    let obj = json!({"spec": {"count": 2000001, "ratio": 2000000.5}});
+    assert_eq!(
+        texts(&schema.validate(&obj, None)),
+        vec![
+            "FieldValueInvalid spec.count: Invalid value: 2000001: spec.count in body should be less than or equal to 1000000",
+            "FieldValueInvalid spec.count: Invalid value: 2000001: spec.count in body should be a multiple of 2",
+            "FieldValueInvalid spec.ratio: Invalid value: 2.0000005e+06: spec.ratio in body should be less than or equal to 1e+06",
+        ]
+    );
+}

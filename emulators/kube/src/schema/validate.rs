@@ -203,6 +203,8 @@ fn check_string(node: &Node, s: &str, value: &Value, path: &str, out: &mut Vec<C
     }
 }
 
+/// go-openapi's `*NativeType` checks: integer data is compared with (and reports) the bound
+/// truncated to int64 (`less than or equal to 1000000`), float data the float bound (`1e+06`).
 fn check_number(
     node: &Node,
     n: &serde_json::Number,
@@ -212,60 +214,46 @@ fn check_number(
 ) {
     let subject = subject(path);
     let Some(x) = n.as_f64() else { return };
-    if let Some(max) = node.maximum {
-        if node.exclusive_maximum && x >= max {
-            out.push(Cause::invalid(
-                path,
-                value,
-                &format!(
-                    "{subject} in body should be less than {}",
-                    gofmt::float(max)
-                ),
-            ));
-        } else if !node.exclusive_maximum && x > max {
-            out.push(Cause::invalid(
-                path,
-                value,
-                &format!(
-                    "{subject} in body should be less than or equal to {}",
-                    gofmt::float(max)
-                ),
-            ));
+    let integer = n.is_i64() || n.is_u64();
+    let (x, bound) = if integer {
+        let x = n.as_i64().map_or(x, |i| i as f64);
+        (x, (|b: f64| b.trunc()) as fn(f64) -> f64)
+    } else {
+        (x, (|b: f64| b) as fn(f64) -> f64)
+    };
+    let show = |b: f64| {
+        if integer {
+            (b as i64).to_string()
+        } else {
+            gofmt::float(b)
         }
-    }
-    if let Some(min) = node.minimum {
-        if node.exclusive_minimum && x <= min {
-            out.push(Cause::invalid(
-                path,
-                value,
-                &format!(
-                    "{subject} in body should be greater than {}",
-                    gofmt::float(min)
-                ),
-            ));
-        } else if !node.exclusive_minimum && x < min {
-            out.push(Cause::invalid(
-                path,
-                value,
-                &format!(
-                    "{subject} in body should be greater than or equal to {}",
-                    gofmt::float(min)
-                ),
-            ));
-        }
-    }
-    if let Some(m) = node.multiple_of
-        && m != 0.0
-        && (x / m).fract().abs() > 1e-9
-    {
+    };
+    let mut fail = |detail: String| {
         out.push(Cause::invalid(
             path,
             value,
-            &format!(
-                "{subject} in body should be a multiple of {}",
-                gofmt::float(m)
-            ),
-        ));
+            &format!("{subject} in body {detail}"),
+        ))
+    };
+    if let Some(max) = node.maximum.map(bound) {
+        if node.exclusive_maximum && x >= max {
+            fail(format!("should be less than {}", show(max)));
+        } else if !node.exclusive_maximum && x > max {
+            fail(format!("should be less than or equal to {}", show(max)));
+        }
+    }
+    if let Some(min) = node.minimum.map(bound) {
+        if node.exclusive_minimum && x <= min {
+            fail(format!("should be greater than {}", show(min)));
+        } else if !node.exclusive_minimum && x < min {
+            fail(format!("should be greater than or equal to {}", show(min)));
+        }
+    }
+    if let Some(m) = node.multiple_of.map(bound)
+        && m != 0.0
+        && (x / m).fract().abs() > 1e-9
+    {
+        fail(format!("should be a multiple of {}", show(m)));
     }
 }
 
