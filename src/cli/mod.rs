@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod crd;
 pub mod deployments;
 pub mod run;
+pub mod sandbox;
 
 /// Top-level command line of `gitlab-deployment-operator`.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ pub enum Command {
     Deployments(Box<deployments::DeploymentsArgs>),
     /// Run the operator: watch GitlabDeployments and report their rollouts to GitLab.
     Run(Box<run::RunArgs>),
+    /// Try it on your machine: both emulators, the operator and a live demo in one process.
+    Sandbox(Box<sandbox::SandboxArgs>),
 }
 
 /// An error from a subcommand, with the exit code `main` should return.
@@ -35,6 +38,8 @@ pub enum CliError {
     Deployments(#[from] deployments::DeploymentsError),
     #[error(transparent)]
     Run(#[from] run::RunCmdError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
 }
 
 impl CliError {
@@ -44,6 +49,7 @@ impl CliError {
             CliError::Crd(e) => e.exit_code(),
             CliError::Deployments(e) => e.exit_code(),
             CliError::Run(e) => e.exit_code(),
+            CliError::Sandbox(e) => e.exit_code(),
         }
     }
 }
@@ -54,5 +60,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Crd(args) => Ok(crd::run(args)?),
         Command::Deployments(args) => Ok(deployments::run(*args).await?),
         Command::Run(args) => Ok(run::run(*args).await?),
+        Command::Sandbox(args) => Ok(sandbox::run(*args).await?),
     }
 }

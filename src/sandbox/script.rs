@@ -1,0 +1,341 @@
+//! The scripted stories. Every scenario first applies the examples at revision A and waits
+//! until both GitLab deployments succeeded, then plays its own part on revision B (and C).
+//! Each wait is a watch with a deadline; a missed deadline is the demo's failure reason.
+
+use std::time::{Duration, Instant};
+
+use gitlab_emulator::EmulatorHandle;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use serde_json::Value;
+
+use super::banner::{Info, approve_hint};
+use super::live::stamp;
+use super::manifests::{self, Outcome};
+use crate::api::connection::GitlabConnection;
+use crate::api::deployment::{ApprovalState, GitlabDeployment, GitlabStatus};
+use crate::cli::sandbox::{SandboxError, Scenario};
+use crate::gitlab::{ApprovalStatus, ApproveDeployment, GitlabClient, ProjectId, Token, TokenKind};
+
+/// Field manager of the sandbox's own applies (the operator's is `gitlab-deployment-operator`).
+const MANAGER: &str = "gitlab-deployment-operator-sandbox";
+
+/// What a scenario needs.
+pub struct Demo {
+    pub client: Client,
+    pub namespace: String,
+    pub scenario: Scenario,
+    pub start: Instant,
+    pub step_ms: u64,
+    pub step_timeout: Duration,
+    pub approve_after: Duration,
+    pub info: Info,
+    /// The GitLab emulator's own records: the demo's verdict is what GitLab says.
+    pub gitlab: EmulatorHandle,
+    /// `main`'s commits, newest first.
+    pub shas: Vec<String>,
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// The GitLab deployment a resource reports, when it is of `sha` and in `status`.
+fn reports(gd: &GitlabDeployment, sha: &str, status: GitlabStatus) -> bool {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.deployment.as_ref())
+        .is_some_and(|d| d.sha == sha && d.status == status)
+}
+
+fn approval_is(gd: &GitlabDeployment, state: ApprovalState) -> bool {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.approval.as_ref())
+        .is_some_and(|a| a.state == state)
+}
+
+fn deployment_id(gd: &GitlabDeployment) -> i64 {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.deployment.as_ref())
+        .map(|d| d.id)
+        .unwrap_or_default()
+}
+
+/// The `Ready` condition's message: the operator's own words on where a resource is stuck.
+fn ready_message(gd: &GitlabDeployment) -> String {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| format!("{}: {}", c.reason, c.message))
+        .unwrap_or_else(|| "no status yet".to_owned())
+}
+
+impl Demo {
+    fn say(&self, line: &str) {
+        println!("{} ▸ {line}", stamp(self.start));
+    }
+
+    fn failed(&self, reason: String) -> SandboxError {
+        SandboxError::Demo {
+            scenario: self.scenario.as_str(),
+            reason,
+        }
+    }
+
+    fn revisions(&self) -> Result<(&str, &str, &str), SandboxError> {
+        match self.shas.as_slice() {
+            [c, b, a, ..] => Ok((a.as_str(), b.as_str(), c.as_str())),
+            _ => Err(self.failed(format!(
+                "the GitLab demo project has {} commits on main, 3 are needed",
+                self.shas.len()
+            ))),
+        }
+    }
+
+    async fn apply<K>(&self, api: &Api<K>, manifest: &Value) -> Result<(), SandboxError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let name = manifests::name_of(manifest);
+        api.patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(manifest),
+        )
+        .await
+        .map_err(|e| {
+            let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or("?");
+            self.failed(format!("applying {kind} {name} failed: {e}"))
+        })?;
+        Ok(())
+    }
+
+    fn glds(&self) -> Api<GitlabDeployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Wait (on a watch) until `check` holds for GitlabDeployment `name`.
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&GitlabDeployment) -> bool,
+    ) -> Result<GitlabDeployment, SandboxError> {
+        let api = self.glds();
+        let cond = move |obj: Option<&GitlabDeployment>| obj.is_some_and(&check);
+        match tokio::time::timeout(self.step_timeout, await_condition(api.clone(), name, cond))
+            .await
+        {
+            Ok(Ok(Some(gd))) => Ok(gd),
+            Ok(Ok(None)) => Err(self.failed(format!("{name} disappeared while {what}"))),
+            Ok(Err(e)) => Err(self.failed(format!("watching {name} failed: {e}"))),
+            Err(_) => {
+                let last = api.get_opt(name).await.ok().flatten();
+                let now = last.as_ref().map(ready_message).unwrap_or_default();
+                Err(self.failed(format!(
+                    "{name}: {what} did not happen within {}s; its Ready condition says {now}",
+                    self.step_timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    async fn wait_reported(
+        &self,
+        name: &str,
+        sha: &str,
+        status: GitlabStatus,
+    ) -> Result<GitlabDeployment, SandboxError> {
+        let what = format!("GitLab deployment of {} {status}", short(sha));
+        self.wait(name, &what, |gd| reports(gd, sha, status)).await
+    }
+
+    /// GitLab's own record (not the operator's view) of `environment` at `sha`.
+    fn gitlab_says(&self, environment: &str, sha: &str) -> Vec<String> {
+        self.gitlab
+            .deployments()
+            .into_iter()
+            .filter(|d| d.environment == environment && d.sha == sha)
+            .map(|d| d.status)
+            .collect()
+    }
+
+    fn check_gitlab(&self, environment: &str, sha: &str, want: &str) -> Result<(), SandboxError> {
+        let seen = self.gitlab_says(environment, sha);
+        if seen == [want] {
+            Ok(())
+        } else {
+            Err(self.failed(format!(
+                "GitLab has {seen:?} for {environment} at {}, expected exactly one {want}",
+                short(sha)
+            )))
+        }
+    }
+
+    /// Apply the examples with Deployment `web` at `sha`.
+    async fn apply_examples(&self, sha: &str) -> Result<(), SandboxError> {
+        let (staging, production) = (manifests::staging(sha)?, manifests::production()?);
+        self.say(&format!(
+            "applying examples/: Secret {}, GitlabConnection {}, Deployment web at revision A ({}), GitlabDeployments {} ({}, spec.sha) and {} ({}, sha from the image tag)",
+            manifests::name_of(&manifests::secret("")?),
+            manifests::name_of(&manifests::connection("")?),
+            short(sha),
+            manifests::name_of(&staging),
+            manifests::environment_of(&staging),
+            manifests::name_of(&production),
+            manifests::environment_of(&production),
+        ));
+        let ns = &self.namespace;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        self.apply(&secrets, &manifests::secret(&self.info.root_token)?)
+            .await?;
+        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), ns);
+        self.apply(&connections, &manifests::connection(&self.info.gitlab_url)?)
+            .await?;
+        self.roll_out(sha, Outcome::Success).await?;
+        self.apply(&self.glds(), &staging).await?;
+        self.apply(&self.glds(), &production).await?;
+        Ok(())
+    }
+
+    /// Roll Deployment `web` to `sha`, then point `web-staging` at it (in that order: staging
+    /// names a fixed commit, and reporting it before the rollout started would report the old
+    /// pods as the new commit).
+    async fn roll_out(&self, sha: &str, outcome: Outcome) -> Result<(), SandboxError> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        self.apply(
+            &deployments,
+            &manifests::deployment(sha, self.step_ms, outcome)?,
+        )
+        .await
+    }
+
+    async fn point_staging(&self, sha: &str) -> Result<(), SandboxError> {
+        self.apply(&self.glds(), &manifests::staging(sha)?).await
+    }
+
+    async fn both(
+        &self,
+        sha: &str,
+        status: GitlabStatus,
+    ) -> Result<GitlabDeployment, SandboxError> {
+        self.wait_reported("web-staging", sha, status).await?;
+        self.wait_reported("web-production", sha, status).await
+    }
+
+    /// Play the scenario; `Ok` means it reached its expected end, checked against GitLab.
+    pub async fn play(&self) -> Result<(), SandboxError> {
+        let (a, b, c) = self.revisions()?;
+        self.apply_examples(a).await?;
+        self.both(a, GitlabStatus::Success).await?;
+        self.say(&format!(
+            "revision A ({}) is rolled out and reported to staging and production",
+            short(a)
+        ));
+        match self.scenario {
+            Scenario::Default => {
+                self.revision_b(b, Outcome::Success).await?;
+                let prod = self.pending_production(b).await?;
+                println!("{}", approve_hint(&self.info, deployment_id(&prod)));
+                self.check_gitlab("staging", b, "success")?;
+                self.check_gitlab("production", b, "success")?;
+            }
+            Scenario::Failure => {
+                self.revision_b(b, Outcome::Fail).await?;
+                self.both(b, GitlabStatus::Failed).await?;
+                self.say("the rollout failed (ProgressDeadlineExceeded): GitLab shows both deployments failed");
+                self.check_gitlab("staging", b, "failed")?;
+                self.check_gitlab("production", b, "failed")?;
+            }
+            Scenario::Supersede => {
+                self.revision_b(b, Outcome::Stall).await?;
+                self.both(b, GitlabStatus::Running).await?;
+                self.say(&format!(
+                    "revision C ({}) arrives while B is still rolling out",
+                    short(c)
+                ));
+                self.roll_out(c, Outcome::Success).await?;
+                self.point_staging(c).await?;
+                self.both(c, GitlabStatus::Success).await?;
+                self.say("B's GitLab deployments were canceled, C's succeeded");
+                self.check_gitlab("staging", b, "canceled")?;
+                self.check_gitlab("production", b, "canceled")?;
+                self.check_gitlab("staging", c, "success")?;
+                self.check_gitlab("production", c, "success")?;
+            }
+            Scenario::Approval => {
+                self.revision_b(b, Outcome::Success).await?;
+                let prod = self.pending_production(b).await?;
+                let id = deployment_id(&prod);
+                println!("{}", approve_hint(&self.info, id));
+                self.say(&format!(
+                    "the sandbox approves it as `approver` in {}s (what the command above does)",
+                    self.approve_after.as_secs()
+                ));
+                // A scripted pause for the person watching, not a wait for a condition.
+                tokio::time::sleep(self.approve_after).await;
+                self.approve(id).await?;
+                self.say(&format!(
+                    "approved GitLab deployment {id} as approver; waiting for the operator to see it"
+                ));
+                self.wait("web-production", "approval recorded", |gd| {
+                    approval_is(gd, ApprovalState::Approved)
+                })
+                .await?;
+            }
+        }
+        self.say(&format!("demo `{}` succeeded", self.scenario.as_str()));
+        Ok(())
+    }
+
+    async fn revision_b(&self, b: &str, outcome: Outcome) -> Result<(), SandboxError> {
+        let how = match outcome {
+            Outcome::Success => "",
+            Outcome::Fail => " (the emulator makes this rollout fail)",
+            Outcome::Stall => " (the emulator holds this rollout in progress)",
+        };
+        self.say(&format!(
+            "rolling out revision B ({}){how}: new image tag on Deployment web, new spec.sha on web-staging",
+            short(b)
+        ));
+        self.roll_out(b, outcome).await?;
+        self.point_staging(b).await
+    }
+
+    async fn pending_production(&self, b: &str) -> Result<GitlabDeployment, SandboxError> {
+        self.wait_reported("web-staging", b, GitlabStatus::Success)
+            .await?;
+        self.wait("web-production", "success, waiting for approval", |gd| {
+            reports(gd, b, GitlabStatus::Success) && approval_is(gd, ApprovalState::Pending)
+        })
+        .await
+    }
+
+    /// Approve as the approver through the operator's own GitLab client (what
+    /// `deployments approve` does).
+    async fn approve(&self, id: i64) -> Result<(), SandboxError> {
+        let step = "approving production as the approver";
+        let client = GitlabClient::builder(
+            self.info.gitlab_url.clone(),
+            Token::new(TokenKind::Private, self.info.approver_token.clone()),
+        )
+        .build()
+        .map_err(|source| SandboxError::Gitlab { step, source })?;
+        let request = ApproveDeployment {
+            status: ApprovalStatus::Approved,
+            comment: Some("approved by the sandbox".to_owned()),
+            represented_as: None,
+        };
+        let project = ProjectId::Path(self.info.project_path.clone());
+        client
+            .approve_deployment(&project, u64::try_from(id).unwrap_or_default(), &request)
+            .await
+            .map_err(|source| SandboxError::Gitlab { step, source })?;
+        Ok(())
+    }
+}
