@@ -1,45 +1,425 @@
 //! The operator end to end: both emulators over loopback, kube's real `Client`, real watches.
+//! Each test gets its own pair of emulators, so they run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 
-use gitlab_emulator::Endpoint;
+use std::time::Duration;
+
+use gitlab_deployment_operator::api::names::reason;
+use gitlab_emulator::{Endpoint, Fault};
 use harness::{Env, gitlab_status};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
+fn writes(env: &Env) -> usize {
+    let gl = env.gitlab.handle();
+    gl.count(Endpoint::CreateDeployment) + gl.count(Endpoint::UpdateDeployment)
+}
+
+fn is(status: &'static str) -> impl Fn(&gitlab_deployment_operator::api::GitlabDeployment) -> bool {
+    move |gd| gitlab_status(gd).as_deref() == Some(status)
+}
+
 #[tokio::test]
-async fn happy_path_creates_once_and_reports_success_with_two_calls() {
+async fn happy_path_creates_once_and_reports_success_with_two_writes() {
     let env = Env::start().await;
-    let op = env.start_operator();
-    let sha = env.project.head().to_owned();
-    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
-        .await;
-    env.apply_gld(
-        "web-staging",
-        json!({
-            "project": "team/app", "environment": "staging", "ref": "main", "sha": sha,
-            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
-        }),
+    // Slow enough that the create happens while the rollout is still in progress.
+    env.apply_workload(
+        "web",
+        "registry.example/app:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-step": "400ms"}),
     )
     .await;
-    let done = env
-        .wait_for("web-staging", "GitLab status success", |gd| {
-            gitlab_status(gd).as_deref() == Some("success")
-        })
+    let op = env.start_operator();
+    let sha = env.project.head().to_owned();
+    env.apply_gld("web-staging", env.fixed_spec("staging", &sha))
         .await;
+    env.wait_for("web-staging", "running", is("running")).await;
+    let done = env.wait_for("web-staging", "success", is("success")).await;
     let status = done.status.unwrap();
     let dep = status.deployment.unwrap();
     assert_eq!(dep.sha, sha);
     assert_eq!(status.short_sha.as_deref(), Some(&sha[..7]));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True", "{ready:?}");
 
-    let gl = env.gitlab.handle();
-    let deployments = gl.deployments();
+    let deployments = env.gitlab_deployments("staging");
     assert_eq!(
         deployments.len(),
         1,
         "exactly one GitLab deployment: {deployments:?}"
     );
-    let writes = gl.count(Endpoint::CreateDeployment) + gl.count(Endpoint::UpdateDeployment);
-    assert!(writes <= 2, "create + at most one PUT, saw {writes}");
+    assert_eq!(deployments[0].status, "success");
+    assert_eq!(writes(&env), 2, "POST running + PUT success");
+    let reasons = env.event_reasons("web-staging").await;
+    assert!(
+        reasons.contains(&reason::DEPLOYMENT_CREATED.to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&reason::DEPLOYMENT_SUCCEEDED.to_string()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn an_already_rolled_out_workload_costs_one_call() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    // Let the emulated rollout finish before anything follows it.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.client.clone(), harness::NS);
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        kube::runtime::wait::await_condition(
+            deployments,
+            "web",
+            |d: Option<&k8s_openapi::api::apps::v1::Deployment>| {
+                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                    s.available_replicas == Some(2) && s.updated_replicas == Some(2)
+                })
+            },
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    env.wait_for("web-staging", "success", is("success")).await;
+    assert_eq!(writes(&env), 1, "one POST status=success");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_rollout_is_reported_failed() {
+    let env = Env::start().await;
+    env.apply_workload(
+        "web",
+        "registry.example/app:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-outcome": "fail"}),
+    )
+    .await;
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    let failed = env.wait_for("web-staging", "failed", is("failed")).await;
+    let rollout = failed.status.unwrap().rollout.unwrap();
+    assert_eq!(rollout.state, "Failed", "{rollout:?}");
+    assert_eq!(env.gitlab_deployments("staging")[0].status, "failed");
+    let reasons = env.event_reasons("web-staging").await;
+    assert!(
+        reasons.contains(&reason::DEPLOYMENT_FAILED.to_string()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_revision() {
+    let env = Env::start().await;
+    let shas = env.project.shas.clone();
+    let slow = json!({"emulator.gitlab-operator.io/rollout-step": "500ms"});
+    env.apply_workload(
+        "web",
+        &format!("registry.example/app:{}", shas[2]),
+        slow.clone(),
+    )
+    .await;
+    let op = env.start_operator();
+    env.apply_gld("web-prod", env.image_tag_spec("prod")).await;
+    env.wait_for("web-prod", "running", is("running")).await;
+    // A newer revision arrives while the first still rolls out.
+    env.apply_workload(
+        "web",
+        &format!("registry.example/app:{}", shas[3]),
+        slow.clone(),
+    )
+    .await;
+    let done = env
+        .wait_for("web-prod", "second revision success", |gd| {
+            is("success")(gd)
+                && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[3]
+        })
+        .await;
+    let deployments = env.gitlab_deployments("prod");
+    assert_eq!(deployments.len(), 2, "{deployments:?}");
+    assert_eq!(deployments[0].sha, shas[2]);
+    assert_eq!(
+        deployments[0].status, "canceled",
+        "the superseded one is canceled"
+    );
+    assert_eq!(deployments[1].status, "success");
+    let history = done.status.unwrap().history;
+    assert_eq!(history[0].deployment_id as u64, deployments[0].id);
+
+    // Roll back to the first image: a new revision, a new GitLab deployment.
+    env.apply_workload(
+        "web",
+        &format!("registry.example/app:{}", shas[2]),
+        json!({}),
+    )
+    .await;
+    env.wait_for("web-prod", "rollback success", |gd| {
+        is("success")(gd) && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[2]
+    })
+    .await;
+    let deployments = env.gitlab_deployments("prod");
+    assert_eq!(deployments.len(), 3, "{deployments:?}");
+    assert_eq!(deployments[2].sha, shas[2]);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn revision_from_an_annotation() {
+    let env = Env::start().await;
+    let sha = env.project.shas[1].clone();
+    env.apply_workload(
+        "web",
+        "registry.example/app:latest",
+        json!({"example.com/commit": sha}),
+    )
+    .await;
+    let op = env.start_operator();
+    env.apply_gld(
+        "web-staging",
+        json!({
+            "project": env.project.id.to_string(), "environment": "staging", "ref": "main",
+            "revisionFrom": {"annotation": "example.com/commit"},
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+        }),
+    )
+    .await;
+    let done = env.wait_for("web-staging", "success", is("success")).await;
+    assert_eq!(done.status.unwrap().deployment.unwrap().sha, sha);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    // GitLab stores the deployment but the answer never arrives: as if the operator died
+    // right after its POST.
+    env.gitlab.handle().inject_fault(
+        Fault::drop_connection()
+            .on(Endpoint::CreateDeployment)
+            .after_processing(),
+    );
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    env.wait_for("web-staging", "success", is("success")).await;
+    let deployments = env.gitlab_deployments("staging");
+    assert_eq!(
+        deployments.len(),
+        1,
+        "adopted, not created twice: {deployments:?}"
+    );
+    assert_eq!(env.gitlab.handle().count(Endpoint::CreateDeployment), 1);
+    let reasons = env.event_reasons("web-staging").await;
+    assert!(
+        reasons.contains(&reason::DEPLOYMENT_ADOPTED.to_string()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn two_operators_at_once_make_one_deployment() {
+    let env = Env::start().await;
+    env.apply_workload(
+        "web",
+        "registry.example/app:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-step": "300ms"}),
+    )
+    .await;
+    let a = env.start_operator();
+    let b = env.start_operator();
+    for i in 0..4 {
+        env.apply_gld(
+            &format!("web-{i}"),
+            env.fixed_spec(&format!("env-{i}"), env.project.head()),
+        )
+        .await;
+    }
+    for i in 0..4 {
+        env.wait_for(&format!("web-{i}"), "success", is("success"))
+            .await;
+        let deployments = env.gitlab_deployments(&format!("env-{i}"));
+        assert_eq!(deployments.len(), 1, "env-{i}: {deployments:?}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_when_settled_costs_no_gitlab_call() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    env.wait_for("web-staging", "merge requests fetched", |gd| {
+        gd.status
+            .as_ref()
+            .is_some_and(|s| s.merge_requests_for.is_some())
+    })
+    .await;
+    op.stop().await;
+    env.gitlab.handle().clear_requests();
+    let op = env.start_operator();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !op.admin.is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(op.admin.is_ready());
+    // Give the restarted operator time to reconcile everything it found.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = env.gitlab_calls();
+    assert!(
+        calls.is_empty(),
+        "a settled resource costs nothing after a restart: {calls:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn gitlab_5xx_and_429_bursts_are_retried_without_duplicates() {
+    let env = Env::start().await;
+    env.apply_workload(
+        "web",
+        "registry.example/app:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-step": "300ms"}),
+    )
+    .await;
+    let gl = env.gitlab.handle();
+    gl.inject_fault(Fault::status(503).on(Endpoint::CreateDeployment).times(2));
+    gl.inject_fault(
+        Fault::rate_limited(1)
+            .on(Endpoint::UpdateDeployment)
+            .times(1),
+    );
+    gl.inject_fault(Fault::status(500).on(Endpoint::UpdateDeployment).times(2));
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    env.wait_for("web-staging", "success", is("success")).await;
+    assert_eq!(env.gitlab_deployments("staging").len(), 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_stalls_and_fixing_the_secret_recovers() {
+    let env = Env::start().await;
+    env.put_token("glpat-wrong").await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    let stalled = env
+        .wait_for("web-staging", "Stalled", |gd| {
+            gd.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.status == "True")
+            })
+        })
+        .await;
+    let message = &stalled.status.unwrap().conditions[0].message;
+    assert!(message.contains("401"), "{message}");
+    assert!(
+        !message.contains("glpat-wrong"),
+        "the token never appears: {message}"
+    );
+    env.put_token(&env.project.maintainer_token.clone()).await;
+    env.wait_for("web-staging", "success after the fix", is("success"))
+        .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_rejected_by_the_crd() {
+    let env = Env::start().await;
+    let api = env.glds();
+    let bad = json!({
+        "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
+        "metadata": {"name": "bad"},
+        "spec": {"project": "team/app", "environment": "staging", "ref": "main", "sha": "abc",
+                 "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}
+    });
+    let err = api
+        .patch("bad", &PatchParams::apply("test"), &Patch::Apply(&bad))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(status.message.contains("spec.sha"), "{}", status.message);
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deletion_policies_cancel_orphan_and_delete() {
+    let env = Env::start().await;
+    env.apply_workload(
+        "web",
+        "registry.example/app:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-outcome": "stall"}),
+    )
+    .await;
+    let op = env.start_operator();
+    for (name, policy) in [
+        ("cancel", "Cancel"),
+        ("orphan", "Orphan"),
+        ("delete", "Delete"),
+    ] {
+        let mut spec = env.fixed_spec(name, env.project.head());
+        spec["deletionPolicy"] = json!(policy);
+        env.apply_gld(name, spec).await;
+        env.wait_for(name, "running", is("running")).await;
+    }
+    for name in ["cancel", "orphan", "delete"] {
+        env.glds()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for name in ["cancel", "orphan", "delete"] {
+        let api = env.glds();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            kube::runtime::wait::await_condition(
+                api,
+                name,
+                kube::runtime::wait::conditions::is_deleted(""),
+            ),
+        )
+        .await
+        .ok();
+        assert!(
+            env.glds().get_opt(name).await.unwrap().is_none(),
+            "{name} is gone"
+        );
+    }
+    assert_eq!(env.gitlab_deployments("cancel")[0].status, "canceled");
+    assert_eq!(env.gitlab_deployments("orphan")[0].status, "running");
+    assert!(
+        env.gitlab_deployments("delete").is_empty(),
+        "canceled, then deleted"
+    );
     op.stop().await;
 }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::controller::allowlist::{AllowedHost, HostAllowList};
+use crate::controller::leader::{ElectedError, LeaseConfig, run_elected};
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
 use crate::controller::targets::Scope;
@@ -49,6 +50,29 @@ pub struct RunArgs {
     /// Seconds an unfinished create is given before its intent is looked up and given up.
     #[arg(long, default_value_t = 45)]
     pub recovery_grace_seconds: u64,
+    /// Elect a leader among replicas on a Lease: only the leader writes to GitLab and status.
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "gitlab-deployment-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (default: the operator's namespace).
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease is valid without renewal before another replica may take it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// The leader stops acting when it could not renew within this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often candidates look at the lease and the leader renews it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::api::validate::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration; write it like 15s or 1m"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +81,14 @@ pub enum RunCmdError {
     Config(#[source] kube::Error),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Elected(#[from] ElectedError),
+    #[error("--leader-elect needs the lease's namespace: set --lease-namespace or POD_NAMESPACE")]
+    LeaseNamespace,
+    #[error(
+        "--lease-duration must exceed --renew-deadline, which must exceed --retry-period, so a leader stops before another can take over"
+    )]
+    LeaseTimings,
     #[error("cannot start the admin server on {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -72,11 +104,41 @@ impl RunCmdError {
             RunCmdError::Run(RunError::CrdMissing(_)) => 3,
             RunCmdError::Run(_) => 4,
             RunCmdError::Admin { .. } => 5,
+            RunCmdError::Elected(ElectedError::Run(RunError::CrdMissing(_))) => 3,
+            RunCmdError::Elected(ElectedError::Run(_)) => 4,
+            RunCmdError::Elected(ElectedError::LostLease(_)) => 6,
+            RunCmdError::LeaseNamespace | RunCmdError::LeaseTimings => 2,
         }
     }
 }
 
 impl RunArgs {
+    fn lease(&self) -> Result<Option<LeaseConfig>, RunCmdError> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| self.operator_namespace.clone())
+            .ok_or(RunCmdError::LeaseNamespace)?;
+        if self.lease_duration <= self.renew_deadline || self.renew_deadline <= self.retry_period {
+            return Err(RunCmdError::LeaseTimings);
+        }
+        let identity = self
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("gitlab-deployment-operator-{}", rand::random::<u32>()));
+        Ok(Some(LeaseConfig {
+            name: self.lease_name.clone(),
+            namespace,
+            identity,
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        }))
+    }
+
     fn config(&self) -> RunConfig {
         RunConfig {
             scope: if self.namespaces.is_empty() {
@@ -122,6 +184,7 @@ async fn shutdown_signal() {
 pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
     telemetry::init(args.log_format);
     let config = args.config();
+    let lease = args.lease()?;
     if config.allow == HostAllowList::default() {
         tracing::warn!(
             "no --allowed-host given: every GitLab connection will be refused (HostNotAllowed)"
@@ -149,6 +212,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    run_operator(client, config, &telemetry, admin_state, shutdown).await?;
+    match lease {
+        Some(lease) => {
+            run_elected(client, config, lease, &telemetry, admin_state, shutdown).await?;
+        }
+        None => run_operator(client, config, &telemetry, admin_state, shutdown).await?,
+    }
     Ok(())
 }

@@ -58,11 +58,19 @@ impl Error {
             Error::Connection(e) => e.category(),
             Error::TargetKindNotServed(_) => reason::TARGET_KIND_NOT_SERVED,
             Error::Gitlab { source, .. } => source.category(),
-            Error::StatusWrite { source, .. } if is_conflict(source) => "StatusConflict",
+            Error::StatusWrite { source, .. } if is_conflict(source) => STALE_OBJECT,
             Error::StatusWrite { .. } => "KubeApiError",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                // The finalizer patch carries a `test` of the finalizers we saw: a 422/409 means
+                // our cached copy was behind the server; the watch brings the fresh one.
+                kube::runtime::finalizer::Error::AddFinalizer(e)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(e)
+                    if is_stale_patch(e) =>
+                {
+                    STALE_OBJECT
+                }
                 _ => "FinalizerError",
             },
             Error::Metadata(_) => "InvalidObject",
@@ -90,6 +98,14 @@ impl Error {
             Error::Metadata(_) => ErrorKind::Internal,
         }
     }
+}
+
+/// Category of a write refused because our cached copy of the object was behind the server's
+/// (a 409 on a status write, a failed `test` in the finalizer patch). Retried almost at once.
+pub const STALE_OBJECT: &str = "StaleObject";
+
+fn is_stale_patch(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
 }
 
 /// A 409 from the API server: someone else wrote the object since we read it.

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod error;
 pub mod events;
 pub mod index;
+pub mod leader;
 pub mod plan;
 pub mod reconcile;
 pub mod run;

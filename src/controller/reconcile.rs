@@ -27,10 +27,11 @@ use super::connections::Connections;
 use super::error::{Error, ErrorKind};
 use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
-use super::plan::{Cleanup, Plan, cleanup as plan_cleanup, plan, wanted_revision};
+use super::plan::{
+    Cleanup, Plan, cleanup as plan_cleanup, evaluate_rollout, plan, wanted_revision,
+};
 use super::status::{
-    Observation, Problem, next_status, record_deployment, record_merge_requests, rollout_clock,
-    with_intent,
+    Observation, Problem, next_status, record_deployment, record_merge_requests, with_intent,
 };
 use super::targets::{TargetLookup, TargetWatches};
 use super::views::{deployment_view, merge_request_view, write_status};
@@ -43,7 +44,7 @@ use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
 };
 use crate::metrics::OperatorMetrics;
-use crate::rollout::{self, TargetObject, TrackCtx};
+use crate::rollout::{TargetObject, TrackCtx};
 
 /// At most this many plan steps in one reconcile (e.g. cancel the old deployment, write the
 /// intent and create the new one, fetch merge requests); then the reconcile requeues.
@@ -195,7 +196,7 @@ pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) 
             Action::requeue(pause + ctx.settings.backoff.delay(1, unit))
         }
         ErrorKind::Transient => {
-            let delay = if err.category() == "StatusConflict" {
+            let delay = if err.category() == super::error::STALE_OBJECT {
                 Duration::from_millis(200)
             } else {
                 ctx.settings.backoff.delay(failures, unit)
@@ -347,19 +348,15 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
             None
         }
     };
-    let (started_at, paused_for) = rollout_clock(&old, now);
-    let track = TrackCtx {
-        progress_timeout: spec.progress_timeout,
-        started_at,
-        paused_for,
-        wanted_sha: match &spec.revision {
-            crate::api::validate::RevisionSource::Fixed(rev) => Some(rev.sha.clone()),
-            crate::api::validate::RevisionSource::FromTarget { .. } => None,
-        },
-        revision_from: spec.revision_from().cloned(),
-        ..TrackCtx::default()
-    };
-    let rollout = rollout::evaluate(target_object.as_ref(), &track, now);
+    // The pure evaluation reuses the recorded progressTimeout clock only for the revision it
+    // was recorded for, so a new revision never inherits an older one's deadline.
+    let rollout = evaluate_rollout(
+        &spec,
+        &old,
+        target_object.as_ref(),
+        &TrackCtx::default(),
+        now,
+    );
     let wanted = wanted_revision(&spec, &rollout);
 
     let mut status = old.clone();

@@ -123,6 +123,7 @@ where
 fn reflect_scoped<K>(
     client: &Client,
     namespaces: &[Option<String>],
+    gate: &Arc<SyncGate>,
 ) -> (
     ScopedStore<K>,
     impl Stream<Item = watcher::Event<K>> + Send + 'static,
@@ -144,10 +145,62 @@ where
         let stream = watcher(api_for::<K>(client, ns), watcher::Config::default())
             .default_backoff()
             .reflect(writer)
-            .filter_map(|event| future::ready(event.ok()));
+            .filter_map(|event| future::ready(log_watch_error::<K>(event)))
+            .inspect(gate.watch());
         streams.push(stream.boxed());
     }
     (stores, futures::stream::select_all(streams))
+}
+
+/// Readiness: flips the admin server to ready once every watch has delivered its first full
+/// list. (Waiting on the reflector stores instead does not work when several tasks wait on
+/// the same store: kube-runtime's `DelayedInit` wakes only the last waiter.)
+struct SyncGate {
+    remaining: std::sync::atomic::AtomicUsize,
+    admin: AdminState,
+}
+
+impl SyncGate {
+    fn new(admin: AdminState) -> Arc<Self> {
+        Arc::new(Self {
+            remaining: std::sync::atomic::AtomicUsize::new(0),
+            admin,
+        })
+    }
+
+    /// Register one more watch; the returned closure marks it synced (only its first call
+    /// counts).
+    fn watch<K>(self: &Arc<Self>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        self.remaining
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let gate = Arc::clone(self);
+        let mut done = false;
+        move |event| {
+            if !done && matches!(event, watcher::Event::InitDone) {
+                done = true;
+                let before = gate
+                    .remaining
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                if before == 1 {
+                    gate.admin.set_ready(true);
+                    tracing::info!("caches synced; ready");
+                }
+            }
+        }
+    }
+}
+
+/// Keep a watch event; log a watch error (the default backoff already paces the retries).
+fn log_watch_error<K: Resource<DynamicType = ()>>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Option<watcher::Event<K>> {
+    match event {
+        Ok(event) => Some(event),
+        Err(err) => {
+            tracing::warn!(kind = %K::kind(&()), error = %err, "watch error; retrying with backoff");
+            None
+        }
+    }
 }
 
 /// Routes a trigger to the controller of the resource's namespace.
@@ -265,6 +318,9 @@ pub async fn run(
 ) -> Result<(), RunError> {
     check_crds(&client).await?;
     let namespaces = watch_namespaces(&config.scope);
+    // Every background task of this run; dropping the set (a return, or the whole future
+    // being dropped as on a kill) aborts them all, so nothing outlives the operator.
+    let mut tasks = tokio::task::JoinSet::new();
 
     // Triggers: one channel per controller.
     let mut senders = HashMap::new();
@@ -290,12 +346,14 @@ pub async fn run(
     ));
     {
         let triggers = triggers.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(target) = target_rx.recv().await {
                 triggers.send(target);
             }
         });
     }
+
+    let gate = SyncGate::new(admin.clone());
 
     // Connection caches.
     let mut secret_namespaces = namespaces.clone();
@@ -305,9 +363,11 @@ pub async fn run(
     {
         secret_namespaces.push(Some(own.clone()));
     }
-    let (connections, connection_events) = reflect_scoped::<GitlabConnection>(&client, &namespaces);
-    let (secrets, secret_events) = reflect_scoped::<Secret>(&client, &secret_namespaces);
-    let (config_maps, config_map_events) = reflect_scoped::<ConfigMap>(&client, &secret_namespaces);
+    let (connections, connection_events) =
+        reflect_scoped::<GitlabConnection>(&client, &namespaces, &gate);
+    let (secrets, secret_events) = reflect_scoped::<Secret>(&client, &secret_namespaces, &gate);
+    let (config_maps, config_map_events) =
+        reflect_scoped::<ConfigMap>(&client, &secret_namespaces, &gate);
     let (cluster_connections, cluster_writer) = reflector::store::<ClusterGitlabConnection>();
     let cluster_events = watcher(
         Api::<ClusterGitlabConnection>::all(client.clone()),
@@ -315,7 +375,8 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(cluster_writer)
-    .filter_map(|e| future::ready(e.ok()));
+    .filter_map(|e| future::ready(log_watch_error(e)))
+    .inspect(gate.watch());
     let namespace_store: Option<Store<kube::core::PartialObjectMeta<Namespace>>> =
         if config.scope == Scope::All {
             let (reader, writer) = reflector::store();
@@ -326,7 +387,7 @@ pub async fn run(
             .default_backoff()
             .reflect(writer)
             .for_each(|_| future::ready(()));
-            tokio::spawn(events);
+            tasks.spawn(events);
             Some(reader)
         } else {
             None
@@ -390,7 +451,7 @@ pub async fn run(
             }
         };
         let wake_conn = wake.clone();
-        tokio::spawn(connection_events.for_each(move |event| {
+        tasks.spawn(connection_events.for_each(move |event| {
             if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
                 wake_conn(
                     ConnectionTarget {
@@ -403,7 +464,7 @@ pub async fn run(
             future::ready(())
         }));
         let wake_cluster = wake.clone();
-        tokio::spawn(cluster_events.for_each(move |event| {
+        tasks.spawn(cluster_events.for_each(move |event| {
             if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
                 wake_cluster(
                     ConnectionTarget {
@@ -417,7 +478,7 @@ pub async fn run(
         }));
         let ctx_s = Arc::clone(&ctx);
         let wake_s = wake.clone();
-        tokio::spawn(secret_events.for_each(move |event| {
+        tasks.spawn(secret_events.for_each(move |event| {
             if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = &event {
                 let ns = s.namespace().unwrap_or_default();
                 for conn in ctx_s.connections.connections_reading(&ns, &s.name_any()) {
@@ -426,7 +487,7 @@ pub async fn run(
             }
             future::ready(())
         }));
-        tokio::spawn(config_map_events.for_each(move |event| {
+        tasks.spawn(config_map_events.for_each(move |event| {
             if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
                 let ns = c.namespace().unwrap_or_default();
                 for conn in ctx.connections.connections_reading(&ns, &c.name_any()) {
@@ -437,36 +498,13 @@ pub async fn run(
         }));
     }
 
-    // Readiness: every cache has its first list.
-    {
-        let (deployments, connections, secrets, config_maps) = (
-            deployment_stores.clone(),
-            connections.clone(),
-            secrets.clone(),
-            config_maps.clone(),
-        );
-        let cluster = cluster_connections.clone();
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let ready = deployments.wait_until_ready().await
-                && connections.wait_until_ready().await
-                && secrets.wait_until_ready().await
-                && config_maps.wait_until_ready().await
-                && cluster.wait_until_ready().await.is_ok();
-            admin.set_ready(ready);
-            if ready {
-                tracing::info!("caches synced; ready");
-            }
-        });
-    }
-
     // Resources by phase and watched kinds, for dashboards.
     {
         let deployments = deployment_stores.clone();
         let metrics = Arc::clone(&telemetry.operator);
         let targets = Arc::clone(&targets);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(15));
             loop {
                 tokio::select! {
@@ -524,6 +562,7 @@ pub async fn run(
         controllers.push(controller);
     }
     tracing::info!(namespaces = ?config.scope, "operator running");
+
     future::join_all(controllers).await;
     Ok(())
 }

@@ -46,14 +46,4 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ScopedStore<K> {
     pub fn state(&self) -> Vec<Arc<K>> {
         self.stores.values().flat_map(Store::state).collect()
     }
-
-    /// Wait until every store has seen its first full list.
-    pub async fn wait_until_ready(&self) -> bool {
-        for store in self.stores.values() {
-            if store.wait_until_ready().await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use gitlab_deployment_operator::admin::AdminState;
 use gitlab_deployment_operator::api::{GitlabConnection, GitlabDeployment};
 use gitlab_deployment_operator::controller::allowlist::HostAllowList;
+use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
 use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
 use gitlab_deployment_operator::controller::targets::Scope;
@@ -35,6 +36,11 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Whether this instance currently leads (its `leader` gauge).
+    pub fn is_leader(&self) -> bool {
+        self.telemetry.operator.leader.get() == 1
+    }
+
     /// Stop it as a SIGTERM would: graceful shutdown, wait for the task.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -159,6 +165,42 @@ impl Env {
         self.start_operator_with(self.config())
     }
 
+    /// An operator that campaigns for the lease `leader` in namespace `kube-system` with fast
+    /// timings (lease 3 s, renew deadline 2 s, retry 250 ms), as replica `identity`.
+    pub fn start_elected(&self, identity: &str) -> Operator {
+        let lease = LeaseConfig {
+            name: "leader".into(),
+            namespace: "kube-system".into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry_period: Duration::from_millis(250),
+        };
+        let telemetry = Arc::new(Telemetry::default());
+        let admin = AdminState::new(Arc::clone(&telemetry.registry));
+        let shutdown = CancellationToken::new();
+        let task = {
+            let client = self.client.clone();
+            let telemetry = Arc::clone(&telemetry);
+            let admin = admin.clone();
+            let shutdown = shutdown.clone();
+            let config = self.config();
+            tokio::spawn(async move {
+                if let Err(err) =
+                    run_elected(client, config, lease, &telemetry, admin, shutdown).await
+                {
+                    tracing::warn!(error = %err, "elected operator ended");
+                }
+            })
+        };
+        Operator {
+            shutdown,
+            task,
+            telemetry,
+            admin,
+        }
+    }
+
     pub fn start_operator_with(&self, config: RunConfig) -> Operator {
         let telemetry = Arc::new(Telemetry::default());
         let admin = AdminState::new(Arc::clone(&telemetry.registry));
@@ -266,4 +308,65 @@ pub fn gitlab_status(gd: &GitlabDeployment) -> Option<String> {
         .as_ref()
         .and_then(|s| s.deployment.as_ref())
         .map(|d| d.status.to_string())
+}
+
+impl Env {
+    /// GitLab deployments in `environment`, oldest first.
+    pub fn gitlab_deployments(
+        &self,
+        environment: &str,
+    ) -> Vec<gitlab_emulator::records::DeploymentRecord> {
+        let mut list: Vec<_> = self
+            .gitlab
+            .handle()
+            .deployments()
+            .into_iter()
+            .filter(|d| d.environment == environment)
+            .collect();
+        list.sort_by_key(|d| d.id);
+        list
+    }
+
+    /// GitLab requests the operator made (everything: the tests themselves use the handle).
+    pub fn gitlab_calls(&self) -> Vec<gitlab_emulator::RequestRecord> {
+        self.gitlab.handle().requests()
+    }
+
+    /// Reasons of the Events recorded for a GitlabDeployment.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        let mut events: Vec<_> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by(|a, b| {
+            a.event_time
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&b.event_time.as_ref().map(|t| t.0))
+        });
+        events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// A GitlabDeployment following Deployment `web` at a fixed sha.
+    pub fn fixed_spec(&self, environment: &str, sha: &str) -> serde_json::Value {
+        json!({
+            "project": self.project.path, "environment": environment, "ref": "main", "sha": sha,
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+        })
+    }
+
+    /// A GitlabDeployment following Deployment `web`, the sha read from the image tag.
+    pub fn image_tag_spec(&self, environment: &str) -> serde_json::Value {
+        json!({
+            "project": self.project.path, "environment": environment, "ref": "main",
+            "revisionFrom": {"container": "app"},
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+        })
+    }
 }

@@ -1,0 +1,392 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that of several replicas only one
+//! writes to GitLab and to status.
+//!
+//! A small loop of our own rather than `kube-lease-manager` 0.13: that crate lets a follower
+//! sleep until the holder's lease expires, so a leader that releases the lease on SIGTERM is
+//! still only replaced after the full lease duration; we poll every `retry_period` and take a
+//! released lease at once. The rules follow client-go's leader election: a lease is expired
+//! when its record has not changed for `lease_duration` *as observed locally* (no trust in other
+//! nodes' clocks); the holder renews every `retry_period` and gives up leadership when it could
+//! not renew within `renew_deadline`; every write carries the resourceVersion read, so two
+//! candidates cannot both win; the claim is published on a `watch` channel (kubert's
+//! `lease.rs` is the model).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Lease timings (client-go's defaults: 15 s, 10 s, 2 s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+/// What the candidate should do with the lease it just read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// We hold it: write a fresh renewTime.
+    Renew,
+    /// Free, released or expired: take it (leaseTransitions + 1).
+    Acquire,
+    /// Someone else holds a live lease.
+    Follow,
+}
+
+/// Decide from the lease record, how long ago (locally) we saw it change, and who we are.
+pub fn decide(spec: Option<&LeaseSpec>, unchanged_for: Duration, me: &str) -> Step {
+    let Some(spec) = spec else {
+        return Step::Acquire;
+    };
+    let holder = spec.holder_identity.as_deref().unwrap_or("");
+    if holder == me {
+        return Step::Renew;
+    }
+    if holder.is_empty() {
+        return Step::Acquire;
+    }
+    let duration =
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    if unchanged_for >= duration {
+        Step::Acquire
+    } else {
+        Step::Follow
+    }
+}
+
+/// The fields that change on every renewal; a change means the holder is alive.
+fn record_key(spec: Option<&LeaseSpec>) -> Option<(Option<String>, Option<String>, Option<i32>)> {
+    spec.map(|s| {
+        (
+            s.holder_identity.clone(),
+            s.renew_time.as_ref().map(|t| t.0.to_string()),
+            s.lease_transitions,
+        )
+    })
+}
+
+/// A running election: `is_leader` follows the claim; `release` gives it up for a successor.
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+    leader_tx: watch::Sender<bool>,
+}
+
+impl Elector {
+    pub fn new(client: Client, config: LeaseConfig) -> (Self, watch::Receiver<bool>) {
+        let (leader_tx, leader_rx) = watch::channel(false);
+        (
+            Self {
+                api: Api::namespaced(client, &config.namespace),
+                config,
+                leader_tx,
+            },
+            leader_rx,
+        )
+    }
+
+    fn spec(&self, transitions: i32, acquire_time: Option<MicroTime>) -> LeaseSpec {
+        let now = MicroTime(Timestamp::now());
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: i32::try_from(self.config.lease_duration.as_secs()).ok(),
+            acquire_time: acquire_time.or_else(|| Some(now.clone())),
+            renew_time: Some(now),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// One read-decide-write round. Returns whether we hold the lease afterwards.
+    async fn round(
+        &self,
+        observed: &mut (Option<LeaseRecordKey>, Instant),
+    ) -> Result<bool, kube::Error> {
+        let current = self.api.get_opt(&self.config.name).await?;
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let key = record_key(spec);
+        if observed.0 != key {
+            *observed = (key, Instant::now());
+        }
+        match decide(spec, observed.1.elapsed(), &self.config.identity) {
+            Step::Follow => Ok(false),
+            Step::Renew => {
+                let Some(mut lease) = current else {
+                    return Ok(false);
+                };
+                let old = lease.spec.clone().unwrap_or_default();
+                lease.spec = Some(self.spec(old.lease_transitions.unwrap_or(0), old.acquire_time));
+                self.api
+                    .replace(&self.config.name, &PostParams::default(), &lease)
+                    .await?;
+                Ok(true)
+            }
+            Step::Acquire => match current {
+                None => {
+                    let lease = Lease {
+                        metadata: ObjectMeta {
+                            name: Some(self.config.name.clone()),
+                            namespace: Some(self.config.namespace.clone()),
+                            ..ObjectMeta::default()
+                        },
+                        spec: Some(self.spec(0, None)),
+                    };
+                    self.api.create(&PostParams::default(), &lease).await?;
+                    Ok(true)
+                }
+                Some(mut lease) => {
+                    let transitions = lease
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.lease_transitions)
+                        .unwrap_or(0);
+                    lease.spec = Some(self.spec(transitions + 1, None));
+                    // The resourceVersion we read is the precondition: of two candidates
+                    // taking the same expired lease, one gets a 409.
+                    self.api
+                        .replace(&self.config.name, &PostParams::default(), &lease)
+                        .await?;
+                    tracing::info!(lease = %lease.name_any(), identity = %self.config.identity, "acquired the leader lease");
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    /// Campaign until `stop` is cancelled; publishes leadership on the channel. When leadership
+    /// cannot be renewed within `renew_deadline`, `false` is published: the caller must stop
+    /// acting at once.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut observed: (Option<LeaseRecordKey>, Instant) = (None, Instant::now());
+        let mut last_renewal: Option<Instant> = None;
+        loop {
+            let leading = match self.round(&mut observed).await {
+                Ok(true) => {
+                    last_renewal = Some(Instant::now());
+                    true
+                }
+                Ok(false) => false,
+                Err(err) => {
+                    tracing::warn!(error = %err, "leader lease round failed");
+                    // Keep leading only while the last successful renewal is recent enough.
+                    last_renewal.is_some_and(|t| t.elapsed() < self.config.renew_deadline)
+                }
+            };
+            if !leading {
+                last_renewal = None;
+            }
+            self.leader_tx.send_if_modified(|current| {
+                let changed = *current != leading;
+                *current = leading;
+                changed
+            });
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(self.config.retry_period) => {}
+            }
+        }
+        if *self.leader_tx.borrow() {
+            self.release().await;
+        }
+        self.leader_tx.send_replace(false);
+    }
+
+    /// Give the lease up so a successor takes it on its next round, not after expiry.
+    async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(identity = %self.config.identity, "released the leader lease"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not release the leader lease; it expires on its own")
+            }
+        }
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Wait for the task to finish on its own (it was told to stop).
+    async fn join(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+type LeaseRecordKey = (Option<String>, Option<String>, Option<i32>);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn held_by(holder: Option<&str>, seconds: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            lease_duration_seconds: Some(seconds),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn decide_follows_client_go_rules() {
+        let s = Duration::from_secs;
+        let cases: Vec<(&str, Option<LeaseSpec>, Duration, Step)> = vec![
+            ("no lease yet", None, s(0), Step::Acquire),
+            ("ours", Some(held_by(Some("me"), 15)), s(100), Step::Renew),
+            (
+                "released (no holder)",
+                Some(held_by(None, 1)),
+                s(0),
+                Step::Acquire,
+            ),
+            (
+                "released (empty holder)",
+                Some(held_by(Some(""), 15)),
+                s(0),
+                Step::Acquire,
+            ),
+            (
+                "someone else, live",
+                Some(held_by(Some("other"), 15)),
+                s(3),
+                Step::Follow,
+            ),
+            (
+                "someone else, expired",
+                Some(held_by(Some("other"), 15)),
+                s(15),
+                Step::Acquire,
+            ),
+            (
+                "no duration means expired",
+                Some(LeaseSpec {
+                    holder_identity: Some("other".into()),
+                    ..LeaseSpec::default()
+                }),
+                s(0),
+                Step::Acquire,
+            ),
+        ];
+        for (name, spec, unchanged, expected) in cases {
+            assert_eq!(
+                decide(spec.as_ref(), unchanged, "me"),
+                expected,
+                "case {name}"
+            );
+        }
+    }
+}
+
+/// Why an elected run ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectedError {
+    #[error(transparent)]
+    Run(#[from] super::run::RunError),
+    #[error(
+        "lost the leader lease {0} (could not renew it in time); stopping so that only the new leader acts"
+    )]
+    LostLease(String),
+}
+
+/// Run the operator only while holding the lease. Followers wait (and report ready: a healthy
+/// standby); the leader runs until `shutdown`, then releases the lease so a successor takes
+/// over on its next round. Losing the lease stops the operator at once and returns an error,
+/// so the process exits and restarts as a follower.
+pub async fn run_elected(
+    client: Client,
+    config: super::run::RunConfig,
+    lease: LeaseConfig,
+    telemetry: &super::run::Telemetry,
+    admin: crate::admin::AdminState,
+    shutdown: CancellationToken,
+) -> Result<(), ElectedError> {
+    let lease_name = format!("{}/{}", lease.namespace, lease.name);
+    let (elector, mut leader) = Elector::new(client.clone(), lease);
+    let stop_electing = CancellationToken::new();
+    // Aborted if this future is dropped (a kill): the campaign must not outlive the operator.
+    let mut election = AbortOnDrop(Some(tokio::spawn(elector.run(stop_electing.clone()))));
+    admin.set_ready(true);
+    tracing::info!(lease = %lease_name, "waiting for the leader lease");
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = shutdown.cancelled() => {
+                stop_electing.cancel();
+                election.join().await;
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!(lease = %lease_name, "leading");
+    telemetry.operator.leader.set(1);
+    admin.set_ready(false);
+    let operator_stop = shutdown.child_token();
+    let lost = {
+        let operator_stop = operator_stop.clone();
+        let mut leader = leader.clone();
+        AbortOnDrop(Some(tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                if !*leader.borrow() {
+                    operator_stop.cancel();
+                    return true;
+                }
+            }
+            false
+        })))
+    };
+    let result = super::run::run(client, config, telemetry, admin, operator_stop.clone()).await;
+    telemetry.operator.leader.set(0);
+    let lost_lease = !shutdown.is_cancelled() && operator_stop.is_cancelled();
+    drop(lost);
+    stop_electing.cancel();
+    election.join().await;
+    result?;
+    if lost_lease {
+        return Err(ElectedError::LostLease(lease_name));
+    }
+    Ok(())
+}
