@@ -1,5 +1,6 @@
 //! RBAC by evidence, not by hope (style §8): run the operator end to end against the kube
-//! emulator (create → success → delete of a GitlabDeployment), read the emulator's request log,
+//! emulator (create → success → delete of a GitlabDeployment, plus StatefulSet and DaemonSet
+//! targets), read the emulator's request log,
 //! and hold the rules rendered from `deploy/` (real `kubectl kustomize`) against it:
 //! - every (group, resource, subresource, verb, namespace) the operator used is granted to its
 //!   ServiceAccount by the rendered bindings;
@@ -21,7 +22,9 @@ use gitlab_deployment_operator::controller::targets::Scope;
 use harness::{Env, NS, gitlab_status};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::runtime::wait::{await_condition, conditions};
 use kube_emulator::RequestRecord;
 use serde::Deserialize;
@@ -41,30 +44,6 @@ const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
         "events",
         "patch",
         "kube's Recorder merge-patches an Event only when the same Event repeats; one cycle emits each once",
-    ),
-    (
-        "apps",
-        "statefulsets",
-        "list",
-        "a followed target kind; this cycle follows a Deployment",
-    ),
-    (
-        "apps",
-        "statefulsets",
-        "watch",
-        "a followed target kind; this cycle follows a Deployment",
-    ),
-    (
-        "apps",
-        "daemonsets",
-        "list",
-        "a followed target kind; this cycle follows a Deployment",
-    ),
-    (
-        "apps",
-        "daemonsets",
-        "watch",
-        "a followed target kind; this cycle follows a Deployment",
     ),
     (
         "coordination.k8s.io",
@@ -220,6 +199,39 @@ async fn test_client(env: &Env) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
+/// A StatefulSet or DaemonSet `name` in the harness namespace, rolled out by the emulator.
+async fn apply_workload_of_kind(env: &Env, kind: &str, name: &str) {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        NS,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind)),
+    );
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0.0"}]}
+        }
+    });
+    if kind == "StatefulSet" {
+        spec["replicas"] = json!(1);
+        spec["serviceName"] = json!(name);
+    }
+    let obj = json!({
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name,
+            "annotations": {"emulator.gitlab-operator.io/rollout-step": "100ms"}},
+        "spec": spec
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
+}
+
 /// Start the operator with `scope`, drive one GitlabDeployment through create → success →
 /// delete, and return the operator's own requests.
 async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
@@ -263,6 +275,26 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
             gitlab_status(gd).as_deref() == Some("success")
         })
         .await;
+    // The other built-in target kinds, so their watches are in the log too.
+    for (kind, name, environment) in [
+        ("StatefulSet", "db", "staging-db"),
+        ("DaemonSet", "agent", "staging-agent"),
+    ] {
+        apply_workload_of_kind(&env, kind, name).await;
+        let gld = format!("{name}-staging");
+        env.apply_gld(
+            &gld,
+            json!({
+                "project": "team/app", "environment": environment, "ref": "main", "sha": sha,
+                "target": {"apiVersion": "apps/v1", "kind": kind, "name": name}
+            }),
+        )
+        .await;
+        env.wait_for(&gld, "GitLab status success", |gd| {
+            gitlab_status(gd).as_deref() == Some("success")
+        })
+        .await;
+    }
     let uid = done.uid().unwrap();
     env.glds()
         .delete("web-staging", &DeleteParams::default())
@@ -304,6 +336,22 @@ fn compare(calls: &[RequestRecord], grants: &[Grant], render: &str) {
         if !grants.iter().any(|g| g.allows(r)) {
             missing.insert(describe(r));
         }
+    }
+    let writers: BTreeSet<String> = calls
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .map(|r| {
+            format!(
+                "{} fieldManager={:?} User-Agent={:?}",
+                describe(r),
+                r.field_manager,
+                r.user_agent
+            )
+        })
+        .collect();
+    eprintln!("operator writes ({render}):");
+    for w in &writers {
+        eprintln!("  {w}");
     }
     eprintln!("operator calls seen ({render}):");
     for s in &seen {
