@@ -638,3 +638,17 @@ fn numeric_bounds_print_as_go_openapi_does() {
         ]
     );
 }
+
+#[test]
+fn a_type_error_still_reports_the_enum() {
+    let schema = compiled();
+    let obj = with_spec(json!({"mode": 5}));
+    assert_eq!(
+        texts(&schema.validate(&obj, None)),
+        vec![
+            r#"FieldValueTypeInvalid spec.mode: Invalid value: "integer": spec.mode in body must be of type string: "integer""#,
+            r#"FieldValueNotSupported spec.mode: Unsupported value: 5: supported values: "Cancel", "Orphan", "Delete""#,
+            BLOCKED,
+        ]
+    );
+}

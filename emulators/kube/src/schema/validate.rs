@@ -49,6 +49,8 @@ fn type_matches(t: &str, v: &Value) -> bool {
     }
 }
 
+/// kube-openapi's `SchemaValidator`: type, junctors, string, format, number, slice, enum,
+/// object, in that order. A type mismatch does not stop the enum check (both are reported).
 fn check(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
     let subject = subject(path);
     let expected = if node.int_or_string {
@@ -66,6 +68,7 @@ fn check(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
             &Value::from("null"),
             &format!("{subject} in body must be of type {t}: \"null\""),
         ));
+        check_enum(node, value, path, out);
         return;
     }
     if let Some(t) = &expected {
@@ -84,6 +87,7 @@ fn check(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
                     gofmt::quote(actual)
                 ),
             ));
+            check_enum(node, value, path, out);
             return;
         }
     }
@@ -94,6 +98,11 @@ fn check(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
         Value::String(s) => check_string(node, s, value, path, out),
         Value::Number(n) => check_number(node, n, value, path, out),
         Value::Array(items) => {
+            if let Some(item_node) = &node.items {
+                for (i, item) in items.iter().enumerate() {
+                    check(item_node, item, &index(path, i), out);
+                }
+            }
             if let Some(min) = node.min_items
                 && (items.len() as u64) < min
             {
@@ -108,59 +117,77 @@ fn check(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
             {
                 out.push(Cause::too_many(path, items.len(), max));
             }
-            if let Some(item_node) = &node.items {
-                for (i, item) in items.iter().enumerate() {
-                    check(item_node, item, &index(path, i), out);
-                }
-            }
         }
-        Value::Object(map) => {
-            if let Some(max) = node.max_properties
-                && (map.len() as u64) > max
-            {
-                out.push(Cause::too_many(path, map.len(), max));
-            }
-            if let Some(min) = node.min_properties
-                && (map.len() as u64) < min
-            {
-                out.push(Cause::invalid(
-                    path,
-                    &Value::from(map.len()),
-                    &format!("{subject} in body should have at least {min} properties"),
-                ));
-            }
-            for name in &node.required {
-                if !map.contains_key(name) {
-                    out.push(Cause::required(child(path, name), ""));
-                }
-            }
-            for (key, v) in map {
-                if let Some(prop) = node.properties.get(key) {
-                    check(prop, v, &child(path, key), out);
-                } else if let Some(add) = &node.additional {
-                    check(add, v, &child(path, key), out);
-                }
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
+        _ => {}
     }
+    check_enum(node, value, path, out);
+    if let Value::Object(map) = value {
+        check_object(node, map, path, out);
+    }
+}
 
-    if let Some(values) = &node.enum_values
-        && !values.contains(value)
-        && !(value.is_number()
-            && values
-                .iter()
-                .any(|e| e.as_f64().is_some() && e.as_f64() == value.as_f64()))
+/// The object validator: a properties-count failure is the only error of the node; then map
+/// values, declared properties, and missing required fields.
+fn check_object(
+    node: &Node,
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    out: &mut Vec<Cause>,
+) {
+    let subject = subject(path);
+    if let Some(min) = node.min_properties
+        && (map.len() as u64) < min
     {
-        let valid: Vec<String> = values
-            .iter()
-            .map(|e| match e {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        out.push(Cause::not_supported(path, value, &valid));
+        out.push(Cause::invalid(
+            path,
+            &Value::from(map.len()),
+            &format!("{subject} in body should have at least {min} properties"),
+        ));
+        return;
     }
+    if let Some(max) = node.max_properties
+        && (map.len() as u64) > max
+    {
+        out.push(Cause::too_many(path, map.len(), max));
+        return;
+    }
+    if let Some(add) = &node.additional {
+        for (key, v) in map
+            .iter()
+            .filter(|(k, _)| !node.properties.contains_key(k.as_str()))
+        {
+            check(add, v, &child(path, key), out);
+        }
+    }
+    for (key, v) in map {
+        if let Some(prop) = node.properties.get(key) {
+            check(prop, v, &child(path, key), out);
+        }
+    }
+    for name in &node.required {
+        if !map.contains_key(name) {
+            out.push(Cause::required(child(path, name), ""));
+        }
+    }
+}
+
+fn check_enum(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
+    let Some(values) = &node.enum_values else {
+        return;
+    };
+    let same_number =
+        |e: &Value| value.is_number() && e.as_f64().is_some() && e.as_f64() == value.as_f64();
+    if values.contains(value) || values.iter().any(same_number) {
+        return;
+    }
+    let valid: Vec<String> = values
+        .iter()
+        .map(|e| match e {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    out.push(Cause::not_supported(path, value, &valid));
 }
 
 fn check_string(node: &Node, s: &str, value: &Value, path: &str, out: &mut Vec<Cause>) {
