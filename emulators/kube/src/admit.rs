@@ -56,6 +56,29 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
 /// controller ownerReference (spec §4).
 pub fn validate_metadata(res: &ResourceInfo, name: &str, obj: &Value) -> ApiResult<()> {
     let mut causes: Vec<(&str, String, String)> = Vec::new();
+    // Typed ObjectMeta: a malformed map or list is a decoding error on the real server.
+    for (field, want_map) in [
+        ("labels", true),
+        ("annotations", true),
+        ("finalizers", false),
+        ("ownerReferences", false),
+    ] {
+        let Some(v) = obj.pointer(&format!("/metadata/{field}")) else {
+            continue;
+        };
+        let ok = if want_map {
+            v.as_object()
+                .is_some_and(|m| m.values().all(Value::is_string))
+        } else {
+            v.is_array()
+        };
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: json: cannot unmarshal metadata.{field}",
+                res.kind, res.version, res.kind
+            )));
+        }
+    }
     if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
         for (k, v) in labels {
             for m in qualified_name_errors(k) {
@@ -154,6 +177,27 @@ pub fn admit(
         return admit_cr(res, crd, old, obj, ctx, status_only);
     }
     patch::drop_nulls(obj);
+    // Typed built-ins: `spec`, `status` and a pod template are objects (else a decoding error,
+    // and the defaulting below could not index into them).
+    for ptr in [
+        "/spec",
+        "/status",
+        "/spec/template",
+        "/spec/template/metadata",
+        "/spec/template/spec",
+        "/spec/selector",
+        "/spec/selector/matchLabels",
+    ] {
+        if obj.pointer(ptr).is_some_and(|v| !v.is_object()) {
+            return Err(ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: json: cannot unmarshal {} into an object",
+                res.kind,
+                res.version,
+                res.kind,
+                ptr.trim_start_matches('/').replace('/', ".")
+            )));
+        }
+    }
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -189,6 +233,12 @@ pub fn admit(
                 .is_none_or(str::is_empty)
             {
                 obj["type"] = json!("Opaque");
+            }
+            if obj.get("data").is_some_and(|d| !d.is_object()) {
+                return Err(invalid(
+                    "data",
+                    "Invalid value: must be a map of strings".into(),
+                ));
             }
             if let Some(Value::Object(sd)) =
                 obj.as_object_mut().and_then(|m| m.remove("stringData"))
@@ -342,7 +392,7 @@ fn default_service(
         spec["internalTrafficPolicy"] = json!("Cluster");
     }
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports {
+        for p in ports.iter_mut().filter(|p| p.is_object()) {
             if p.get("protocol").is_none() {
                 p["protocol"] = json!("TCP");
             }
@@ -374,7 +424,7 @@ fn default_pod_template(tpl: &mut Value) {
     }
     for list in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
+            for c in cs.iter_mut().filter(|c| c.is_object()) {
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 let last = image.rsplit('/').next().unwrap_or("");
                 let latest = !last.contains(':') || last.ends_with(":latest");
@@ -393,7 +443,7 @@ fn default_pod_template(tpl: &mut Value) {
                     }
                 }
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports {
+                    for p in ports.iter_mut().filter(|p| p.is_object()) {
                         if p.get("protocol").is_none() {
                             p["protocol"] = json!("TCP");
                         }

@@ -706,3 +706,29 @@ async fn foreground_deletion_and_metadata_validation() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn malformed_bodies_are_rejected_not_fatal() {
+    let (_emu, client) = setup().await;
+    let dynamic = kube::api::ApiResource::erase::<Deployment>(&());
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &dynamic);
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "spec": {"selector": {"matchLabels": "nope"}, "template": []}
+    }))
+    .unwrap();
+    let err = status_of(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(err.code, 400);
+    let req = http::Request::post("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": ["a"]}})).unwrap())
+        .unwrap();
+    let err = client.request::<ConfigMap>(req).await.unwrap_err();
+    assert_eq!(status_of(err).code, 400);
+    // The server is still healthy.
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("fine"))
+        .await
+        .unwrap();
+}
