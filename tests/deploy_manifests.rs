@@ -570,6 +570,67 @@ fn relative(from: &Path, to: &Path) -> String {
     format!("{}{}", "../".repeat(ups), down.display())
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn dockerignore_keeps_every_file_the_sources_embed() {
+    let ignored: Vec<String> = std::fs::read_to_string(repo().join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("**"))
+        .map(|l| l.trim_end_matches('/').to_owned())
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    for member in ["emulators/gitlab/src", "emulators/kube/src"] {
+        rust_files(&repo().join(member), &mut files);
+    }
+    let root = repo().canonicalize().unwrap();
+    let mut embedded = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for macro_ in ["include_str!(\"", "include_bytes!(\""] {
+            for (at, _) in text.match_indices(macro_) {
+                let rest = &text[at + macro_.len()..];
+                let Some(end) = rest.find('"') else { continue };
+                let target = file.parent().unwrap().join(&rest[..end]);
+                let target = target.canonicalize().unwrap_or_else(|_| {
+                    panic!(
+                        "{} embeds {}, which is missing",
+                        file.display(),
+                        target.display()
+                    )
+                });
+                let inside = target
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                embedded += 1;
+                for pattern in &ignored {
+                    assert!(
+                        !(inside == *pattern || inside.starts_with(&format!("{pattern}/"))),
+                        "{} embeds {inside}, which .dockerignore ({pattern}) keeps out of the image build",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(embedded > 0, "the scan found the known include_str! uses");
+}
+
 fn scratch_dir(what: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
