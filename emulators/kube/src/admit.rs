@@ -584,6 +584,14 @@ fn served_version(crd: &Value) -> Option<&Value> {
 }
 
 fn admit_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> ApiResult<()> {
+    for ptr in ["/spec", "/spec/names"] {
+        if obj.pointer(ptr).is_some_and(|v| !v.is_object()) {
+            return Err(ApiError::bad_request(format!(
+                "CustomResourceDefinition in version \"v1\" cannot be handled as a CustomResourceDefinition: json: cannot unmarshal {} into an object",
+                ptr.trim_start_matches('/').replace('/', ".")
+            )));
+        }
+    }
     let kind = "CustomResourceDefinition";
     let group_ = "apiextensions.k8s.io";
     let spec = obj.get_mut("spec").ok_or_else(|| {

@@ -110,7 +110,9 @@ pub async fn run(state: AppState) {
         let advance = hooks.take_advance();
         let paused = hooks.rollouts_paused();
         let mut changed = false;
-        {
+        // A bug in one step must not stop the simulator for good: contain the panic (the store
+        // lock recovers from poisoning) and carry on with the next tick.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut inner = state.lock();
             for plural in ["deployments", "statefulsets", "daemonsets"] {
                 let Some(res) = inner.resource("apps", "v1", plural).cloned() else {
@@ -173,6 +175,9 @@ pub async fn run(state: AppState) {
                 .collect();
             sims.retain(|k, _| live.contains(k));
             last_step.retain(|k, _| live.contains(k));
+        }));
+        if step.is_err() {
+            tracing::error!("rollout simulator step panicked; continuing");
         }
         if changed {
             state.written(false);
