@@ -10,16 +10,20 @@
 //! `apiextensions-apiserver/pkg/apiserver/schema/cel/validation.go`). CEL itself is evaluated by
 //! `kube-cel`, the evaluator kube-derive's `#[x_kube(validation)]` uses.
 
+mod cause;
 mod cel;
+mod defaults;
 mod formats;
 mod gofmt;
+mod prune;
 mod validate;
 
 use std::collections::BTreeMap;
 
 use regex::Regex;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
+pub use self::cause::{Cause, invalid_status, reason};
 pub use self::gofmt::{float as go_float, quote as go_quote};
 
 /// Why a CRD's schema cannot be served; the server answers 422 on the CRD with [`SchemaError::cause`].
@@ -54,193 +58,6 @@ impl SchemaError {
     }
 }
 
-/// `details.causes[].reason` values (Go's `field.ErrorType` strings).
-pub mod reason {
-    pub const INVALID: &str = "FieldValueInvalid";
-    pub const TYPE_INVALID: &str = "FieldValueTypeInvalid";
-    pub const REQUIRED: &str = "FieldValueRequired";
-    pub const NOT_SUPPORTED: &str = "FieldValueNotSupported";
-    pub const DUPLICATE: &str = "FieldValueDuplicate";
-    pub const FORBIDDEN: &str = "FieldValueForbidden";
-    pub const TOO_LONG: &str = "FieldValueTooLong";
-    pub const TOO_MANY: &str = "FieldValueTooMany";
-}
-
-/// One `details.causes[]` entry of a 422 Invalid `Status`. `message` is Go's `ErrorBody()`
-/// (`Invalid value: "zz": ...`), never prefixed with the field: kubectl prints `<field>: <message>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
-    pub reason: &'static str,
-    pub field: String,
-    pub message: String,
-}
-
-impl Cause {
-    /// `field.Invalid(path, value, detail)`.
-    pub fn invalid(field: impl Into<String>, bad_value: &Value, detail: &str) -> Self {
-        Self::with_value(reason::INVALID, field, bad_value, detail)
-    }
-
-    /// `field.TypeInvalid(path, value, detail)` (same body as Invalid, other reason).
-    pub fn type_invalid(field: impl Into<String>, bad_value: &Value, detail: &str) -> Self {
-        Self::with_value(reason::TYPE_INVALID, field, bad_value, detail)
-    }
-
-    /// `field.Required(path, detail)`.
-    pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        Self::without_value(reason::REQUIRED, "Required value", field, detail)
-    }
-
-    /// `field.Forbidden(path, detail)`.
-    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
-        Self::without_value(reason::FORBIDDEN, "Forbidden", field, detail)
-    }
-
-    /// `field.Duplicate(path, value)`.
-    pub fn duplicate(field: impl Into<String>, bad_value: &Value) -> Self {
-        Self {
-            reason: reason::DUPLICATE,
-            field: field.into(),
-            message: format!("Duplicate value: {}", gofmt::bad_value(bad_value)),
-        }
-    }
-
-    /// `field.NotSupported(path, value, valid)`: `Unsupported value: "x": supported values: "a", "b"`.
-    pub fn not_supported(field: impl Into<String>, bad_value: &Value, valid: &[String]) -> Self {
-        let mut message = format!("Unsupported value: {}", gofmt::bad_value(bad_value));
-        if !valid.is_empty() {
-            let quoted: Vec<String> = valid.iter().map(|v| gofmt::quote(v)).collect();
-            message.push_str(&format!(": supported values: {}", quoted.join(", ")));
-        }
-        Self {
-            reason: reason::NOT_SUPPORTED,
-            field: field.into(),
-            message,
-        }
-    }
-
-    /// `field.TooLong(path, value, max)` as of Kubernetes 1.32 (the value is omitted).
-    // (unverified) wording: 1.32's apimachinery says "may not be more than N bytes"; older
-    // releases said "may not be longer than N".
-    pub fn too_long(field: impl Into<String>, max: u64) -> Self {
-        let unit = if max == 1 { "byte" } else { "bytes" };
-        Self {
-            reason: reason::TOO_LONG,
-            field: field.into(),
-            message: format!("Too long: may not be more than {max} {unit}"),
-        }
-    }
-
-    /// `field.TooMany(path, actual, max)`: `Too many: 5: must have at most 3 items`.
-    pub fn too_many(field: impl Into<String>, actual: usize, max: u64) -> Self {
-        let unit = if max == 1 { "item" } else { "items" };
-        Self {
-            reason: reason::TOO_MANY,
-            field: field.into(),
-            message: format!("Too many: {actual}: must have at most {max} {unit}"),
-        }
-    }
-
-    fn with_value(
-        reason: &'static str,
-        field: impl Into<String>,
-        bad_value: &Value,
-        detail: &str,
-    ) -> Self {
-        let mut message = format!("Invalid value: {}", gofmt::bad_value(bad_value));
-        if !detail.is_empty() {
-            message.push_str(": ");
-            message.push_str(detail);
-        }
-        Self {
-            reason,
-            field: field.into(),
-            message,
-        }
-    }
-
-    fn without_value(
-        reason: &'static str,
-        kind: &str,
-        field: impl Into<String>,
-        detail: &str,
-    ) -> Self {
-        let message = if detail.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}: {detail}")
-        };
-        Self {
-            reason,
-            field: field.into(),
-            message,
-        }
-    }
-
-    /// `<field>: <message>` as Go's `field.Error.Error()` and kubectl print it.
-    pub fn display(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
-    }
-
-    /// The `details.causes[]` JSON entry.
-    pub fn to_json(&self) -> Value {
-        json!({"reason": self.reason, "message": self.message, "field": self.field})
-    }
-}
-
-/// The 422 `metav1.Status` for `causes` (spec §5). `group` empty for core kinds. The message
-/// is Go's aggregate: one cause bare, several in `[a, b]`, identical texts once.
-pub fn invalid_status(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Value {
-    let qualified = if group.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}.{group}")
-    };
-    let mut seen = std::collections::HashSet::new();
-    let texts: Vec<String> = causes
-        .iter()
-        .map(Cause::display)
-        .filter(|t| seen.insert(t.clone()))
-        .collect();
-    let message = match texts.as_slice() {
-        [] => format!("{qualified} {} is invalid", gofmt::quote(name)),
-        [one] => format!("{qualified} {} is invalid: {one}", gofmt::quote(name)),
-        many => format!(
-            "{qualified} {} is invalid: [{}]",
-            gofmt::quote(name),
-            many.join(", ")
-        ),
-    };
-    let mut details = Map::new();
-    if !name.is_empty() {
-        details.insert("name".into(), json!(name));
-    }
-    if !group.is_empty() {
-        details.insert("group".into(), json!(group));
-    }
-    details.insert("kind".into(), json!(kind));
-    if !causes.is_empty() {
-        details.insert(
-            "causes".into(),
-            Value::Array(causes.iter().map(Cause::to_json).collect()),
-        );
-    }
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Invalid",
-        "details": details,
-        "code": 422,
-    })
-}
-
 /// ObjectMeta's JSON fields: the only keys `metadata` keeps (root and embedded resources).
 pub const OBJECT_META_FIELDS: &[&str] = &[
     "name",
@@ -260,7 +77,7 @@ pub const OBJECT_META_FIELDS: &[&str] = &[
     "managedFields",
 ];
 
-const RESOURCE_META: &[&str] = &["apiVersion", "kind", "metadata"];
+pub(crate) const RESOURCE_META: &[&str] = &["apiVersion", "kind", "metadata"];
 
 /// One schema node, parsed once.
 #[derive(Debug, Default)]
@@ -472,7 +289,7 @@ impl CompiledSchema {
     /// `fieldValidation=Strict|Warn` (`unknown field "spec.foo"`).
     pub fn prune(&self, obj: &mut Value) -> Vec<String> {
         let mut pruned = Vec::new();
-        prune_node(obj, Some(&self.root), true, "", &mut pruned);
+        prune::prune_node(obj, Some(&self.root), true, "", &mut pruned);
         pruned.sort();
         pruned
     }
@@ -481,8 +298,8 @@ impl CompiledSchema {
     /// field), then drops the remaining `null`s of non-nullable fields, as the real server does
     /// (`structuraldefaulting.Default` + `PruneNonNullableNullsWithoutDefaults`).
     pub fn apply_defaults(&self, obj: &mut Value) {
-        default_node(obj, &self.root);
-        prune_nulls(obj, &self.root);
+        defaults::default_node(obj, &self.root);
+        defaults::prune_nulls(obj, &self.root);
     }
 
     /// Structural validation (type, required, enum, pattern, bounds, lengths, formats,
@@ -577,169 +394,4 @@ fn root_as_nil(mut causes: Vec<Cause>) -> Vec<Cause> {
         }
     }
     causes
-}
-
-fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-/// `pruning.prune` / `skipPrune`; `resource` marks the root and embedded resources, whose
-/// apiVersion/kind/metadata are kept (metadata reduced to ObjectMeta fields).
-fn prune_node(
-    value: &mut Value,
-    node: Option<&Node>,
-    resource: bool,
-    path: &str,
-    pruned: &mut Vec<String>,
-) {
-    prune_inner(value, node, resource, false, path, pruned);
-}
-
-/// `skip` is `skipPrune`: list items under a preserve-unknown-fields node keep unknown fields too.
-fn prune_inner(
-    value: &mut Value,
-    node: Option<&Node>,
-    resource: bool,
-    skip: bool,
-    path: &str,
-    pruned: &mut Vec<String>,
-) {
-    let preserve = skip || node.is_some_and(|n| n.preserve_unknown);
-    match value {
-        Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let child_path = join_key(path, &key);
-                if resource && RESOURCE_META.contains(&key.as_str()) {
-                    if key == "metadata"
-                        && let Some(Value::Object(meta)) = map.get_mut("metadata")
-                    {
-                        let unknown: Vec<String> = meta
-                            .keys()
-                            .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
-                            .cloned()
-                            .collect();
-                        for k in unknown {
-                            meta.remove(&k);
-                            pruned.push(join_key(&child_path, &k));
-                        }
-                    }
-                    continue;
-                }
-                let Some(child) = map.get_mut(&key) else {
-                    continue;
-                };
-                match node {
-                    Some(n) => {
-                        if let Some(prop) = n.properties.get(&key) {
-                            prune_node(child, Some(prop), prop.embedded, &child_path, pruned);
-                        } else if let Some(add) = &n.additional {
-                            prune_node(child, Some(add), add.embedded, &child_path, pruned);
-                        } else if !preserve {
-                            map.remove(&key);
-                            pruned.push(child_path);
-                        }
-                    }
-                    None => {
-                        map.remove(&key);
-                        pruned.push(child_path);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            let item_node = node.and_then(|n| n.items.as_deref());
-            if preserve && item_node.is_none() {
-                return;
-            }
-            for (i, item) in items.iter_mut().enumerate() {
-                let embedded = item_node.is_some_and(|n| n.embedded);
-                prune_inner(
-                    item,
-                    item_node,
-                    embedded,
-                    preserve,
-                    &format!("{path}[{i}]"),
-                    pruned,
-                );
-            }
-        }
-        _ => {}
-    }
-}
-
-fn non_nullable_null(v: &Value, node: &Node) -> bool {
-    v.is_null() && !node.nullable
-}
-
-/// `structuraldefaulting.Default`.
-fn default_node(value: &mut Value, node: &Node) {
-    match value {
-        Value::Object(map) => {
-            for (key, prop) in &node.properties {
-                let Some(default) = &prop.default else {
-                    continue;
-                };
-                if map.get(key).is_none_or(|v| non_nullable_null(v, prop)) {
-                    map.insert(key.clone(), default.clone());
-                }
-            }
-            for (key, child) in map.iter_mut() {
-                if let Some(prop) = node.properties.get(key) {
-                    default_node(child, prop);
-                } else if let Some(add) = &node.additional {
-                    if non_nullable_null(child, add) {
-                        match &add.default {
-                            Some(d) => *child = d.clone(),
-                            None => continue,
-                        }
-                    }
-                    default_node(child, add);
-                }
-            }
-        }
-        Value::Array(items) => {
-            let Some(item_node) = &node.items else { return };
-            for item in items.iter_mut() {
-                if non_nullable_null(item, item_node) {
-                    match &item_node.default {
-                        Some(d) => *item = d.clone(),
-                        None => continue,
-                    }
-                }
-                default_node(item, item_node);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `structuraldefaulting.PruneNonNullableNullsWithoutDefaults`: object fields and map values
-/// that are `null` where the schema does not allow it are dropped.
-fn prune_nulls(value: &mut Value, node: &Node) {
-    match value {
-        Value::Object(map) => {
-            map.retain(|key, v| {
-                let child = node.properties.get(key).or(node.additional.as_deref());
-                !(child.is_some_and(|c| non_nullable_null(v, c) && c.default.is_none()))
-            });
-            for (key, child) in map.iter_mut() {
-                if let Some(prop) = node.properties.get(key).or(node.additional.as_deref()) {
-                    prune_nulls(child, prop);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_node) = &node.items {
-                for item in items.iter_mut() {
-                    prune_nulls(item, item_node);
-                }
-            }
-        }
-        _ => {}
-    }
 }
