@@ -205,7 +205,25 @@ fn deployment_command_and_env_are_what_the_cli_accepts() {
     argv.extend(strings(&c["args"]));
     assert_eq!(argv[0], "/usr/local/bin/gitlab-deployment-operator");
     let parsed = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(matches!(parsed.command, Sub::Run(_)), "runs the operator");
+    let Sub::Run(run_args) = parsed.command else {
+        panic!("{argv:?} does not run the operator")
+    };
+    // Two replicas need leader election, and the lease Role must name the lease it uses.
+    assert!(run_args.leader_elect, "--leader-elect with 2 replicas");
+    assert!(
+        run_args.lease_namespace.is_none(),
+        "the lease lives in the operator's namespace (POD_NAMESPACE)"
+    );
+    let lease_role = find(&objs, "Role", "gitlab-deployment-operator-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], OPERATOR_NS);
+    for rule in lease_role["rules"].as_array().unwrap() {
+        let names = strings(&rule["resourceNames"]);
+        assert!(
+            names.is_empty() || names == [run_args.lease_name.clone()],
+            "the lease Role names the lease --lease-name uses ({}): {rule}",
+            run_args.lease_name
+        );
+    }
 
     // Every env var the manifest sets is one the `run` subcommand (or the log filter) reads,
     // so a typo cannot silently do nothing.

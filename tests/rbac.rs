@@ -16,8 +16,12 @@ mod harness;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
+use gitlab_deployment_operator::admin::AdminState;
+use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
+use gitlab_deployment_operator::controller::run::Telemetry;
 use gitlab_deployment_operator::controller::targets::Scope;
 use harness::{Env, NS, gitlab_status};
 use k8s_openapi::api::core::v1::Namespace;
@@ -29,6 +33,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube_emulator::RequestRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 const OPERATOR_NS: &str = "gitlab-deployment-operator";
@@ -38,32 +43,12 @@ const TEST_UA: &str = "rbac-test-driver";
 
 /// Granted but not exercised by a create → success → delete cycle, each with its reason.
 /// A grant neither used nor listed here fails the test: remove it from `deploy/`.
-const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
-    (
-        "events.k8s.io",
-        "events",
-        "patch",
-        "kube's Recorder merge-patches an Event only when the same Event repeats; one cycle emits each once",
-    ),
-    (
-        "coordination.k8s.io",
-        "leases",
-        "get",
-        "leader election (--leader-elect) is being added; once it runs here the log shows it",
-    ),
-    (
-        "coordination.k8s.io",
-        "leases",
-        "create",
-        "leader election (--leader-elect) is being added; once it runs here the log shows it",
-    ),
-    (
-        "coordination.k8s.io",
-        "leases",
-        "update",
-        "leader election (--leader-elect) is being added; once it runs here the log shows it",
-    ),
-];
+const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[(
+    "events.k8s.io",
+    "events",
+    "patch",
+    "kube's Recorder merge-patches an Event only when the same Event repeats; one cycle emits each once",
+)];
 
 /// One rule as granted to the operator: where (a RoleBinding's namespace, or cluster-wide) and
 /// through which binding.
@@ -254,9 +239,28 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
     config.scope = scope;
     config.operator_namespace = Some(OPERATOR_NS.into());
     config.instance = Some("gitlab-deployment-operator-0".into());
+    // As the Deployment runs it: --leader-elect with the default lease name, in the operator's
+    // namespace (fast timings so the test does not wait).
+    let lease = LeaseConfig {
+        name: "gitlab-deployment-operator".into(),
+        namespace: OPERATOR_NS.into(),
+        identity: "gitlab-deployment-operator-0".into(),
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(250),
+    };
     // The operator keeps the untagged client it was started with; from here on the harness
     // helpers (apply, wait, delete) go through the tagged one.
-    let op = env.start_operator_with(config);
+    let shutdown = CancellationToken::new();
+    let operator = {
+        let client = env.client.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let telemetry = Telemetry::default();
+            let admin = AdminState::new(Arc::clone(&telemetry.registry));
+            run_elected(client, config, lease, &telemetry, admin, shutdown).await
+        })
+    };
     env.client = tagged;
 
     let sha = env.project.head().to_owned();
@@ -308,7 +312,12 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
     .await
     .expect("the operator lets the resource go")
     .unwrap();
-    op.stop().await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), operator)
+        .await
+        .expect("the operator stops on shutdown")
+        .unwrap()
+        .expect("the elected operator ran without error");
 
     let all = hooks.requests();
     assert!(
