@@ -97,7 +97,7 @@ async fn kubectl_get_prints_builtin_columns() {
     assert_eq!(words(lines[0]), ["NAME", "STATUS", "AGE"], "{ns}");
     assert_eq!(&words(lines[1])[..2], ["default", "Active"], "{ns}");
 
-    // (`kubectl create configmap` would send a protobuf body: the emulator speaks JSON only.)
+    // Applied as YAML (JSON on the wire); `kubectl create configmap` would send protobuf.
     k.ok(
         &["apply", "-f", "-"],
         Some(
