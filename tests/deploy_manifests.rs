@@ -474,6 +474,42 @@ fn servicemonitor_component_scrapes_the_metrics_service() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The install guide's own kustomization (docs/deploy.md) renders and does what it says: your
+/// image, your GitLab host, on top of `deploy/` and of the namespaced overlay.
+#[test]
+fn install_guide_kustomization_sets_image_and_allowed_host() {
+    let guide = std::fs::read_to_string(repo().join("docs/deploy.md")).unwrap();
+    let start = guide
+        .find("# my-install/kustomization.yaml")
+        .expect("the guide shows its kustomization");
+    let block: String = guide[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix("   ").unwrap_or(l)))
+        .collect();
+    for base in ["deploy", "deploy/overlays/namespaced"] {
+        let dir = scratch_dir("guide");
+        let text = block.replace(
+            "../deploy ",
+            &format!("{} ", relative(&dir, &repo().join(base))),
+        );
+        std::fs::write(dir.join("kustomization.yaml"), text).unwrap();
+        let objs = kustomize(&dir);
+        let c = container(&objs);
+        assert_eq!(
+            c["image"], "registry.example.com/gitlab-deployment-operator:0.1.0",
+            "{base}: the guide's images entry applies"
+        );
+        assert_eq!(
+            env_value(&c, "GITLAB_ALLOWED_HOSTS").as_deref(),
+            Some("gitlab.mycompany.com"),
+            "{base}: the guide's host patch applies"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn deploy_crds_match_the_generated_crds() {
     let committed = std::fs::read_to_string(deploy_dir().join("base/crds.yaml")).unwrap();
