@@ -1,6 +1,6 @@
 //! RBAC by evidence, not by hope (style §8): run the operator end to end against the kube
-//! emulator (create → success → delete of a GitlabDeployment, plus StatefulSet and DaemonSet
-//! targets), read the emulator's request log,
+//! emulator, elected on its lease as the Deployment runs it (create → success → delete of a
+//! GitlabDeployment, plus StatefulSet and DaemonSet targets), read the emulator's request log,
 //! and hold the rules rendered from `deploy/` (real `kubectl kustomize`) against it:
 //! - every (group, resource, subresource, verb, namespace) the operator used is granted to its
 //!   ServiceAccount by the rendered bindings;
