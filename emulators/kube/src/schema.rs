@@ -16,6 +16,7 @@ mod defaults;
 mod formats;
 mod gofmt;
 mod prune;
+mod structural;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub enum SchemaError {
     /// The schema itself is malformed (e.g. a `pattern` that is not a regular expression).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The schema is not structural (a missing `type`, an array without `items`, ...).
+    #[error("schema is not structural: {}", causes.iter().map(Cause::display).collect::<Vec<_>>().join(", "))]
+    NotStructural { causes: Vec<Cause> },
 }
 
 impl SchemaError {
@@ -43,17 +47,37 @@ impl SchemaError {
         match self {
             Self::CelCompile { .. } => "CelCompile",
             Self::Invalid { .. } => "InvalidSchema",
+            Self::NotStructural { .. } => "NotStructural",
         }
     }
 
-    /// The cause to put in the CRD's 422 `Status` (`message` is the cause body, without field).
+    /// The first cause for the CRD's 422 `Status` (see [`SchemaError::causes`] for all).
     pub fn cause(&self) -> Cause {
+        self.causes().into_iter().next().unwrap_or(Cause {
+            reason: reason::INVALID,
+            field: String::new(),
+            message: self.to_string(),
+        })
+    }
+
+    /// Every cause for the CRD's 422 `Status` (`message` is the cause body, without field).
+    pub fn causes(&self) -> Vec<Cause> {
         match self {
-            Self::CelCompile { field, message } | Self::Invalid { field, message } => Cause {
-                reason: reason::INVALID,
-                field: field.clone(),
-                message: message.clone(),
-            },
+            Self::CelCompile { field, message } | Self::Invalid { field, message } => {
+                let reason = if message.starts_with("Required value") {
+                    reason::REQUIRED
+                } else if message.starts_with("Unsupported value") {
+                    reason::NOT_SUPPORTED
+                } else {
+                    reason::INVALID
+                };
+                vec![Cause {
+                    reason,
+                    field: field.clone(),
+                    message: message.clone(),
+                }]
+            }
+            Self::NotStructural { causes } => causes.clone(),
         }
     }
 }
@@ -262,6 +286,10 @@ impl CompiledSchema {
         open_api_v3_schema: &Value,
         field_prefix: &str,
     ) -> Result<CompiledSchema, SchemaError> {
+        let violations = structural::violations(open_api_v3_schema, field_prefix);
+        if !violations.is_empty() {
+            return Err(SchemaError::NotStructural { causes: violations });
+        }
         let root = Node::parse(open_api_v3_schema, field_prefix)?;
         let has_rules = root.has_rules();
         Ok(CompiledSchema {

@@ -652,3 +652,38 @@ fn a_type_error_still_reports_the_enum() {
         ]
     );
 }
+
+#[test]
+fn non_structural_schemas_are_refused_with_every_violation() {
+    let schema = json!({"type": "object", "additionalProperties": {"type": "string"}, "properties": {
+        "spec": {"properties": {"tags": {"type": "array"}, "template": {"x-kubernetes-embedded-resource": true}}},
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "port": {"x-kubernetes-int-or-string": true}}});
+    let err = CompiledSchema::compile(&schema).unwrap_err();
+    assert!(matches!(err, SchemaError::NotStructural { .. }), "{err:?}");
+    let p = "spec.validation.openAPIV3Schema";
+    assert_eq!(
+        err.causes()
+            .iter()
+            .map(|c| format!("{} {}", c.reason, c.display()))
+            .collect::<Vec<_>>(),
+        vec![
+            format!(
+                "FieldValueForbidden {p}.additionalProperties: Forbidden: must not be used at the root"
+            ),
+            format!(
+                "FieldValueRequired {p}.properties[spec].properties[tags].items: Required value: must be specified"
+            ),
+            format!(
+                "FieldValueRequired {p}.properties[spec].properties[template].properties: Required value: must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields"
+            ),
+            format!(
+                "FieldValueRequired {p}.properties[spec].properties[template].type: Required value: must be object if x-kubernetes-embedded-resource is true"
+            ),
+            format!(
+                "FieldValueRequired {p}.properties[spec].type: Required value: must not be empty for specified object fields"
+            ),
+        ]
+    );
+    assert_eq!(err.cause(), err.causes()[0]);
+}
