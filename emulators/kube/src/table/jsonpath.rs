@@ -298,7 +298,13 @@ pub fn text(v: &Value) -> Option<String> {
             Some(i) => i.to_string(),
             None => crate::schema::go_float(n.as_f64().unwrap_or(0.0)),
         }),
-        Value::Array(_) | Value::Object(_) => Some(v.to_string()),
+        // Go's json.Marshal escapes <, > and & (HTML-safe output).
+        Value::Array(_) | Value::Object(_) => Some(
+            v.to_string()
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026"),
+        ),
     }
 }
 
@@ -352,5 +358,9 @@ mod tests {
             assert_eq!(jsonpath(&obj, expr), want, "{expr}");
         }
         assert_eq!(jsonpath_text(&obj, ".spec.ports[*].port"), "80 443");
+        assert_eq!(
+            text(&json!({"a": "<b&c>"})).as_deref(),
+            Some(r#"{"a":"\u003cb\u0026c\u003e"}"#)
+        );
     }
 }
