@@ -65,13 +65,23 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
 }
 
 fn snapshot(state: &AppState) -> Value {
-    let inner = state.lock();
-    let objects: Vec<Value> = inner
-        .objects
+    // Only Arc clones under the lock; the JSON is built after releasing it.
+    let (rv, objects): (u64, Vec<(String, std::sync::Arc<Value>)>) = {
+        let inner = state.lock();
+        (
+            inner.rv,
+            inner
+                .objects
+                .iter()
+                .map(|(k, o)| (k.0.clone(), o.clone()))
+                .collect(),
+        )
+    };
+    let objects: Vec<Value> = objects
         .iter()
-        .map(|(k, o)| json!({"storage": k.0, "object": o.as_ref()}))
+        .map(|(storage, o)| json!({"storage": storage, "object": o.as_ref()}))
         .collect();
-    json!({"resourceVersion": inner.rv, "objects": objects})
+    json!({"resourceVersion": rv, "objects": objects})
 }
 
 pub async fn run(state: AppState) {

@@ -91,6 +91,9 @@ fn expired_line(message: String) -> Bytes {
 pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     let mut initial: Vec<Bytes> = Vec::new();
+    // Under the lock only Arc clones are taken; serialisation happens after releasing it.
+    let mut replay: Vec<Arc<Event>> = Vec::new();
+    let mut current: Vec<Arc<Value>> = Vec::new();
     let forced = state.hooks().take_forced_expiry();
     let (sub, start_rv, send_end_bookmark) = {
         let inner = state.lock();
@@ -122,15 +125,13 @@ pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes
                 (None, inner.rv, false)
             }
             Some(Ok(n)) => {
-                for ev in inner
-                    .history
-                    .iter()
-                    .filter(|e| e.rv > n && e.key.0 == req.res.storage)
-                {
-                    if let Some(line) = transition(&req, ev) {
-                        initial.push(line);
-                    }
-                }
+                replay.extend(
+                    inner
+                        .history
+                        .iter()
+                        .filter(|e| e.rv > n && e.key.0 == req.res.storage)
+                        .cloned(),
+                );
                 (Some(inner.tx.subscribe()), inner.rv, false)
             }
             None => {
@@ -139,11 +140,12 @@ pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes
                 } else {
                     None
                 };
-                for (k, o) in inner.range(&req.res.storage, ns) {
-                    if req.matches(&k.1, o) {
-                        initial.push(req.line("ADDED", o));
-                    }
-                }
+                current.extend(
+                    inner
+                        .range(&req.res.storage, ns)
+                        .filter(|(k, o)| req.matches(&k.1, o))
+                        .map(|(_, o)| o.clone()),
+                );
                 (
                     Some(inner.tx.subscribe()),
                     inner.rv,
@@ -152,6 +154,8 @@ pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes
             }
         }
     };
+    initial.extend(replay.iter().filter_map(|ev| transition(&req, ev)));
+    initial.extend(current.iter().map(|o| req.line("ADDED", o)));
     if send_end_bookmark {
         initial.push(req.bookmark(start_rv, true));
     }
