@@ -2,7 +2,7 @@
 
 use crate::hooks::Hooks;
 use crate::resources;
-use crate::store::{DEFAULT_HISTORY, Inner};
+use crate::store::{DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER, Inner};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub struct Settings {
     /// Server-side cap for watches without `timeoutSeconds`.
     pub max_watch: Duration,
     pub history: usize,
+    /// Events a watcher may lag behind before its stream is closed.
+    pub watch_buffer: usize,
     pub state_file: Option<PathBuf>,
     /// Default rollout step of the apps simulator.
     pub rollout_step: Duration,
@@ -30,6 +32,7 @@ impl Default for Settings {
             bookmark_interval: Duration::from_secs(5),
             max_watch: Duration::from_secs(1800),
             history: DEFAULT_HISTORY,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
             state_file: None,
             rollout_step: Duration::from_millis(200),
         }
@@ -52,7 +55,11 @@ pub struct AppState(pub Arc<Shared>);
 
 impl AppState {
     pub fn new(settings: Settings, hooks: Hooks) -> Self {
-        let mut inner = Inner::new(resources::builtins(), settings.history);
+        let mut inner = Inner::with_watch_buffer(
+            resources::builtins(),
+            settings.history,
+            settings.watch_buffer,
+        );
         crate::bootstrap::seed(&mut inner);
         Self(Arc::new(Shared {
             inner: Mutex::new(inner),

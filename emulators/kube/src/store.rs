@@ -54,10 +54,20 @@ pub struct Inner {
 }
 
 pub const DEFAULT_HISTORY: usize = 50_000;
+pub const DEFAULT_WATCH_BUFFER: usize = 16_384;
 
 impl Inner {
     pub fn new(resources: Vec<ResourceInfo>, history_cap: usize) -> Self {
-        let (tx, _) = broadcast::channel(16_384);
+        Self::with_watch_buffer(resources, history_cap, DEFAULT_WATCH_BUFFER)
+    }
+
+    /// `watch_buffer`: events a watcher may fall behind before its stream is closed.
+    pub fn with_watch_buffer(
+        resources: Vec<ResourceInfo>,
+        history_cap: usize,
+        watch_buffer: usize,
+    ) -> Self {
+        let (tx, _) = broadcast::channel(watch_buffer.max(1));
         Self {
             objects: BTreeMap::new(),
             rv: 1,

@@ -232,3 +232,65 @@ fn transition(req: &WatchRequest, ev: &Arc<Event>) -> Option<Bytes> {
         },
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::hooks::Hooks;
+    use crate::ops::{self, WriteCtx};
+    use crate::state::Settings;
+
+    /// A watcher that stops reading falls behind; once it lags past the buffer its stream is
+    /// closed (as the real server does), and the client re-watches.
+    #[tokio::test]
+    async fn a_lagging_watcher_is_closed() {
+        let settings = Settings {
+            watch_buffer: 4,
+            ..Settings::default()
+        };
+        let state = AppState::new(settings, Hooks::new());
+        let res = state
+            .lock()
+            .resource("", "v1", "configmaps")
+            .cloned()
+            .unwrap();
+        let req = WatchRequest {
+            res: res.clone(),
+            namespace: Some("default".into()),
+            resource_version: Some(state.lock().rv.to_string()),
+            labels: LabelSelector::default(),
+            fields: FieldSelector::default(),
+            timeout: Some(Duration::from_secs(60)),
+            bookmarks: false,
+            send_initial_events: false,
+            render: Render::Json,
+        };
+        let mut rx = start(&state, req);
+        let ctx = WriteCtx {
+            now: ops::now_string(),
+            manager: "t".into(),
+            ..Default::default()
+        };
+        // More writes than the mpsc (256) and broadcast (4) buffers hold, without reading.
+        for i in 0..400 {
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}});
+            ops::create(&mut state.lock(), &res, Some("default"), body, &ctx).unwrap();
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut lines = 0;
+        let drained = tokio::time::timeout(Duration::from_secs(20), async {
+            while rx.recv().await.is_some() {
+                lines += 1;
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the stream was closed");
+        assert!(
+            lines < 400,
+            "the lagging watcher did not get every event ({lines})"
+        );
+    }
+}
