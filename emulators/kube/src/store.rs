@@ -237,7 +237,8 @@ mod tests {
         inner.put(key("a"), obj("a", 2), EventType::Modified);
         let last = (*inner.objects[&key("b")]).clone();
         inner.remove(&key("b"), last);
-        let cases: Vec<(&str, u64, Vec<(&str, i64)>)> = vec![
+        type Case<'a> = (&'a str, u64, Vec<(&'a str, i64)>);
+        let cases: Vec<Case> = vec![
             ("after first write", rv_a1, vec![("a", 1)]),
             ("after b added", rv_a1 + 1, vec![("a", 1), ("b", 1)]),
             ("after a modified", rv_a1 + 2, vec![("a", 2), ("b", 1)]),
