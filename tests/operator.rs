@@ -56,13 +56,11 @@ async fn happy_path_creates_once_and_reports_success_with_two_writes() {
     );
     assert_eq!(deployments[0].status, "success");
     assert_eq!(writes(&env), 2, "POST running + PUT success");
-    let reasons = env.event_reasons("web-staging").await;
+    let reasons = env
+        .wait_for_event("web-staging", reason::DEPLOYMENT_SUCCEEDED)
+        .await;
     assert!(
         reasons.contains(&reason::DEPLOYMENT_CREATED.to_string()),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.contains(&reason::DEPLOYMENT_SUCCEEDED.to_string()),
         "{reasons:?}"
     );
     op.stop().await;
@@ -115,11 +113,8 @@ async fn a_failed_rollout_is_reported_failed() {
     let rollout = failed.status.unwrap().rollout.unwrap();
     assert_eq!(rollout.state, "Failed", "{rollout:?}");
     assert_eq!(env.gitlab_deployments("staging")[0].status, "failed");
-    let reasons = env.event_reasons("web-staging").await;
-    assert!(
-        reasons.contains(&reason::DEPLOYMENT_FAILED.to_string()),
-        "{reasons:?}"
-    );
+    env.wait_for_event("web-staging", reason::DEPLOYMENT_FAILED)
+        .await;
     op.stop().await;
 }
 
@@ -226,11 +221,8 @@ async fn a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create(
         "adopted, not created twice: {deployments:?}"
     );
     assert_eq!(env.gitlab.handle().count(Endpoint::CreateDeployment), 1);
-    let reasons = env.event_reasons("web-staging").await;
-    assert!(
-        reasons.contains(&reason::DEPLOYMENT_ADOPTED.to_string()),
-        "{reasons:?}"
-    );
+    env.wait_for_event("web-staging", reason::DEPLOYMENT_ADOPTED)
+        .await;
     op.stop().await;
 }
 
@@ -421,5 +413,420 @@ async fn deletion_policies_cancel_orphan_and_delete() {
         env.gitlab_deployments("delete").is_empty(),
         "canceled, then deleted"
     );
+    op.stop().await;
+}
+
+/// Protect `production` with one approval by a Developer, and add user `approver` with a token.
+fn protect_production(env: &Env) -> String {
+    use gitlab_emulator::{ApprovalRuleSpec, DeployAccess, Role};
+    let gl = env.gitlab.handle();
+    let (approver, token) = gl.add_user_with_token("approver");
+    gl.add_member(env.project.id, approver, Role::Developer);
+    gl.protect_environment(
+        env.project.id,
+        "production",
+        vec![DeployAccess::Role(Role::Maintainer)],
+        vec![ApprovalRuleSpec::role(Role::Developer, 1)],
+    );
+    token
+}
+
+async fn approve_as(
+    env: &Env,
+    token: &str,
+    id: i64,
+    status: gitlab_deployment_operator::gitlab::ApprovalStatus,
+) {
+    use gitlab_deployment_operator::gitlab::{ApproveDeployment, GitlabClient, ProjectId, Token};
+    let client = GitlabClient::builder(env.gitlab.base_url(), Token::private(token))
+        .build()
+        .unwrap();
+    client
+        .approve_deployment(
+            &ProjectId::Id(env.project.id),
+            id as u64,
+            &ApproveDeployment {
+                status,
+                comment: Some("looks good".into()),
+                represented_as: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn refresh(env: &Env, name: &str, value: &str) {
+    env.glds()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"gitlab-operator.io/refresh": value}}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn approval_pending_then_approved_is_on_status() {
+    let env = Env::start().await;
+    let approver = protect_production(&env);
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-prod", env.fixed_spec("production", env.project.head()))
+        .await;
+    let pending = env
+        .wait_for("web-prod", "approval pending", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.approval.as_ref())
+                .is_some_and(|a| format!("{:?}", a.state) == "Pending")
+        })
+        .await;
+    let status = pending.status.unwrap();
+    assert_eq!(status.approvals_summary.as_deref(), Some("0/1"));
+    let id = status.deployment.unwrap().id;
+    approve_as(
+        &env,
+        &approver,
+        id,
+        gitlab_deployment_operator::gitlab::ApprovalStatus::Approved,
+    )
+    .await;
+    refresh(&env, "web-prod", "1").await;
+    let approved = env
+        .wait_for("web-prod", "approved", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.approval.as_ref())
+                .is_some_and(|a| format!("{:?}", a.state) == "Approved")
+        })
+        .await;
+    let status = approved.status.unwrap();
+    assert_eq!(status.approvals_summary.as_deref(), Some("1/1"));
+    let approval = status.approval.unwrap();
+    assert_eq!(approval.approvals[0].user, "approver");
+    assert_eq!(approval.approvals[0].comment.as_deref(), Some("looks good"));
+    let reasons = env.wait_for_event("web-prod", reason::APPROVED).await;
+    assert!(
+        reasons.contains(&reason::APPROVAL_PENDING.to_string()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejection_is_a_condition_and_an_event() {
+    let env = Env::start().await;
+    let approver = protect_production(&env);
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-prod", env.fixed_spec("production", env.project.head()))
+        .await;
+    let pending = env
+        .wait_for("web-prod", "approval pending", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.approval.as_ref())
+                .is_some()
+        })
+        .await;
+    let id = pending.status.unwrap().deployment.unwrap().id;
+    approve_as(
+        &env,
+        &approver,
+        id,
+        gitlab_deployment_operator::gitlab::ApprovalStatus::Rejected,
+    )
+    .await;
+    refresh(&env, "web-prod", "1").await;
+    let rejected = env
+        .wait_for("web-prod", "rejected", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.approval.as_ref())
+                .is_some_and(|a| format!("{:?}", a.state) == "Rejected")
+        })
+        .await;
+    let conditions = rejected.status.unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.reason == reason::APPROVAL_REJECTED),
+        "{conditions:?}"
+    );
+    env.wait_for_event("web-prod", reason::APPROVAL_REJECTED)
+        .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn merge_requests_shipped_are_on_status() {
+    let env = Env::start().await;
+    let gl = env.gitlab.handle();
+    let merge_commit = env.project.shas[3].clone();
+    gl.add_merge_request(
+        env.project.id,
+        gitlab_emulator::MergeRequestSpec::merged(
+            "Add login",
+            env.project.maintainer_id,
+            "main",
+            &merge_commit,
+        ),
+    );
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    let done = env
+        .wait_for("web-staging", "merge requests on status", |gd| {
+            gd.status
+                .as_ref()
+                .is_some_and(|s| !s.merge_requests.is_empty())
+        })
+        .await;
+    let mrs = done.status.unwrap().merge_requests;
+    assert_eq!(mrs.len(), 1);
+    assert_eq!(mrs[0].title, "Add login");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_picked_up_from_its_secret() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("one", env.fixed_spec("one", env.project.head()))
+        .await;
+    env.wait_for("one", "success", is("success")).await;
+    // Rotate: a new token for the same user, the old one revoked.
+    let gl = env.gitlab.handle();
+    gl.add_personal_access_token(
+        env.project.maintainer_id,
+        "glpat-rotated",
+        &[gitlab_emulator::Scope::Api],
+    );
+    gl.set_token_revoked(&env.project.maintainer_token, true);
+    env.put_token("glpat-rotated").await;
+    env.apply_gld("two", env.fixed_spec("two", env.project.head()))
+        .await;
+    env.wait_for("two", "success with the rotated token", is("success"))
+        .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_spec_the_crd_could_not_catch_is_stalled_by_the_controller() {
+    let env = Env::start().await;
+    let op = env.start_operator();
+    // Schema-valid, but the target kind does not exist in this cluster.
+    env.apply_gld(
+        "ghost",
+        json!({
+            "project": env.project.path, "environment": "staging", "ref": "main",
+            "sha": env.project.head(),
+            "target": {"apiVersion": "example.com/v1", "kind": "Nothing", "name": "x"}
+        }),
+    )
+    .await;
+    let stalled = env
+        .wait_for("ghost", "Stalled", |gd| {
+            gd.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.status == "True")
+            })
+        })
+        .await;
+    let stalled_cond = stalled
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled_cond.reason, reason::TARGET_KIND_NOT_SERVED);
+    assert!(
+        stalled_cond.message.contains("Nothing"),
+        "{}",
+        stalled_cond.message
+    );
+    assert!(env.gitlab_calls().is_empty(), "nothing was sent to GitLab");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_outside_the_allow_list_is_refused() {
+    let env = Env::start().await;
+    env.create_connection("elsewhere", "https://gitlab.evil.example")
+        .await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    let mut spec = env.fixed_spec("staging", env.project.head());
+    spec["connectionRef"] = json!({"kind": "GitlabConnection", "name": "elsewhere"});
+    env.apply_gld("web-staging", spec).await;
+    let stalled = env
+        .wait_for("web-staging", "Stalled HostNotAllowed", |gd| {
+            gd.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.reason == reason::HOST_NOT_ALLOWED)
+            })
+        })
+        .await;
+    let message = stalled.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("--allowed-host"), "{message}");
+    op.stop().await;
+}
+
+async fn apply_json(
+    env: &Env,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+    obj: serde_json::Value,
+) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(env.client.clone(), harness::NS, &ar);
+    let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
+}
+
+fn target_spec(
+    env: &Env,
+    environment: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> serde_json::Value {
+    json!({
+        "project": env.project.path, "environment": environment, "ref": "main", "sha": env.project.head(),
+        "target": {"apiVersion": api_version, "kind": kind, "name": name}
+    })
+}
+
+#[tokio::test]
+async fn statefulsets_and_daemonsets_are_followed() {
+    let env = Env::start().await;
+    let op = env.start_operator();
+    let template = json!({
+        "metadata": {"labels": {"app": "db"}},
+        "spec": {"containers": [{"name": "db", "image": "registry.example/db:1"}]}
+    });
+    apply_json(&env, "apps/v1", "StatefulSet", "statefulsets", json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "annotations": {"emulator.gitlab-operator.io/rollout-step": "200ms"}},
+        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template}
+    })).await;
+    apply_json(&env, "apps/v1", "DaemonSet", "daemonsets", json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "agent", "annotations": {"emulator.gitlab-operator.io/rollout-step": "200ms",
+                                                      "emulator.gitlab-operator.io/nodes": "2"}},
+        "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": template}
+    })).await;
+    env.apply_gld(
+        "db",
+        target_spec(&env, "db", "apps/v1", "StatefulSet", "db"),
+    )
+    .await;
+    env.apply_gld(
+        "agent",
+        target_spec(&env, "agent", "apps/v1", "DaemonSet", "agent"),
+    )
+    .await;
+    env.wait_for("db", "StatefulSet success", is("success"))
+        .await;
+    env.wait_for("agent", "DaemonSet success", is("success"))
+        .await;
+    assert_eq!(env.gitlab_deployments("db").len(), 1);
+    assert_eq!(env.gitlab_deployments("agent").len(), 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_custom_kind_with_kstatus_conditions_is_followed() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let env = Env::start().await;
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(env.client.clone());
+    crds.create(&Default::default(), &crd).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        kube::runtime::wait::await_condition(
+            crds,
+            "widgets.example.com",
+            kube::runtime::wait::conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let op = env.start_operator();
+    apply_json(&env, "example.com/v1", "Widget", "widgets", json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}
+    })).await;
+    env.apply_gld(
+        "w",
+        target_spec(&env, "widgets", "example.com/v1", "Widget", "w"),
+    )
+    .await;
+    // The widget's controller (this test) reports progress, then readiness, kstatus-style.
+    let widgets: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        env.client.clone(),
+        harness::NS,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("example.com", "v1", "Widget"),
+            "widgets",
+        ),
+    );
+    let set_status = |ready: &str, reason: &str| {
+        json!({"status": {"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": ready, "reason": reason, "message": reason,
+             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}})
+    };
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(set_status("False", "Progressing")),
+        )
+        .await
+        .unwrap();
+    env.wait_for("w", "running", is("running")).await;
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(set_status("True", "Succeeded")),
+        )
+        .await
+        .unwrap();
+    env.wait_for("w", "success", is("success")).await;
+    assert_eq!(env.gitlab_deployments("widgets").len(), 1);
     op.stop().await;
 }

@@ -158,6 +158,22 @@ impl RunArgs {
     }
 }
 
+/// A client from the usual config (in-cluster, or KUBECONFIG), identifying itself as the
+/// operator in the API server's audit log.
+async fn kube_client() -> Result<kube::Client, RunCmdError> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| RunCmdError::Config(kube::Error::InferConfig(e)))?;
+    if let Ok(agent) = http::HeaderValue::from_str(&format!(
+        "{}/{}",
+        crate::api::names::FIELD_MANAGER,
+        env!("CARGO_PKG_VERSION")
+    )) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
+    kube::Client::try_from(config).map_err(RunCmdError::Config)
+}
+
 /// Resolve on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -190,9 +206,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
             "no --allowed-host given: every GitLab connection will be refused (HostNotAllowed)"
         );
     }
-    let client = kube::Client::try_default()
-        .await
-        .map_err(RunCmdError::Config)?;
+    let client = kube_client().await?;
     let telemetry = Telemetry::default();
     let shutdown = CancellationToken::new();
     let admin_state = AdminState::new(Arc::clone(&telemetry.registry));

@@ -38,7 +38,7 @@ use super::views::{deployment_view, merge_request_view, write_status};
 use crate::api::deployment::{
     DeploymentIntent, GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
 };
-use crate::api::names::{FINALIZER, reason};
+use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
 use crate::api::validate::{ProjectRef, ValidatedSpec, validate};
 use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
@@ -89,6 +89,9 @@ pub struct Context {
     /// resourceVersions our own status writes replaced: a cached object still at one of them
     /// is stale (the watch has not delivered our write yet), so acting on it would repeat work.
     superseded: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
+    /// Last `gitlab-operator.io/refresh` value acted on per resource: a new value re-reads the
+    /// GitLab deployment at once instead of waiting for the next approval poll.
+    refreshes: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
 }
 
 impl Context {
@@ -109,6 +112,7 @@ impl Context {
             failures: FailureCounts::default(),
             settings,
             superseded: Mutex::new(HashMap::new()),
+            refreshes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -124,6 +128,22 @@ impl Context {
                 map.remove(&key);
                 false
             }
+            None => false,
+        }
+    }
+
+    /// Whether the refresh annotation carries a value not acted on yet (remembering it). The
+    /// first value seen after a start only primes the memory: a restart costs no GitLab call.
+    fn refresh_requested(&self, obj: &GitlabDeployment) -> bool {
+        let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
+            return false;
+        };
+        let mut seen = self
+            .refreshes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match seen.insert(ObjectRef::from_obj(obj), value.clone()) {
+            Some(previous) => previous != *value,
             None => false,
         }
     }
@@ -244,7 +264,14 @@ impl Writer<'_> {
         let name = self.obj.name_any();
         let written = self
             .api
-            .replace_status(&name, &PostParams::default(), &next)
+            .replace_status(
+                &name,
+                &PostParams {
+                    dry_run: false,
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                },
+                &next,
+            )
             .await
             .map_err(|source| Error::StatusWrite {
                 namespace: self.obj.namespace().unwrap_or_default(),
@@ -363,6 +390,36 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let mut learned = Learned::default();
     let mut requeue: Option<Duration> = None;
     let mut client: Option<GitlabClient> = None;
+    if ctx.refresh_requested(&obj)
+        && let Some(id) = status.deployment.as_ref().map(|d| d.id)
+    {
+        // A person asked for a fresh look (e.g. right after approving in GitLab).
+        let gitlab = match ctx.connections.client_for(&spec.connection, &namespace) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
+            }
+        };
+        let step = Plan::PollApprovals {
+            id,
+            after: Duration::ZERO,
+        };
+        if let Err(err) = act(
+            step,
+            &gitlab,
+            &spec,
+            &mut status,
+            &mut writer,
+            &mut learned,
+            ctx,
+            now,
+        )
+        .await
+        {
+            return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
+        }
+        client = Some(gitlab);
+    }
     for _ in 0..MAX_STEPS {
         let step = plan(&spec, &status, &rollout, now);
         if let Plan::Nothing { requeue: r } = step {

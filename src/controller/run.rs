@@ -90,8 +90,13 @@ impl Default for Telemetry {
 }
 
 /// Fail early with the fix when the CRDs are missing, instead of a watch error loop.
-pub async fn check_crds(client: &Client) -> Result<(), RunError> {
-    let api: Api<GitlabDeployment> = Api::all(client.clone());
+/// Lists in the first served namespace when the operator is namespace-scoped, so a
+/// namespaced install needs no cluster-wide right for it.
+pub async fn check_crds(client: &Client, scope: &Scope) -> Result<(), RunError> {
+    let api: Api<GitlabDeployment> = match scope {
+        Scope::Namespaces(list) if !list.is_empty() => Api::namespaced(client.clone(), &list[0]),
+        _ => Api::all(client.clone()),
+    };
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -316,7 +321,7 @@ pub async fn run(
     admin: AdminState,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    check_crds(&client).await?;
+    check_crds(&client, &config.scope).await?;
     let namespaces = watch_namespaces(&config.scope);
     // Every background task of this run; dropping the set (a return, or the whole future
     // being dropped as on a kill) aborts them all, so nothing outlives the operator.

@@ -262,11 +262,15 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
         let trigger = trigger.clone();
         let ready = Arc::clone(&ready);
         let pending = Arc::clone(&pending);
+        let error = Arc::clone(&error);
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(slim)
             .reflect(writer)
             .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    *lock(&error) = None;
+                }
                 on_target_event(event, &kind, &index, &trigger, &ready, &pending);
             });
         streams.push(stream.boxed());
@@ -274,9 +278,27 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     let mut all = futures::stream::select_all(streams);
     while let Some(item) = all.next().await {
         if let Err(err) = item {
-            // The default backoff already paces retries; the error is only worth a log line.
+            // The default backoff already paces retries. A refusal needs a person, so it is
+            // also put on the status of every resource that follows this kind.
             tracing::warn!(kind = %kind.kind, error = %err, "target watch error");
+            if is_forbidden(&err) {
+                *lock(&error) = Some(format!(
+                    "the operator may not list and watch {} in {} ({err}); grant list and watch on them in its RBAC (see docs/deploy.md)",
+                    resource.plural, kind.api_version
+                ));
+                notify_kind(&index, &trigger, &kind);
+            }
         }
+    }
+}
+
+fn is_forbidden(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
     }
 }
 

@@ -74,8 +74,18 @@ impl Env {
     /// Both emulators, the CRDs, namespace `apps` with the token Secret and a `default`
     /// GitlabConnection to project `team/app` (branch `main`, 5 commits).
     pub async fn start() -> Env {
+        Self::start_with(KubeEmulator::options()).await
+    }
+
+    /// As [`Env::start`], with the kube emulator serving TLS (the real kubectl sends its
+    /// bearer token only over TLS).
+    pub async fn start_tls() -> Env {
+        Self::start_with(KubeEmulator::options().tls(true)).await
+    }
+
+    async fn start_with(options: kube_emulator::KubeEmulatorOptions) -> Env {
         install_tracing();
-        let kube = KubeEmulator::start().await.expect("kube emulator starts");
+        let kube = options.start().await.expect("kube emulator starts");
         let gitlab = GitlabEmulator::start().expect("gitlab emulator starts");
         let project = gitlab.handle().seed_project("team/app", "main", 5);
         let client = kube.client().await;
@@ -351,6 +361,23 @@ impl Env {
                 .cmp(&b.event_time.as_ref().map(|t| t.0))
         });
         events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// Wait until an Event with `reason` was recorded for `name` (Events are published right
+    /// after the status write, so a test that saw the status may be a moment early).
+    pub async fn wait_for_event(&self, name: &str, reason: &str) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reasons = self.event_reasons(name).await;
+            if reasons.iter().any(|r| r == reason) {
+                return reasons;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {reason} Event for {name}; saw {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// A GitlabDeployment following Deployment `web` at a fixed sha.
