@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Seconds an unfinished create is given before its intent is looked up and given up.
     #[arg(long, default_value_t = 45)]
     pub recovery_grace_seconds: u64,
+    /// Fetch the merge requests GitLab links to each successful deployment onto its status
+    /// (one extra GET per revision); `--merge-requests=false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "FETCH_MERGE_REQUESTS")]
+    pub merge_requests: bool,
     /// Elect a leader among replicas on a Lease: only the leader writes to GitLab and status.
     #[arg(long, env = "LEADER_ELECT")]
     pub leader_elect: bool,
@@ -150,6 +154,7 @@ impl RunArgs {
             concurrency: self.concurrency.max(1),
             settings: ReconcileSettings {
                 recovery_grace: Duration::from_secs(self.recovery_grace_seconds),
+                fetch_merge_requests: self.merge_requests,
                 ..ReconcileSettings::default()
             },
             operator_namespace: self.operator_namespace.clone(),

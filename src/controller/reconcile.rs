@@ -65,6 +65,9 @@ pub struct ReconcileSettings {
     /// Event: a namespace's deletion must never block forever.
     pub cleanup_give_up_after: Duration,
     pub backoff: BackoffPolicy,
+    /// Fetch the merge requests GitLab linked to a successful deployment (one GET per
+    /// revision). Off, a revision costs only its create and its status updates.
+    pub fetch_merge_requests: bool,
 }
 
 impl Default for ReconcileSettings {
@@ -73,6 +76,7 @@ impl Default for ReconcileSettings {
             recovery_grace: Duration::from_secs(45),
             cleanup_give_up_after: Duration::from_secs(600),
             backoff: BackoffPolicy::default(),
+            fetch_merge_requests: true,
         }
     }
 }
@@ -616,6 +620,11 @@ async fn act(
             let tag = status.deployment.as_ref().is_some_and(|d| d.tag);
             record_deployment(status, &deployment_view(&d), tag, now);
             Ok(Some(after))
+        }
+        Plan::FetchMergeRequests { id } if !ctx.settings.fetch_merge_requests => {
+            // Disabled: mark the deployment as handled so the planner moves on.
+            record_merge_requests(status, id, &[]);
+            Ok(None)
         }
         Plan::FetchMergeRequests { id } => {
             let mrs: Vec<_> = gitlab
