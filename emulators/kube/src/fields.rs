@@ -488,6 +488,7 @@ pub struct Conflict {
     pub api_version: String,
     pub subresource: Option<String>,
     pub field: String,
+    pub path: FieldPath,
 }
 
 /// Render a field path the way the apply conflict message does (`.spec.replicas`,
@@ -550,6 +551,7 @@ pub fn apply(
                 api_version: e.api_version.clone(),
                 subresource: e.subresource.clone(),
                 field: dotted(p),
+                path: p.clone(),
             }));
         }
     }

@@ -489,9 +489,28 @@ fn apply(
     let scope = scope_for(res, subresource);
     let base = old.as_deref().cloned().unwrap_or_else(|| json!({}));
     let entries = fields::parse_entries(&base);
-    let (mut merged, entries) =
-        fields::apply(&base, &applied, scope, lt.as_ref(), &w, ctx.force, entries)
-            .map_err(|c| apply_conflict(&c))?;
+    let (mut merged, entries) = match fields::apply(
+        &base,
+        &applied,
+        scope,
+        lt.as_ref(),
+        &w,
+        ctx.force,
+        entries.clone(),
+    ) {
+        Ok(x) => x,
+        // The real server's client-side → server-side apply upgrade: `kubectl` may take
+        // fields from `kubectl-client-side-apply` when they are in the object's
+        // last-applied-configuration (apiserver lastAppliedManager).
+        Err(c)
+            if ctx.manager == "kubectl"
+                && conflicts_allowed_by_last_applied(&base, &c, scope, lt.as_ref()) =>
+        {
+            fields::apply(&base, &applied, scope, lt.as_ref(), &w, true, entries)
+                .map_err(|c| apply_conflict(&c))?
+        }
+        Err(c) => return Err(apply_conflict(&c)),
+    };
     set_managed(&mut merged, &entries);
     match old {
         None => {
@@ -518,6 +537,24 @@ fn apply(
             finish_update(inner, res, k, old, merged, subresource, ctx, Some(entries))
         }
     }
+}
+
+fn conflicts_allowed_by_last_applied(
+    live: &Value,
+    conflicts: &[fields::Conflict],
+    scope: Scope,
+    lt: &dyn ListTypes,
+) -> bool {
+    let Some(last) = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    else {
+        return false;
+    };
+    let allowed = fields::fields_of(&last, scope, lt);
+    conflicts.iter().all(|c| allowed.contains(&c.path))
 }
 
 fn apply_conflict(c: &[fields::Conflict]) -> ApiError {
@@ -628,6 +665,12 @@ pub fn finish_update(
             .cloned()
             .unwrap_or(Value::Null),
     );
+    // A write that sets managedFields itself (kubectl's client-side → server-side apply
+    // migration, or `[{}]` to clear them) replaces the ownership records as given.
+    let requested_managed = md
+        .get("managedFields")
+        .filter(|m| m.is_array() && Some(*m) != old_md.get("managedFields"))
+        .cloned();
     if apply_entries.is_none() {
         md.insert(
             "managedFields".into(),
@@ -694,9 +737,12 @@ pub fn finish_update(
             + 1;
         new["metadata"]["generation"] = json!(g);
     }
-    let entries = match apply_entries {
-        Some(e) => e,
-        None => {
+    let entries = match (apply_entries, requested_managed) {
+        (Some(e), _) => e,
+        (None, Some(requested)) => {
+            fields::parse_entries(&json!({"metadata": {"managedFields": requested}}))
+        }
+        (None, None) => {
             let mut e = fields::parse_entries(&old);
             let av = res.api_version();
             let w = Writer {

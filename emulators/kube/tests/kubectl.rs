@@ -390,3 +390,60 @@ async fn typed_generators_send_protobuf() {
         "namespace \"demo\" deleted"
     );
 }
+
+#[tokio::test]
+async fn client_side_then_server_side_apply_takes_over_without_conflicts() {
+    let (_emu, k) = start().await;
+    let dep = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: app, image: 'nginx:1.25'}]\n";
+    let v1 = k.file("v1.yaml", dep);
+    let v2 = k.file("v2.yaml", &dep.replace("nginx:1.25", "nginx:1.26"));
+    k.ok(&["apply", "-f", v1.to_str().unwrap()]).await;
+    // The apiserver lets `kubectl` take fields listed in last-applied-configuration, and
+    // kubectl then migrates the client-side manager's entries (managedFields replace).
+    let out = k
+        .ok(&["apply", "--server-side", "-f", v2.to_str().unwrap()])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let image = k
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "nginx:1.26");
+    let yaml = k
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(
+        !yaml.contains("manager: kubectl-client-side-apply"),
+        "{yaml}"
+    );
+    // Another manager still conflicts, with kubectl's wording.
+    let v3 = k.file("v3.yaml", &dep.replace("nginx:1.25", "nginx:1.27"));
+    let out = k
+        .run(&[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            v3.to_str().unwrap(),
+        ])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\""),
+        "{stderr}"
+    );
+}
