@@ -7,6 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// Well under a minute each, even on a loaded 2-core machine (the approval scenario waits for
@@ -151,5 +152,111 @@ async fn a_taken_port_is_a_clear_error() {
     assert!(
         stderr.contains("cannot start the GitLab emulator on 127.0.0.1:"),
         "{stderr}"
+    );
+}
+
+/// Interactive mode: after the demo the sandbox keeps serving, the real `kubectl` reads the
+/// GitlabDeployments through the printed kubeconfig (HTTPS with the test CA, bearer token), and
+/// Ctrl-C (SIGINT) stops it cleanly with exit 0.
+#[tokio::test]
+async fn real_kubectl_reads_the_running_sandbox_and_ctrl_c_stops_it() {
+    let kubectl = std::path::Path::new("/usr/bin/kubectl");
+    if !kubectl.exists() {
+        eprintln!("skipped: no kubectl at {}", kubectl.display());
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitlab-deployment-operator"))
+        .args(["sandbox", "--rollout-step-ms", "250"])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut kubeconfig = None;
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(path) = line.trim().strip_prefix("kubeconfig") {
+                kubeconfig = Some(path.trim().to_owned());
+            }
+            let done = line.contains("keeps running");
+            seen.push(line);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| panic!("the demo did not finish:\n{}", seen.join("\n")));
+    let kubeconfig = kubeconfig.expect("the banner names the kubeconfig");
+
+    let home = std::env::temp_dir().join(format!("sandbox-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(kubectl)
+        .args(["--kubeconfig", &kubeconfig, "--cache-dir"])
+        .arg(home.join("cache"))
+        .args(["get", "gld"])
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .output();
+    let out = tokio::time::timeout(DEADLINE, out).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl get gld failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = stdout.lines().next().unwrap_or_default();
+    for column in [
+        "NAME",
+        "ENVIRONMENT",
+        "SHA",
+        "GITLAB",
+        "ROLLOUT",
+        "APPROVALS",
+        "AGE",
+    ] {
+        assert!(header.contains(column), "{stdout}");
+    }
+    let production = stdout
+        .lines()
+        .find(|l| l.starts_with("web-production"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        production.contains("success") && production.contains("0/1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("web-staging") && l.contains("success")),
+        "{stdout}"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the sandbox stops on Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+    assert!(
+        !std::path::Path::new(&kubeconfig).exists(),
+        "the kubeconfig is removed on exit"
     );
 }

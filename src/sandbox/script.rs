@@ -203,9 +203,7 @@ impl Demo {
         Ok(())
     }
 
-    /// Roll Deployment `web` to `sha`, then point `web-staging` at it (in that order: staging
-    /// names a fixed commit, and reporting it before the rollout started would report the old
-    /// pods as the new commit).
+    /// Roll Deployment `web` to the image built from `sha`, ending as `outcome` says.
     async fn roll_out(&self, sha: &str, outcome: Outcome) -> Result<(), SandboxError> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         self.apply(
@@ -259,8 +257,11 @@ impl Demo {
                     "revision C ({}) arrives while B is still rolling out",
                     short(c)
                 ));
-                self.roll_out(c, Outcome::Success).await?;
+                // Staging first this time: B is stuck in progress, so the new sha is reported
+                // running at once (B canceled), and B can never be mistaken for complete by
+                // C's pods finishing before staging learns of C.
                 self.point_staging(c).await?;
+                self.roll_out(c, Outcome::Success).await?;
                 self.both(c, GitlabStatus::Success).await?;
                 self.say("B's GitLab deployments were canceled, C's succeeded");
                 self.check_gitlab("staging", b, "canceled")?;
@@ -303,7 +304,18 @@ impl Demo {
             "rolling out revision B ({}){how}: new image tag on Deployment web, new spec.sha on web-staging",
             short(b)
         ));
+        // The rollout first, then staging's sha once the operator has seen the rollout start:
+        // staging names a fixed commit, and pointing it at B while the operator's cache still
+        // holds A's completed rollout would report A's pods as B, a success at once. (A CI job
+        // that applies both in one go has the same race on a real cluster.)
         self.roll_out(b, outcome).await?;
+        self.wait("web-staging", "the operator sees the new rollout", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.rollout.as_ref())
+                .is_some_and(|r| r.state != "Succeeded")
+        })
+        .await?;
         self.point_staging(b).await
     }
 
