@@ -163,6 +163,17 @@ fn stalled_reason(found: &str) -> &'static str {
         reason::TARGET_NOT_FOUND,
         reason::TARGET_KIND_NOT_SERVED,
         reason::GITLAB_ERROR,
+        reason::ROLLOUT_FAILED,
+        reason::APPROVAL_REJECTED,
+        reason::REVISION_UNKNOWN,
+        // The GitLab client's user-error categories.
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "Validation",
+        "InvalidTransition",
+        "NotAllowed",
+        "ConfigError",
     ]
     .into_iter()
     .find(|r| *r == found)

@@ -309,15 +309,11 @@ async fn publish(ctx: &Context, obj: &GitlabDeployment, notices: &[Notice]) {
     }
 }
 
+/// The condition a failed reconcile leaves: its reason is the error's stable category (the
+/// same word as the Event reason and the metric label), its message says what to do.
 fn problem_of(err: &Error) -> Problem {
     Problem {
-        reason: match err {
-            Error::Gitlab { source, .. } if source.kind() == gitlab::ErrorKind::RateLimited => {
-                reason::RATE_LIMITED
-            }
-            Error::Gitlab { .. } => reason::GITLAB_ERROR,
-            other => other.category(),
-        },
+        reason: err.category(),
         message: err.to_string(),
         user_error: err.kind() == ErrorKind::User,
     }
