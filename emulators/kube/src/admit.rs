@@ -289,6 +289,7 @@ pub fn admit(
             validate_selector(res, &name, old, obj)?;
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => admit_crd(obj, old, &name)?,
+        ("events.k8s.io", "Event") if old.is_none() => validate_new_event(res, &name, obj)?,
         ("", "Event") | ("events.k8s.io", "Event") => {}
         _ => {}
     }
@@ -1007,4 +1008,86 @@ fn ensure_default_service_account(inner: &mut Inner, ns_obj: &Value, now: &str) 
     let body =
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
     let _ = ops::create(inner, &sa, Some(ns), body, &ctx);
+}
+
+/// Creation through events.k8s.io/v1 is validated strictly (apiserver `ValidateEventCreate`);
+/// `obj` is already in the stored core form, causes use the events.k8s.io field names.
+fn validate_new_event(res: &ResourceInfo, name: &str, obj: &Value) -> ApiResult<()> {
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut causes: Vec<(&str, String, String)> = Vec::new();
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        causes.push((
+            "FieldValueRequired",
+            "eventTime".into(),
+            "Required value".into(),
+        ));
+    }
+    let ty = s("type");
+    if ty != "Normal" && ty != "Warning" {
+        causes.push((
+            "FieldValueInvalid",
+            "type".into(),
+            format!("Invalid value: \"\": has invalid value: {ty}"),
+        ));
+    }
+    let controller = s("reportingComponent");
+    if controller.is_empty() {
+        causes.push((
+            "FieldValueRequired",
+            "reportingController".into(),
+            "Required value".into(),
+        ));
+    } else {
+        for m in qualified_name_errors(controller) {
+            causes.push((
+                "FieldValueInvalid",
+                "reportingController".into(),
+                format!("Invalid value: {controller:?}: {m}"),
+            ));
+        }
+    }
+    for (field, stored, limit) in [
+        ("reportingInstance", "reportingInstance", 128),
+        ("action", "action", 128),
+        ("reason", "reason", 128),
+    ] {
+        let v = s(stored);
+        if v.is_empty() {
+            causes.push(("FieldValueRequired", field.into(), "Required value".into()));
+        } else if v.len() > limit {
+            causes.push((
+                "FieldValueInvalid",
+                field.into(),
+                format!("Invalid value: \"\": can have at most {limit} characters"),
+            ));
+        }
+    }
+    if s("message").len() > 1024 {
+        causes.push((
+            "FieldValueInvalid",
+            "note".into(),
+            "Invalid value: \"\": can have at most 1024 characters".into(),
+        ));
+    }
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let regarding_ns = obj
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // Events about cluster-scoped objects live in `default` (or `kube-system`). The real check
+    // for events with eventTime does not compare non-empty namespaces (unverified).
+    if regarding_ns.is_empty() && ns != "default" && ns != "kube-system" {
+        causes.push((
+            "FieldValueInvalid",
+            "regarding.namespace".into(),
+            format!("Invalid value: {regarding_ns:?}: does not match event.namespace"),
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(&res.kind, &res.group, name, &causes))
 }

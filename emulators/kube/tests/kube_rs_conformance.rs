@@ -732,3 +732,34 @@ async fn malformed_bodies_are_rejected_not_fatal() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn events_k8s_io_creation_is_validated() {
+    let (_emu, client) = setup().await;
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "bad.1"},
+        "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "name": "x", "namespace": "default"}
+    }))
+    .unwrap();
+    let err = status_of(api.create(&PostParams::default(), &ev).await.unwrap_err());
+    assert_eq!(err.code, 422);
+    let fields: Vec<String> = err
+        .details
+        .unwrap()
+        .causes
+        .iter()
+        .map(|c| c.field.clone())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "eventTime",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason"
+        ]
+    );
+}
