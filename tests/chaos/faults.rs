@@ -1,0 +1,117 @@
+//! The chaos monkeys: GitLab 5xx/429/slow answers, dropped and expired watches, a slow and
+//! flaky kube API. Every decision comes from one seeded RNG so a run's choices can be replayed.
+//!
+//! GitLab faults in the emulator are all-or-nothing when sticky, so "30 % of requests answer
+//! 5xx" is approximated by traffic-proportional top-ups: every tick, for each request GitLab
+//! saw since the previous tick, a one-shot 500/502/503 is queued with probability 0.3. The
+//! queued faults hit the next requests, so over a run about 30 % of requests fail (the measured
+//! share is printed).
+
+use std::time::Duration;
+
+use gitlab_emulator::{EmulatorHandle, Fault};
+use kube_emulator::hooks::Hooks;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default, Clone)]
+pub struct FaultCounts {
+    pub gitlab_5xx_queued: u64,
+    pub gitlab_429_bursts: u64,
+    pub gitlab_delays: u64,
+    pub watch_drops: u64,
+    pub watch_410s: u64,
+    pub kube_503_bursts: u64,
+    pub latency_changes: u64,
+}
+
+fn gitlab_seen(gl: &EmulatorHandle) -> u64 {
+    gl.counters().values().sum()
+}
+
+/// Run the monkeys until `stop`; returns what they did.
+pub async fn run(
+    seed: u64,
+    gl: EmulatorHandle,
+    hooks: Hooks,
+    stop: CancellationToken,
+) -> FaultCounts {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut counts = FaultCounts::default();
+    let mut seen = gitlab_seen(&gl);
+    let tick = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        // GitLab: ~30 % 5xx, proportional to the traffic of the last tick.
+        let now = gitlab_seen(&gl);
+        for _ in seen..now {
+            if rng.random_bool(0.3) {
+                let code = [500, 502, 503][rng.random_range(0..3)];
+                gl.inject_fault(Fault::status(code));
+                counts.gitlab_5xx_queued += 1;
+            }
+        }
+        seen = now;
+        // 429 bursts with a short Retry-After (every ~6 s on average).
+        if rng.random_bool(0.03) {
+            let n = rng.random_range(2..6);
+            gl.inject_fault(Fault::rate_limited(1).times(n));
+            counts.gitlab_429_bursts += 1;
+        }
+        // Slow GitLab: a few answers delayed up to 1.5 s (the connection's timeout is 5 s).
+        if rng.random_bool(0.05) {
+            let ms = rng.random_range(200..1500);
+            gl.inject_fault(Fault::delay(Duration::from_millis(ms)).times(3));
+            counts.gitlab_delays += 1;
+        }
+        // Kube: watches dropped (clients resume from their resourceVersion) ...
+        if rng.random_bool(0.04) {
+            hooks.drop_watches();
+            counts.watch_drops += 1;
+        }
+        // ... and forced to 410 Expired (clients relist).
+        if rng.random_bool(0.03) {
+            let n = rng.random_range(1..4);
+            hooks.expire_next_watches(n);
+            counts.watch_410s += 1;
+        }
+        // A short burst of 503s on the custom resources' API.
+        if rng.random_bool(0.015) {
+            hooks.fail_requests("/apis/gitlab-operator.io", 503, 2, None);
+            counts.kube_503_bursts += 1;
+        }
+        // A slow API server: latency wanders between 0 and 80 ms per request.
+        if rng.random_bool(0.1) {
+            hooks.set_latency(Duration::from_millis(rng.random_range(0..80)));
+            counts.latency_changes += 1;
+        }
+    }
+    counts
+}
+
+/// Undo every standing fault (queued GitLab faults, kube faults and latency).
+pub fn calm(gl: &EmulatorHandle, hooks: &Hooks) {
+    gl.clear_faults();
+    hooks.clear_faults();
+}
+
+/// Share of GitLab answers that were 5xx or 429, as measured by the emulator.
+pub fn measured_error_share(gl: &EmulatorHandle) -> (u64, u64, u64) {
+    let counters = gl.counters();
+    let total: u64 = counters.values().sum();
+    let s5xx: u64 = counters
+        .iter()
+        .filter(|(k, _)| k.status >= 500)
+        .map(|(_, v)| v)
+        .sum();
+    let s429: u64 = counters
+        .iter()
+        .filter(|(k, _)| k.status == 429)
+        .map(|(_, v)| v)
+        .sum();
+    (total, s5xx, s429)
+}
