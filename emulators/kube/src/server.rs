@@ -684,7 +684,7 @@ fn list_response(
         ),
         _ => None,
     };
-    let (rv, page, next) = {
+    let (rv, page, next, remaining) = {
         let inner = state.lock();
         let at = cont.as_ref().map(|c| c.0).or(exact);
         let (rv, objs) = match ops::list_snapshot(&inner, res, ns, at) {
@@ -700,7 +700,8 @@ fn list_response(
         let mut page = Vec::new();
         let mut next = None;
         let pinned = fields.pinned_name();
-        for o in objs.iter() {
+        let mut remaining = None;
+        for (i, o) in objs.iter().enumerate() {
             let ons = o
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
@@ -731,15 +732,22 @@ fn list_response(
                         .and_then(Value::as_str)
                         .unwrap_or(""),
                 ));
+                // The real server counts what is left only for unfiltered lists.
+                if labels.is_empty() && fields.is_empty() {
+                    remaining = Some(objs.len() - i);
+                }
                 break;
             }
             page.push(o.clone());
         }
-        (rv, page, next)
+        (rv, page, next, remaining)
     };
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = &next {
         meta["continue"] = json!(n);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
     }
     match accept {
         Accept::Table { v1beta1 } => {

@@ -269,6 +269,7 @@ async fn selectors_and_pagination() {
     assert_eq!(one.items.len(), 1);
     let first = api.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(first.items.len(), 3);
+    assert_eq!(first.metadata.remaining_item_count, Some(4));
     let token = first.metadata.continue_.clone().unwrap();
     // A write between pages does not show up in the same snapshot.
     api.create(&PostParams::default(), &cm("p9")).await.unwrap();
