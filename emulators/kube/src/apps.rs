@@ -118,9 +118,10 @@ pub async fn run(state: AppState) {
                 let Some(res) = inner.resource("apps", "v1", plural).cloned() else {
                     continue;
                 };
-                let objs: Vec<(Key, Value)> = inner
+                // Arc clones: cheap at idle; each step re-reads the current object anyway.
+                let objs: Vec<(Key, std::sync::Arc<Value>)> = inner
                     .range(&res.storage, None)
-                    .map(|(k, v)| (k.clone(), (**v).clone()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 for (key, obj) in objs {
                     if obj.pointer("/metadata/deletionTimestamp").is_some() {
