@@ -830,3 +830,43 @@ async fn a_custom_kind_with_kstatus_conditions_is_followed() {
     assert_eq!(env.gitlab_deployments("widgets").len(), 1);
     op.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_sha_is_not_reported_successful_before_the_workload_rolls_it_out() {
+    let env = Env::start().await;
+    let shas = env.project.shas.clone();
+    env.apply_workload("web", "registry.example/app:1", json!({}))
+        .await;
+    let op = env.start_operator();
+    env.apply_gld("web-staging", env.fixed_spec("staging", &shas[2]))
+        .await;
+    env.wait_for("web-staging", "first sha success", is("success"))
+        .await;
+
+    // CI bumps spec.sha before (here: without) changing the workload.
+    env.apply_gld("web-staging", env.fixed_spec("staging", &shas[3]))
+        .await;
+    env.wait_for("web-staging", "waiting for the workload", |gd| {
+        gd.status
+            .as_ref()
+            .and_then(|s| s.rollout.as_ref())
+            .is_some_and(|r| r.reason == "RevisionNotRolledOut")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.gitlab_deployments("staging").len(),
+        1,
+        "nothing reported for the new sha while the old pods run"
+    );
+
+    // The workload follows: now the new sha rolls out and is reported.
+    env.apply_workload("web", "registry.example/app:2", json!({}))
+        .await;
+    env.wait_for("web-staging", "new sha success", |gd| {
+        is("success")(gd) && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[3]
+    })
+    .await;
+    assert_eq!(env.gitlab_deployments("staging").len(), 2);
+    op.stop().await;
+}

@@ -340,6 +340,12 @@ pub struct DeploymentRecord {
     pub created_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
+    /// The workload revision (pod-template hash, update revision) last seen while this
+    /// deployment's sha was the wanted one. When `spec.sha` changes while the workload still
+    /// shows this revision, the new sha has not started rolling out: its success must not be
+    /// concluded from the old pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_revision: Option<String>,
 }
 
 impl DeploymentRecord {

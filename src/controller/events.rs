@@ -198,6 +198,7 @@ mod tests {
             environment_url: None,
             created_at: None,
             updated_at: None,
+            workload_revision: None,
         }
     }
 

@@ -88,6 +88,9 @@ pub fn evaluate_rollout(
         ctx.wanted_sha = Some(rev.sha.clone());
     }
     let first = with_target_name(evaluate(target, &ctx, now), spec);
+    if let Some(waiting) = not_rolled_out(spec, status, &first) {
+        return waiting;
+    }
     // revisionFrom on a GitOps object: the wanted commit is the one the object carries, so a
     // second pass checks the object has applied it.
     let derived_wanted = ctx.wanted_sha.is_none() && first.commit_sha().is_some();
@@ -107,6 +110,50 @@ pub fn evaluate_rollout(
     ctx.started_at = started_at;
     ctx.paused_for = paused_for;
     with_target_name(evaluate(target, &ctx, now), spec)
+}
+
+/// The workload's own revision identity (pod-template hash / update revision, else the
+/// revision number such as `deployment.kubernetes.io/revision`); `None` for kinds that have
+/// neither.
+pub fn workload_revision(rollout: &RolloutStatus) -> Option<String> {
+    let revision = rollout.revision.as_ref()?;
+    revision
+        .kind_id
+        .clone()
+        .or_else(|| revision.number.map(|n| format!("revision {n}")))
+}
+
+/// A fixed `spec.sha` that changed while the workload still shows the revision under which the
+/// previous sha was reported: the new sha's rollout has not started (the workload's update has
+/// not arrived yet, or never will), so nothing may be concluded from the old pods. `Pending`
+/// keeps GitLab untouched until the workload moves; the revision is kept so the status says
+/// which one it waits to leave.
+fn not_rolled_out(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+) -> Option<RolloutStatus> {
+    let RevisionSource::Fixed(wanted) = &spec.revision else {
+        return None;
+    };
+    let current = status.deployment.as_ref()?;
+    let seen = current.workload_revision.as_deref()?;
+    let now_running = workload_revision(rollout)?;
+    if current.sha == wanted.sha || seen != now_running {
+        return None;
+    }
+    let short: String = wanted.sha.chars().take(7).collect();
+    Some(RolloutStatus {
+        state: RolloutState::Pending,
+        reason: Reason::RevisionNotRolledOut,
+        message: format!(
+            "spec.sha is now {short}, but {} {:?} still runs the revision reported for {}; waiting for it to roll out",
+            spec.target.kind,
+            spec.target.name,
+            current.sha.chars().take(7).collect::<String>()
+        ),
+        revision: rollout.revision.clone(),
+    })
 }
 
 /// An absent target has no name to print; the spec knows it (§6 "not found").

@@ -29,6 +29,7 @@ use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
 use super::plan::{
     Cleanup, Plan, cleanup as plan_cleanup, evaluate_rollout, plan, wanted_revision,
+    workload_revision,
 };
 use super::status::{
     Observation, Problem, next_status, record_deployment, record_merge_requests, with_intent,
@@ -461,6 +462,13 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         requeue = Some(Duration::ZERO);
     }
 
+    // Remember which workload revision the reported sha runs on (see DeploymentRecord).
+    if let (Some(dep), Some(w)) = (status.deployment.as_mut(), wanted.as_ref())
+        && dep.revision() == *w
+        && let Some(revision) = workload_revision(&rollout)
+    {
+        dep.workload_revision = Some(revision);
+    }
     let obs = Observation {
         rollout: Some(&rollout),
         wanted: wanted.as_ref(),

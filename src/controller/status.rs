@@ -241,6 +241,12 @@ pub fn record_deployment(
             .and_then(|e| e.external_url.clone()),
         created_at: to_time(view.created_at),
         updated_at: to_time(view.updated_at),
+        // Ours, not GitLab's: kept across GitLab answers about the same deployment.
+        workload_revision: status
+            .deployment
+            .as_ref()
+            .filter(|d| d.id == view.id)
+            .and_then(|d| d.workload_revision.clone()),
     };
     match status.deployment.take() {
         Some(old) if old.id != view.id => {

@@ -55,6 +55,9 @@ pub enum Reason {
     TargetNotFound,
     GenerationNotObserved,
     SourceRevisionNotApplied,
+    /// `spec.sha` changed but the workload still runs the revision reported for the previous
+    /// sha: the new one has not started rolling out.
+    RevisionNotRolledOut,
     ReplicasUpdating,
     OldReplicasTerminating,
     ReplicasBecomingAvailable,
@@ -100,6 +103,7 @@ impl Reason {
             TargetNotFound => "TargetNotFound",
             GenerationNotObserved => "GenerationNotObserved",
             SourceRevisionNotApplied => "SourceRevisionNotApplied",
+            RevisionNotRolledOut => "RevisionNotRolledOut",
             ReplicasUpdating => "ReplicasUpdating",
             OldReplicasTerminating => "OldReplicasTerminating",
             ReplicasBecomingAvailable => "ReplicasBecomingAvailable",

@@ -98,6 +98,7 @@ fn record(id: i64, sha: &str, status: GitlabStatus) -> DeploymentRecord {
         environment_url: None,
         created_at: Some(secs_ago(600)),
         updated_at: Some(secs_ago(60)),
+        workload_revision: None,
     }
 }
 
@@ -942,6 +943,86 @@ fn evaluate_rollout_runs_the_clock_of_the_same_revision_only() {
             &spec,
             &st,
             Some(target),
+            &crate::rollout::TrackCtx::default(),
+            now(),
+        );
+        assert_eq!(
+            (got.state, got.reason),
+            (state, reason),
+            "case {name}: {}",
+            got.message
+        );
+    }
+}
+
+#[test]
+fn a_changed_sha_waits_for_the_workload_to_leave_the_reported_revision() {
+    use crate::rollout::TargetObject;
+    use serde_json::json;
+    let done_at = |revision: &str| {
+        TargetObject::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "generation": 2,
+                         "annotations": {"deployment.kubernetes.io/revision": revision}},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                       "availableReplicas": 1, "readyReplicas": 1,
+                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]},
+        }))
+    };
+    let reported_on = |revision: Option<&str>| {
+        let mut st = St::default().deployment(1, A, GitlabStatus::Success).0;
+        if let Some(d) = st.deployment.as_mut() {
+            d.workload_revision = revision.map(str::to_owned);
+        }
+        st
+    };
+    let cases: Vec<(
+        &str,
+        ValidatedSpec,
+        GitlabDeploymentStatus,
+        TargetObject,
+        RolloutState,
+        Reason,
+    )> = vec![
+        (
+            "new sha, workload still on the reported revision",
+            fixed(B),
+            reported_on(Some("revision 1")),
+            done_at("1"),
+            RolloutState::Pending,
+            Reason::RevisionNotRolledOut,
+        ),
+        (
+            "new sha, workload moved on",
+            fixed(B),
+            reported_on(Some("revision 1")),
+            done_at("2"),
+            RolloutState::Succeeded,
+            Reason::RolloutComplete,
+        ),
+        (
+            "same sha",
+            fixed(A),
+            reported_on(Some("revision 1")),
+            done_at("1"),
+            RolloutState::Succeeded,
+            Reason::RolloutComplete,
+        ),
+        (
+            "nothing recorded (first deployment, or an older status)",
+            fixed(B),
+            reported_on(None),
+            done_at("1"),
+            RolloutState::Succeeded,
+            Reason::RolloutComplete,
+        ),
+    ];
+    for (name, spec, st, target, state, reason) in cases {
+        let got = evaluate_rollout(
+            &spec,
+            &st,
+            Some(&target),
             &crate::rollout::TrackCtx::default(),
             now(),
         );
