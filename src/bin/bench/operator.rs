@@ -1,0 +1,141 @@
+//! The operator as a separate process, so its RSS and CPU time are its own: started with
+//! `run`, watched through its admin port, stopped with SIGTERM as Kubernetes would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::BenchError;
+use super::procfs::{self, CpuTicks, Memory};
+use super::stats;
+
+pub struct OperatorProcess {
+    child: Child,
+    pid: u32,
+    admin: SocketAddr,
+    http: reqwest::Client,
+}
+
+/// How to start one.
+pub struct Launch<'a> {
+    pub binary: &'a Path,
+    pub kubeconfig: &'a Path,
+    pub concurrency: u16,
+    pub merge_requests: bool,
+    /// Its stderr (logs) goes here.
+    pub log: PathBuf,
+}
+
+/// A port that was free a moment ago (the admin address must be known up front).
+fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl OperatorProcess {
+    pub async fn start(launch: &Launch<'_>) -> Result<OperatorProcess, BenchError> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = std::fs::File::create(&launch.log)?;
+        let child = Command::new(launch.binary)
+            .arg("run")
+            .args(["--allowed-host", "127.0.0.1"])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--concurrency", &launch.concurrency.to_string()])
+            .arg(format!("--merge-requests={}", launch.merge_requests))
+            .env("KUBECONFIG", launch.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                BenchError::Setup(format!("cannot start {}: {e}", launch.binary.display()))
+            })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| BenchError::Setup("operator exited at once".into()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| BenchError::Setup(format!("http client: {e}")))?;
+        let mut op = OperatorProcess {
+            child,
+            pid,
+            admin,
+            http,
+        };
+        op.wait_ready(Duration::from_secs(120)).await?;
+        Ok(op)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> Result<(), BenchError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let url = format!("http://{}/readyz", self.admin);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(BenchError::Setup(format!(
+                    "operator exited before ready: {status}"
+                )));
+            }
+            if let Ok(resp) = self.http.get(&url).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BenchError::Timeout("operator /readyz".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, BenchError> {
+        let url = format!("http://{}/metrics", self.admin);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| BenchError::Setup(format!("scrape {url}: {e}")))?;
+        resp.text()
+            .await
+            .map_err(|e| BenchError::Setup(format!("scrape {url}: {e}")))
+    }
+
+    /// `gitlab_operator_reconciles_total`, all results and categories.
+    pub async fn reconciles(&self) -> Result<u64, BenchError> {
+        let text = self.metrics().await?;
+        Ok(stats::metric_sum(&text, "gitlab_operator_reconciles_total") as u64)
+    }
+
+    pub fn memory(&self) -> Memory {
+        procfs::memory(self.pid)
+    }
+
+    pub fn cpu(&self) -> CpuTicks {
+        procfs::cpu(self.pid).unwrap_or_default()
+    }
+
+    /// SIGTERM (through `kill(1)`: this crate forbids `unsafe`), then wait; SIGKILL after 20 s.
+    pub async fn stop(mut self) -> Result<(), BenchError> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The world under test: both emulators in this process, the CRDs, a namespace with the token
+//! Secret and a `default` GitlabConnection, and N Deployments each followed by one
+//! GitlabDeployment (its own environment, the revision read from the image tag).
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use gitlab_deployment_operator::api::{
+    ClusterGitlabConnection, GitlabConnection, GitlabDeployment,
+};
+use gitlab_emulator::{GitlabEmulator, SeededProject};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt};
+use kube_emulator::KubeEmulator;
+use serde_json::{Value, json};
+
+use super::BenchError;
+
+pub const NS: &str = "bench";
+const TOKEN_SECRET: &str = "gitlab-token";
+/// Requests in flight at once while objects are created or patched.
+const WRITERS: usize = 16;
+
+pub struct World {
+    pub kube: KubeEmulator,
+    pub gitlab: GitlabEmulator,
+    pub client: Client,
+    pub project: SeededProject,
+}
+
+impl World {
+    /// Both emulators (kube over TLS so the real kubectl sends its token), CRDs, namespace,
+    /// token Secret and connection. `commits` shas are seeded on `main`.
+    pub async fn start(commits: usize) -> Result<World, BenchError> {
+        let mut options = KubeEmulator::options().tls(true).history(400_000);
+        // A watcher may lag a whole size's worth of writes (creation bursts) without being cut.
+        options.settings.watch_buffer = 200_000;
+        let kube = options
+            .start()
+            .await
+            .map_err(|e| BenchError::Setup(format!("kube emulator: {e}")))?;
+        let gitlab = GitlabEmulator::start()
+            .map_err(|e| BenchError::Setup(format!("gitlab emulator: {e}")))?;
+        let project = gitlab.handle().seed_project("team/app", "main", commits);
+        let client = kube
+            .try_client()
+            .await
+            .map_err(|e| BenchError::Setup(format!("kube client: {e}")))?;
+        let world = World {
+            kube,
+            gitlab,
+            client,
+            project,
+        };
+        world.install_crds().await?;
+        world.install_connection().await?;
+        Ok(world)
+    }
+
+    async fn install_crds(&self) -> Result<(), BenchError> {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        for crd in [
+            GitlabDeployment::crd(),
+            GitlabConnection::crd(),
+            ClusterGitlabConnection::crd(),
+        ] {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            crds.create(&PostParams::default(), &crd).await?;
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .map_err(|_| BenchError::Timeout(format!("CRD {name} established")))?
+            .map_err(|e| BenchError::Setup(format!("CRD {name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn install_connection(&self) -> Result<(), BenchError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+            )
+            .await?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": TOKEN_SECRET},
+                    "stringData": {"token": self.project.maintainer_token}
+                }))?,
+            )
+            .await?;
+        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), NS);
+        connections
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabConnection",
+                    "metadata": {"name": "default"},
+                    "spec": {"url": self.gitlab.base_url(),
+                             "tokenSecretRef": {"name": TOKEN_SECRET, "key": "token"},
+                             "timeout": "10s"}
+                }))?,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Create Deployments `names` at `image`, `WRITERS` requests at a time.
+    pub async fn create_workloads(
+        &self,
+        names: &[String],
+        image: &str,
+        step: &str,
+        replicas: i32,
+    ) -> Result<(), BenchError> {
+        let api = self.deployments();
+        let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
+            .map(|name| {
+                let api = api.clone();
+                let obj = workload(&name, image, step, replicas);
+                async move {
+                    let obj: Deployment = serde_json::from_value(obj)?;
+                    api.create(&PostParams::default(), &obj).await?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(WRITERS)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Create one GitlabDeployment per workload name: `<name>` follows Deployment `<name>`
+    /// into environment `<name>`.
+    pub async fn create_followers(&self, names: &[String]) -> Result<(), BenchError> {
+        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), NS);
+        let project = self.project.path.clone();
+        let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
+            .map(|name| {
+                let api = api.clone();
+                let obj = json!({
+                    "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "project": project, "environment": name, "ref": "main",
+                        "revisionFrom": {"container": "app"},
+                        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+                    }
+                });
+                async move {
+                    let obj: GitlabDeployment = serde_json::from_value(obj)?;
+                    api.create(&PostParams::default(), &obj).await?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(WRITERS)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+}
+
+/// A Deployment running `image` in container `app`, paced by the emulator's step annotation.
+pub fn workload(name: &str, image: &str, step: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name,
+                     "annotations": {"emulator.gitlab-operator.io/rollout-step": step}},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        }
+    })
+}
+
+/// Roll `name` out to `image` (a JSON merge patch of the one container, as `kubectl set image`
+/// amounts to).
+pub async fn set_image(api: &Api<Deployment>, name: &str, image: &str) -> Result<(), BenchError> {
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// The image that carries revision `sha`.
+pub fn image_for(sha: &str) -> String {
+    format!("registry.example/app:{sha}")
+}
