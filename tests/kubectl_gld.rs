@@ -61,18 +61,9 @@ async fn kubectl_get_gld_shows_the_rollout_and_its_approvals() {
         eprintln!("kubectl not installed; skipping");
         return;
     }
-    use gitlab_emulator::{ApprovalRuleSpec, DeployAccess, Role};
     let env = Env::start_tls().await;
     let cache = tempdir();
-    let gl = env.gitlab.handle();
-    let (approver, token) = gl.add_user_with_token("approver");
-    gl.add_member(env.project.id, approver, Role::Developer);
-    gl.protect_environment(
-        env.project.id,
-        "production",
-        vec![DeployAccess::Role(Role::Maintainer)],
-        vec![ApprovalRuleSpec::role(Role::Developer, 1)],
-    );
+    let token = env.protect_production();
     env.apply_workload(
         "web",
         "registry.example/app:1",

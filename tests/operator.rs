@@ -6,7 +6,9 @@ mod harness;
 
 use std::time::Duration;
 
+use gitlab_deployment_operator::api::deployment::ApprovalState;
 use gitlab_deployment_operator::api::names::reason;
+use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_emulator::{Endpoint, Fault};
 use harness::{Env, gitlab_status};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -416,93 +418,25 @@ async fn deletion_policies_cancel_orphan_and_delete() {
     op.stop().await;
 }
 
-/// Protect `production` with one approval by a Developer, and add user `approver` with a token.
-fn protect_production(env: &Env) -> String {
-    use gitlab_emulator::{ApprovalRuleSpec, DeployAccess, Role};
-    let gl = env.gitlab.handle();
-    let (approver, token) = gl.add_user_with_token("approver");
-    gl.add_member(env.project.id, approver, Role::Developer);
-    gl.protect_environment(
-        env.project.id,
-        "production",
-        vec![DeployAccess::Role(Role::Maintainer)],
-        vec![ApprovalRuleSpec::role(Role::Developer, 1)],
-    );
-    token
-}
-
-async fn approve_as(
-    env: &Env,
-    token: &str,
-    id: i64,
-    status: gitlab_deployment_operator::gitlab::ApprovalStatus,
-) {
-    use gitlab_deployment_operator::gitlab::{ApproveDeployment, GitlabClient, ProjectId, Token};
-    let client = GitlabClient::builder(env.gitlab.base_url(), Token::private(token))
-        .build()
-        .unwrap();
-    client
-        .approve_deployment(
-            &ProjectId::Id(env.project.id),
-            id as u64,
-            &ApproveDeployment {
-                status,
-                comment: Some("looks good".into()),
-                represented_as: None,
-            },
-        )
-        .await
-        .unwrap();
-}
-
-async fn refresh(env: &Env, name: &str, value: &str) {
-    env.glds()
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"gitlab-operator.io/refresh": value}}}),
-            ),
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn approval_pending_then_approved_is_on_status() {
     let env = Env::start().await;
-    let approver = protect_production(&env);
+    let approver = env.protect_production();
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     let op = env.start_operator();
     env.apply_gld("web-prod", env.fixed_spec("production", env.project.head()))
         .await;
     let pending = env
-        .wait_for("web-prod", "approval pending", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.approval.as_ref())
-                .is_some_and(|a| format!("{:?}", a.state) == "Pending")
-        })
+        .wait_for_approval("web-prod", ApprovalState::Pending)
         .await;
     let status = pending.status.unwrap();
     assert_eq!(status.approvals_summary.as_deref(), Some("0/1"));
     let id = status.deployment.unwrap().id;
-    approve_as(
-        &env,
-        &approver,
-        id,
-        gitlab_deployment_operator::gitlab::ApprovalStatus::Approved,
-    )
-    .await;
-    refresh(&env, "web-prod", "1").await;
+    env.review(&approver, id, ApprovalStatus::Approved).await;
+    env.refresh("web-prod", "1").await;
     let approved = env
-        .wait_for("web-prod", "approved", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.approval.as_ref())
-                .is_some_and(|a| format!("{:?}", a.state) == "Approved")
-        })
+        .wait_for_approval("web-prod", ApprovalState::Approved)
         .await;
     let status = approved.status.unwrap();
     assert_eq!(status.approvals_summary.as_deref(), Some("1/1"));
@@ -520,36 +454,20 @@ async fn approval_pending_then_approved_is_on_status() {
 #[tokio::test]
 async fn a_rejection_is_a_condition_and_an_event() {
     let env = Env::start().await;
-    let approver = protect_production(&env);
+    let approver = env.protect_production();
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     let op = env.start_operator();
     env.apply_gld("web-prod", env.fixed_spec("production", env.project.head()))
         .await;
     let pending = env
-        .wait_for("web-prod", "approval pending", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.approval.as_ref())
-                .is_some()
-        })
+        .wait_for_approval("web-prod", ApprovalState::Pending)
         .await;
     let id = pending.status.unwrap().deployment.unwrap().id;
-    approve_as(
-        &env,
-        &approver,
-        id,
-        gitlab_deployment_operator::gitlab::ApprovalStatus::Rejected,
-    )
-    .await;
-    refresh(&env, "web-prod", "1").await;
+    env.review(&approver, id, ApprovalStatus::Rejected).await;
+    env.refresh("web-prod", "1").await;
     let rejected = env
-        .wait_for("web-prod", "rejected", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.approval.as_ref())
-                .is_some_and(|a| format!("{:?}", a.state) == "Rejected")
-        })
+        .wait_for_approval("web-prod", ApprovalState::Rejected)
         .await;
     let conditions = rejected.status.unwrap().conditions;
     assert!(

@@ -380,6 +380,78 @@ impl Env {
         }
     }
 
+    /// Protect `production` with one approval by a Developer (only Maintainers deploy there),
+    /// and add user `approver`; returns the approver's token.
+    pub fn protect_production(&self) -> String {
+        use gitlab_emulator::{ApprovalRuleSpec, DeployAccess, Role};
+        let gl = self.gitlab.handle();
+        let (approver, token) = gl.add_user_with_token("approver");
+        gl.add_member(self.project.id, approver, Role::Developer);
+        gl.protect_environment(
+            self.project.id,
+            "production",
+            vec![DeployAccess::Role(Role::Maintainer)],
+            vec![ApprovalRuleSpec::role(Role::Developer, 1)],
+        );
+        token
+    }
+
+    /// Approve or reject GitLab deployment `id` as the holder of `token`.
+    pub async fn review(
+        &self,
+        token: &str,
+        id: i64,
+        status: gitlab_deployment_operator::gitlab::ApprovalStatus,
+    ) {
+        use gitlab_deployment_operator::gitlab::{
+            ApproveDeployment, GitlabClient, ProjectId, Token,
+        };
+        let client = GitlabClient::builder(self.gitlab.base_url(), Token::private(token))
+            .build()
+            .unwrap();
+        client
+            .approve_deployment(
+                &ProjectId::Id(self.project.id),
+                u64::try_from(id).unwrap(),
+                &ApproveDeployment {
+                    status,
+                    comment: Some("looks good".into()),
+                    represented_as: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Ask the operator to re-read GitLab now (the refresh annotation).
+    pub async fn refresh(&self, name: &str, value: &str) {
+        self.glds()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"gitlab-operator.io/refresh": value}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Wait until `status.approval.state` is `state`.
+    pub async fn wait_for_approval(
+        &self,
+        name: &str,
+        state: gitlab_deployment_operator::api::deployment::ApprovalState,
+    ) -> GitlabDeployment {
+        self.wait_for(name, &format!("approval {state:?}"), move |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.approval.as_ref())
+                .is_some_and(|a| a.state == state)
+        })
+        .await
+    }
+
     /// A GitlabDeployment following Deployment `web` at a fixed sha.
     pub fn fixed_spec(&self, environment: &str, sha: &str) -> serde_json::Value {
         json!({
