@@ -193,7 +193,7 @@ async fn chaos(shape: Shape) {
         hooks.clone(),
         stop.clone(),
     ));
-    // The killer: SIGKILL every 2-6 s, restart after 0.1-1.5 s.
+    // The killer: SIGKILL every 1.5-5 s, restart after 0.1-1.5 s.
     let killer = {
         let op = Arc::clone(&op);
         let stop = stop.clone();
@@ -201,7 +201,7 @@ async fn chaos(shape: Shape) {
             let mut rng = StdRng::seed_from_u64(seed ^ 0xdead);
             let mut downtime = Duration::ZERO;
             loop {
-                let up = Duration::from_millis(rng.random_range(2000..6000));
+                let up = Duration::from_millis(rng.random_range(1500..5000));
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(up) => {}
@@ -362,6 +362,11 @@ async fn chaos(shape: Shape) {
         problems.join("\n")
     );
     assert!(kills > 0, "the operator was killed at least once");
+    let missing = fault_counts.missing();
+    assert!(
+        missing.is_empty(),
+        "fault kinds that never fired: {missing:?}"
+    );
     let _ = std::fs::remove_file(&log);
 }
 

@@ -18,12 +18,38 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Default, Clone)]
 pub struct FaultCounts {
     pub gitlab_5xx_queued: u64,
+    pub gitlab_5xx_after_processing: u64,
+    pub gitlab_create_drops: u64,
     pub gitlab_429_bursts: u64,
     pub gitlab_delays: u64,
     pub watch_drops: u64,
     pub watch_410s: u64,
     pub kube_503_bursts: u64,
     pub latency_changes: u64,
+}
+
+impl FaultCounts {
+    /// The kinds that never fired (a run that misses one did not test it).
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("GitLab 5xx", self.gitlab_5xx_queued),
+            (
+                "GitLab 5xx after processing",
+                self.gitlab_5xx_after_processing,
+            ),
+            ("GitLab create answer dropped", self.gitlab_create_drops),
+            ("GitLab 429 burst", self.gitlab_429_bursts),
+            ("GitLab slow answer", self.gitlab_delays),
+            ("watch dropped", self.watch_drops),
+            ("watch 410", self.watch_410s),
+            ("kube 503 burst", self.kube_503_bursts),
+            ("kube latency", self.latency_changes),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(k, _)| k)
+        .collect()
+    }
 }
 
 fn gitlab_seen(gl: &EmulatorHandle) -> u64 {
@@ -41,7 +67,18 @@ pub async fn run(
     let mut counts = FaultCounts::default();
     let mut seen = gitlab_seen(&gl);
     let tick = Duration::from_millis(200);
+    // Every fault kind fires at least once per 25 ticks (5 s), so even a short run has them all.
+    let mut last = [0u64; 6];
+    let mut ticks = 0u64;
+    let mut due = |kind: usize, p: f64, rng: &mut StdRng, ticks: u64| {
+        let fire = rng.random_bool(p) || ticks - last[kind] >= 25;
+        if fire {
+            last[kind] = ticks;
+        }
+        fire
+    };
     loop {
+        ticks += 1;
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(tick) => {}
@@ -51,36 +88,53 @@ pub async fn run(
         for _ in seen..now {
             if rng.random_bool(0.3) {
                 let code = [500, 502, 503][rng.random_range(0..3)];
-                gl.inject_fault(Fault::status(code));
+                let fault = Fault::status(code);
+                // One in five is answered after GitLab did the work (a proxy timing out in
+                // front of a slow GitLab): the write happened, the operator sees a 5xx.
+                if rng.random_bool(0.2) {
+                    gl.inject_fault(fault.after_processing());
+                    counts.gitlab_5xx_after_processing += 1;
+                } else {
+                    gl.inject_fault(fault);
+                }
                 counts.gitlab_5xx_queued += 1;
             }
         }
         seen = now;
         // 429 bursts with a short Retry-After (every ~6 s on average).
-        if rng.random_bool(0.03) {
+        if due(0, 0.03, &mut rng, ticks) {
             let n = rng.random_range(2..6);
             gl.inject_fault(Fault::rate_limited(1).times(n));
             counts.gitlab_429_bursts += 1;
         }
         // Slow GitLab: a few answers delayed up to 1.5 s (the connection's timeout is 5 s).
-        if rng.random_bool(0.05) {
+        if due(1, 0.05, &mut rng, ticks) {
             let ms = rng.random_range(200..1500);
             gl.inject_fault(Fault::delay(Duration::from_millis(ms)).times(3));
             counts.gitlab_delays += 1;
         }
+        // A create whose answer never arrives although GitLab stored it.
+        if due(2, 0.02, &mut rng, ticks) {
+            gl.inject_fault(
+                Fault::drop_connection()
+                    .on(gitlab_emulator::Endpoint::CreateDeployment)
+                    .after_processing(),
+            );
+            counts.gitlab_create_drops += 1;
+        }
         // Kube: watches dropped (clients resume from their resourceVersion) ...
-        if rng.random_bool(0.04) {
+        if due(3, 0.04, &mut rng, ticks) {
             hooks.drop_watches();
             counts.watch_drops += 1;
         }
         // ... and forced to 410 Expired (clients relist).
-        if rng.random_bool(0.03) {
+        if due(4, 0.03, &mut rng, ticks) {
             let n = rng.random_range(1..4);
             hooks.expire_next_watches(n);
             counts.watch_410s += 1;
         }
         // A short burst of 503s on the custom resources' API.
-        if rng.random_bool(0.015) {
+        if due(5, 0.015, &mut rng, ticks) {
             hooks.fail_requests("/apis/gitlab-operator.io", 503, 2, None);
             counts.kube_503_bursts += 1;
         }
