@@ -510,7 +510,7 @@ pub async fn run(
         let targets = Arc::clone(&targets);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

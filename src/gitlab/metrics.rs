@@ -75,6 +75,13 @@ impl GitlabMetrics {
             "Retried GitLab requests by route template",
             m.retries.clone(),
         );
+        // Start every route's retry counter at zero: a family with no series is not rendered
+        // at all, and an absent series cannot be told from a missing metric in an alert.
+        for endpoint in Endpoint::ALL {
+            m.retries.get_or_create(&EndpointLabels {
+                endpoint: endpoint.template().to_owned(),
+            });
+        }
         m
     }
 
