@@ -78,7 +78,7 @@ impl GitlabMetrics {
         // Start every route's retry counter at zero: a family with no series is not rendered
         // at all, and an absent series cannot be told from a missing metric in an alert.
         for endpoint in Endpoint::ALL {
-            m.retries.get_or_create(&EndpointLabels {
+            let _zero = m.retries.get_or_create(&EndpointLabels {
                 endpoint: endpoint.template().to_owned(),
             });
         }
