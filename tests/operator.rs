@@ -788,3 +788,50 @@ async fn a_new_sha_is_not_reported_successful_before_the_workload_rolls_it_out()
     assert_eq!(env.gitlab_deployments("staging").len(), 2);
     op.stop().await;
 }
+
+#[tokio::test]
+async fn a_cluster_connection_as_the_default_serves_only_its_namespaces() {
+    use gitlab_deployment_operator::api::ClusterGitlabConnection;
+    use gitlab_deployment_operator::api::deployment::ConnectionKind;
+    use gitlab_deployment_operator::api::validate::ConnectionTarget;
+    let env = Env::start().await;
+    let api: kube::Api<ClusterGitlabConnection> = kube::Api::all(env.client.clone());
+    for (name, namespaces) in [("shared", vec![harness::NS]), ("elsewhere", vec!["other"])] {
+        let conn: ClusterGitlabConnection = serde_json::from_value(json!({
+            "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "ClusterGitlabConnection",
+            "metadata": {"name": name},
+            "spec": {"url": env.gitlab.base_url(), "secretNamespace": harness::NS,
+                     "tokenSecretRef": {"name": harness::TOKEN_SECRET}, "namespaces": namespaces}
+        }))
+        .unwrap();
+        api.create(&Default::default(), &conn).await.unwrap();
+    }
+    env.apply_workload("web", "registry.example/app:1", json!({}))
+        .await;
+    let mut config = env.config();
+    config.settings.default_connection = ConnectionTarget {
+        kind: ConnectionKind::ClusterGitlabConnection,
+        name: "shared".into(),
+    };
+    let op = env.start_operator_with(config);
+    // No connectionRef: the operator's default, a cluster connection serving this namespace.
+    env.apply_gld("by-default", env.fixed_spec("one", env.project.head()))
+        .await;
+    env.wait_for("by-default", "success", is("success")).await;
+    // A cluster connection that does not serve this namespace is refused, with the fix.
+    let mut spec = env.fixed_spec("two", env.project.head());
+    spec["connectionRef"] = json!({"kind": "ClusterGitlabConnection", "name": "elsewhere"});
+    env.apply_gld("not-served", spec).await;
+    let stalled = env
+        .wait_for("not-served", "Stalled ConnectionMissing", |gd| {
+            gd.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.reason == reason::CONNECTION_MISSING)
+            })
+        })
+        .await;
+    let message = stalled.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("does not serve namespace"), "{message}");
+    op.stop().await;
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::api::deployment::ConnectionKind;
+use crate::api::validate::ConnectionTarget;
 use crate::controller::allowlist::{AllowedHost, HostAllowList};
 use crate::controller::leader::{ElectedError, LeaseConfig, run_elected};
 use crate::controller::reconcile::ReconcileSettings;
@@ -54,6 +56,10 @@ pub struct RunArgs {
     /// (one extra GET per revision); `--merge-requests=false` turns it off.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "FETCH_MERGE_REQUESTS")]
     pub merge_requests: bool,
+    /// Connection of GitlabDeployments without `spec.connectionRef`: `GitlabConnection/NAME`
+    /// (looked up in the resource's namespace) or `ClusterGitlabConnection/NAME`.
+    #[arg(long, default_value = "GitlabConnection/default", value_parser = parse_connection, env = "DEFAULT_CONNECTION")]
+    pub default_connection: ConnectionTarget,
     /// Elect a leader among replicas on a Lease: only the leader writes to GitLab and status.
     #[arg(long, env = "LEADER_ELECT")]
     pub leader_elect: bool,
@@ -72,6 +78,28 @@ pub struct RunArgs {
     /// How often candidates look at the lease and the leader renews it.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
+}
+
+fn parse_connection(text: &str) -> Result<ConnectionTarget, String> {
+    let (kind, name) = text.split_once('/').ok_or_else(|| {
+        format!("{text:?}: write GitlabConnection/NAME or ClusterGitlabConnection/NAME")
+    })?;
+    let kind = match kind {
+        "GitlabConnection" => ConnectionKind::GitlabConnection,
+        "ClusterGitlabConnection" => ConnectionKind::ClusterGitlabConnection,
+        other => {
+            return Err(format!(
+                "{other:?} is not GitlabConnection or ClusterGitlabConnection"
+            ));
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{text:?}: the connection name is empty"));
+    }
+    Ok(ConnectionTarget {
+        kind,
+        name: name.to_owned(),
+    })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -155,6 +183,7 @@ impl RunArgs {
             settings: ReconcileSettings {
                 recovery_grace: Duration::from_secs(self.recovery_grace_seconds),
                 fetch_merge_requests: self.merge_requests,
+                default_connection: self.default_connection.clone(),
                 ..ReconcileSettings::default()
             },
             operator_namespace: self.operator_namespace.clone(),

@@ -36,11 +36,13 @@ use super::status::{
 };
 use super::targets::{TargetLookup, TargetWatches};
 use super::views::{deployment_view, merge_request_view, write_status};
+use crate::api::deployment::ConnectionKind;
 use crate::api::deployment::{
     DeploymentIntent, GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
 };
+use crate::api::names::DEFAULT_CONNECTION_NAME;
 use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
-use crate::api::validate::{ProjectRef, ValidatedSpec, validate};
+use crate::api::validate::{ConnectionTarget, ProjectRef, ValidatedSpec};
 use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
 };
@@ -69,6 +71,8 @@ pub struct ReconcileSettings {
     /// Fetch the merge requests GitLab linked to a successful deployment (one GET per
     /// revision). Off, a revision costs only its create and its status updates.
     pub fetch_merge_requests: bool,
+    /// The connection of resources without `spec.connectionRef` (`--default-connection`).
+    pub default_connection: ConnectionTarget,
 }
 
 impl Default for ReconcileSettings {
@@ -78,6 +82,10 @@ impl Default for ReconcileSettings {
             cleanup_give_up_after: Duration::from_secs(600),
             backoff: BackoffPolicy::default(),
             fetch_merge_requests: true,
+            default_connection: ConnectionTarget {
+                kind: ConnectionKind::GitlabConnection,
+                name: DEFAULT_CONNECTION_NAME.to_owned(),
+            },
         }
     }
 }
@@ -168,7 +176,20 @@ pub async fn reconcile(obj: Arc<GitlabDeployment>, ctx: Arc<Context>) -> Result<
     let started = Instant::now();
     let key = ObjectRef::from_obj(obj.as_ref());
     let namespace = obj.namespace().ok_or(Error::Metadata("namespace"))?;
-    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %obj.name_any());
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %namespace,
+        name = %obj.name_any(),
+        deployment_id = tracing::field::Empty
+    );
+    if let Some(id) = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.deployment.as_ref())
+        .map(|d| d.id)
+    {
+        span.record("deployment_id", id);
+    }
     if ctx.is_stale(&obj) {
         // Our own last write has not reached the cache yet; it will trigger us again.
         return Ok(Action::requeue(Duration::from_millis(500)));
@@ -320,6 +341,18 @@ fn problem_of(err: &Error) -> Problem {
     }
 }
 
+/// Validate, and resolve a missing `connectionRef` to the operator's default connection.
+fn validated(
+    obj: &GitlabDeployment,
+    ctx: &Context,
+) -> Result<ValidatedSpec, crate::api::validate::SpecError> {
+    let mut spec = crate::api::validate::validate(obj)?;
+    if obj.spec.connection_ref.is_none() {
+        spec.connection = ctx.settings.default_connection.clone();
+    }
+    Ok(spec)
+}
+
 /// Everything learned from GitLab during one reconcile.
 #[derive(Default)]
 struct Learned {
@@ -337,7 +370,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         ctx,
     };
 
-    let spec = match validate(&obj) {
+    let spec = match validated(&obj, ctx) {
         Ok(spec) => spec,
         Err(spec_error) => {
             let obs = Observation {
@@ -556,6 +589,7 @@ async fn act(
             };
             match gitlab.create_deployment(&project, &request).await {
                 Ok(created) => {
+                    tracing::Span::current().record("deployment_id", created.id);
                     record_deployment(status, &deployment_view(&created), revision.tag, now);
                     // Record the id at once: the next step may take a while.
                     writer.write(status.clone()).await?;
@@ -727,7 +761,7 @@ async fn find_intended(
 }
 
 async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Error> {
-    let Ok(spec) = validate(&obj) else {
+    let Ok(spec) = validated(&obj, ctx) else {
         // A spec that never validated never reached GitLab.
         return Ok(Action::await_change());
     };

@@ -289,6 +289,7 @@ fn users_of(
     deployments: &ScopedStore<GitlabDeployment>,
     connection: &ConnectionTarget,
     namespace: Option<&str>,
+    default: &ConnectionTarget,
 ) -> Vec<ObjectRef<GitlabDeployment>> {
     deployments
         .state()
@@ -301,10 +302,7 @@ fn users_of(
             }
             let (kind, name) = match &gd.spec.connection_ref {
                 Some(r) => (r.kind, r.name.as_str()),
-                None => (
-                    ConnectionKind::GitlabConnection,
-                    crate::api::names::DEFAULT_CONNECTION_NAME,
-                ),
+                None => (default.kind, default.name.as_str()),
             };
             kind == connection.kind && name == connection.name
         })
@@ -450,8 +448,9 @@ pub async fn run(
         let deployments = deployment_stores.clone();
         let triggers = triggers.clone();
         let ctx = Arc::clone(&ctx);
+        let default = config.settings.default_connection.clone();
         let wake = move |connection: ConnectionTarget, namespace: Option<String>| {
-            for target in users_of(&deployments, &connection, namespace.as_deref()) {
+            for target in users_of(&deployments, &connection, namespace.as_deref(), &default) {
                 triggers.send(target);
             }
         };
