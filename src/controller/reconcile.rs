@@ -7,7 +7,7 @@
 //! the create; after a crash between `POST` and the id write, the intent is recovered by
 //! looking the deployment up, never by creating a second one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,11 @@ pub struct Context {
     /// Last `gitlab-operator.io/refresh` value acted on per resource: a new value re-reads the
     /// GitLab deployment at once instead of waiting for the next approval poll.
     refreshes: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
+    /// Running deployments whose recorded status this process knows to be GitLab's. A status
+    /// that says `running` may be stale after a crash (or a failed status write) between a
+    /// `PUT` and recording its answer; GitLab accepts `success → canceled`, so acting on it
+    /// unread could cancel a finished deployment. Such a deployment is read once first.
+    verified: Mutex<HashSet<(ObjectRef<GitlabDeployment>, i64)>>,
 }
 
 impl Context {
@@ -126,6 +131,7 @@ impl Context {
             settings,
             superseded: Mutex::new(HashMap::new()),
             refreshes: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
         }
     }
 
@@ -158,6 +164,24 @@ impl Context {
         match seen.insert(ObjectRef::from_obj(obj), value.clone()) {
             Some(previous) => previous != *value,
             None => false,
+        }
+    }
+
+    fn is_verified(&self, key: &ObjectRef<GitlabDeployment>, id: i64) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .contains(&(key.clone(), id))
+    }
+
+    fn set_verified(&self, key: &ObjectRef<GitlabDeployment>, id: Option<i64>) {
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        verified.retain(|(k, _)| k != key);
+        if let Some(id) = id {
+            verified.insert((key.clone(), id));
         }
     }
 
@@ -299,10 +323,14 @@ impl Writer<'_> {
                 &next,
             )
             .await
-            .map_err(|source| Error::StatusWrite {
-                namespace: self.obj.namespace().unwrap_or_default(),
-                name: name.clone(),
-                source,
+            .map_err(|source| {
+                // What GitLab answered may now be missing from status: read it again next time.
+                self.ctx.set_verified(&ObjectRef::from_obj(&self.obj), None);
+                Error::StatusWrite {
+                    namespace: self.obj.namespace().unwrap_or_default(),
+                    name: name.clone(),
+                    source,
+                }
             })?;
         self.ctx.wrote(&written, self.obj.resource_version());
         self.obj = written;
@@ -454,6 +482,43 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
         client = Some(gitlab);
     }
+    let key = ObjectRef::from_obj(obj.as_ref());
+    if let Some(id) = status
+        .deployment
+        .as_ref()
+        .filter(|d| !d.status.is_finished())
+        .map(|d| d.id)
+        && !ctx.is_verified(&key, id)
+    {
+        let gitlab = match &client {
+            Some(c) => c.clone(),
+            None => match ctx.connections.client_for(&spec.connection, &namespace) {
+                Ok(c) => c,
+                Err(e) => {
+                    return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
+                }
+            },
+        };
+        let step = Plan::PollApprovals {
+            id,
+            after: Duration::ZERO,
+        };
+        if let Err(err) = act(
+            step,
+            &gitlab,
+            &spec,
+            &mut status,
+            &mut writer,
+            &mut learned,
+            ctx,
+            now,
+        )
+        .await
+        {
+            return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
+        }
+        client = Some(gitlab);
+    }
     for _ in 0..MAX_STEPS {
         let step = plan(&spec, &status, &rollout, now);
         if let Plan::Nothing { requeue: r } = step {
@@ -509,6 +574,8 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     };
     let next = next_status(&status, &obs, now);
     writer.write(next.clone()).await?;
+    // Status now holds GitLab's last answer about the current deployment.
+    ctx.set_verified(&key, next.deployment.as_ref().map(|d| d.id));
     publish(
         ctx,
         &writer.obj,

@@ -603,6 +603,23 @@ fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Opt
                 None,
             )
         }
+        // Canceled because the workload went away: say that, not "superseded".
+        (_, Some((GitlabStatus::Canceled, what)))
+            if rollout.is_some_and(|r| {
+                matches!(r.reason, Reason::TargetNotFound | Reason::TargetTerminating)
+            }) =>
+        {
+            (
+                not_ready(
+                    reason::TARGET_NOT_FOUND,
+                    format!("{what} was canceled: {rollout_msg}"),
+                ),
+                reconciling(
+                    reason::TARGET_NOT_FOUND,
+                    format!("{what} was canceled because the workload is gone; {rollout_msg}"),
+                ),
+            )
+        }
         (_, Some((GitlabStatus::Canceled, what))) => (
             not_ready(
                 reason::SUPERSEDED,

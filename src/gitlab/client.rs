@@ -321,8 +321,22 @@ impl GitlabClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = match response.bytes().await {
-            Ok(b) => b.to_vec(),
+        let body = match read_capped(response, MAX_BODY).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                self.inner.metrics.observe(
+                    endpoint,
+                    Some(status.as_u16()),
+                    started.elapsed().as_secs_f64(),
+                );
+                return Err(Error::Decode {
+                    ctx: call.ctx.clone(),
+                    message: format!(
+                        "the answer is larger than {} MiB, more than any Deployments API answer can be; it was not read",
+                        MAX_BODY / (1024 * 1024)
+                    ),
+                });
+            }
             Err(e) => {
                 self.inner
                     .metrics
@@ -386,6 +400,32 @@ impl GitlabClient {
 }
 
 /// Decode a JSON answer; malformed JSON is an error, never a panic.
+/// The largest answer read from GitLab. A page of 100 deployments with approval details is a few
+/// hundred KiB; anything near this is not a Deployments API answer (a misconfigured URL, a
+/// proxy's download), and reading it whole would let one response exhaust the operator's memory.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Read a response body up to `cap` bytes; `Ok(None)` when it is larger (stops reading at once).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(ctx: &RequestContext, body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| {
         let text = String::from_utf8_lossy(body);

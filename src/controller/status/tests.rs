@@ -245,7 +245,7 @@ fn conditions_and_phase_table() {
             },
         ),
         (
-            "superseded deployment canceled",
+            "deployment canceled because the target is gone",
             GitlabDeploymentStatus::default(),
             Observation {
                 rollout: Some(&not_found),
@@ -254,8 +254,8 @@ fn conditions_and_phase_table() {
                 ..Observation::new(2)
             },
             Want {
-                ready: ("False", "Superseded"),
-                abnormal: Some(("Reconciling", "Superseded")),
+                ready: ("False", "TargetNotFound"),
+                abnormal: Some(("Reconciling", "TargetNotFound")),
                 phase: Phase::Pending,
             },
         ),
