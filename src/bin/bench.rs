@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use completion::CompletionWatch;
 use operator::{Launch, OperatorProcess};
-use setup::{NS, World, image_for, set_image};
+use setup::{CI_NS, Workload, World, image_for, set_image, workloads};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -75,11 +75,14 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Rollouts started per second (the steady arrival rate).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 20.0)]
     rate: f64,
     /// Rollout pace of the emulated Deployments (the emulator's step annotation).
-    #[arg(long, default_value = "50ms")]
+    #[arg(long, default_value = "2s")]
     rollout_step: String,
+    /// Workloads per namespace (the emulator's rollout simulator scans a namespace per step).
+    #[arg(long, default_value_t = 50)]
+    per_namespace: usize,
     /// Seconds of quiet measured after the rollouts.
     #[arg(long, default_value_t = 60)]
     steady_secs: u64,
@@ -168,7 +171,7 @@ fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeM
 /// Wait until every environment in `names` has a successful GitLab deployment at `sha`.
 async fn wait_all_success(
     world: &World,
-    names: &[String],
+    names: &[Workload],
     sha: &str,
     what: &str,
 ) -> Result<(), BenchError> {
@@ -204,15 +207,19 @@ async fn wait_all_success(
 }
 
 /// Start rollouts of every workload to `sha` at `rate` per second; returns when all were sent.
-async fn roll_out(world: &World, names: &[String], sha: &str, rate: f64) -> Result<(), BenchError> {
-    let api = world.deployments();
+async fn roll_out(
+    world: &World,
+    names: &[Workload],
+    sha: &str,
+    rate: f64,
+) -> Result<(), BenchError> {
     let image = Arc::new(image_for(sha));
     let start = tokio::time::Instant::now();
     let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let mut tasks = JoinSet::new();
-    for (i, name) in names.iter().enumerate() {
+    for (i, w) in names.iter().enumerate() {
         tokio::time::sleep_until(start + gap * i as u32).await;
-        let (api, name, image) = (api.clone(), name.clone(), Arc::clone(&image));
+        let (api, name, image) = (world.deployments(&w.ns), w.name.clone(), Arc::clone(&image));
         tasks.spawn(async move { set_image(&api, &name, &image).await });
     }
     while let Some(done) = tasks.join_next().await {
@@ -225,7 +232,7 @@ async fn roll_out(world: &World, names: &[String], sha: &str, rate: f64) -> Resu
 fn latencies(
     world: &World,
     watch: &CompletionWatch,
-    names: &[String],
+    names: &[Workload],
     sha: &str,
 ) -> (Vec<i64>, usize) {
     let finished: HashMap<String, chrono::DateTime<chrono::Utc>> = world
@@ -239,7 +246,7 @@ fn latencies(
     let mut out = Vec::with_capacity(names.len());
     let mut missing = 0;
     let trace = std::env::var_os("BENCH_TRACE").is_some();
-    for name in names {
+    for name in names.iter().map(|w| &w.name) {
         if trace {
             eprintln!(
                 "trace {name} {sha:.8}: complete {:?} success {:?}",
@@ -305,12 +312,17 @@ async fn run_size(
     let rounds = cx.args.rounds.max(1);
     let world = World::start(rounds + 3).await?;
     let shas = world.project.shas.clone();
-    let names: Vec<String> = (0..size).map(|i| format!("w-{i:05}")).collect();
+    let names = workloads(size, cx.args.per_namespace);
+    let mut namespaces: Vec<&str> = names.iter().map(|w| w.ns.as_str()).collect();
+    namespaces.dedup();
+    for ns in namespaces {
+        world.add_namespace(ns).await?;
+    }
     let mut fig = SizeFigures {
         size,
         ..SizeFigures::default()
     };
-    let watch = CompletionWatch::start(world.deployments());
+    let watch = CompletionWatch::start(kube::Api::all(world.client.clone()));
 
     progress(format!(
         "size {size}: creating {size} Deployments and GitlabDeployments"
@@ -426,7 +438,13 @@ async fn run_baseline(
     shas: &[String],
 ) -> Result<baseline::BaselineFigures, BenchError> {
     let n = cx.args.baseline;
-    let names: Vec<String> = (0..n).map(|i| format!("ci-{i:04}")).collect();
+    let names: Vec<Workload> = (0..n)
+        .map(|i| Workload {
+            ns: CI_NS.into(),
+            name: format!("ci-{i:04}"),
+        })
+        .collect();
+    world.add_namespace(CI_NS).await?;
     progress(format!(
         "baseline: {n} CI-style rollouts (kubectl rollout status + curl)"
     ));
@@ -435,7 +453,7 @@ async fn run_baseline(
         .create_workloads(&names, &image_for(&shas[0]), "1s", 3)
         .await?;
     let deadline = Instant::now() + Duration::from_secs(120 + n as u64);
-    while names.iter().any(|name| watch.get(name, &shas[0]).is_none()) {
+    while names.iter().any(|w| watch.get(&w.name, &shas[0]).is_none()) {
         if Instant::now() >= deadline {
             return Err(BenchError::Timeout("baseline workloads available".into()));
         }
@@ -454,14 +472,15 @@ async fn run_baseline(
     let target = baseline::Target {
         kubeconfig: world.kube.kubeconfig_path(),
         cache_dir,
-        namespace: NS,
+        namespace: CI_NS,
         gitlab_api: world.gitlab.api_url(),
         project_id: world.project.id,
         token: world.project.maintainer_token.clone(),
         ticks_per_second: cx.ticks,
     };
     let sha = &shas[1];
-    let api = world.deployments();
+    let api = world.deployments(CI_NS);
+    let names: Vec<String> = names.into_iter().map(|w| w.name).collect();
     for name in &names {
         set_image(&api, name, &image_for(sha)).await?;
     }
@@ -533,6 +552,13 @@ fn report(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, steady
             ms(stats::quantile(&f.latency_ms, 1.0)),
             stats::mib(f.restart_rss_kib),
             f.not_success,
+        );
+    }
+    for f in figs {
+        println!(
+            "size {} latency ms: {}",
+            f.size,
+            stats::histogram(&f.latency_ms, &[0, 50, 100, 250, 500, 750, 1000, 2000])
         );
     }
     if let Some(b) = base {
@@ -609,6 +635,10 @@ async fn main() -> ExitCode {
             Ok((f, b)) => {
                 figs.push(f);
                 base = base.or(b);
+                // Print as each size finishes: a long run stopped early keeps what it measured.
+                if i + 1 < cx.args.sizes.len() {
+                    report(&figs, base.as_ref(), cx.args.steady_secs);
+                }
             }
             Err(e) => {
                 eprintln!("bench: size {size} failed ({}): {e}", e.category());

@@ -1,6 +1,11 @@
-//! The world under test: both emulators in this process, the CRDs, a namespace with the token
-//! Secret and a `default` GitlabConnection, and N Deployments each followed by one
+//! The world under test: both emulators in this process, the CRDs, namespaces each with the
+//! token Secret and a `default` GitlabConnection, and N Deployments each followed by one
 //! GitlabDeployment (its own environment, the revision read from the image tag).
+//!
+//! Workloads are spread over namespaces of a bounded size, as apps are in a real cluster: the
+//! kube emulator's rollout simulator looks up ReplicaSets and Pods by owner within a
+//! namespace on every step, so one namespace of 5,000 Deployments would make the emulator,
+//! not the operator, the thing measured.
 
 use std::time::Duration;
 
@@ -20,10 +25,28 @@ use serde_json::{Value, json};
 
 use super::BenchError;
 
-pub const NS: &str = "bench";
+/// Namespace of the baseline's CI-style workloads.
+pub const CI_NS: &str = "ci";
 const TOKEN_SECRET: &str = "gitlab-token";
 /// Requests in flight at once while objects are created or patched.
 const WRITERS: usize = 16;
+
+/// One Deployment (and the GitlabDeployment of the same name following it).
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub ns: String,
+    pub name: String,
+}
+
+/// `n` workloads `w-00000`…, `per_namespace` to a namespace `bench-000`….
+pub fn workloads(n: usize, per_namespace: usize) -> Vec<Workload> {
+    (0..n)
+        .map(|i| Workload {
+            ns: format!("bench-{:03}", i / per_namespace.max(1)),
+            name: format!("w-{i:05}"),
+        })
+        .collect()
+}
 
 pub struct World {
     pub kube: KubeEmulator,
@@ -36,9 +59,9 @@ impl World {
     /// Both emulators (kube over TLS so the real kubectl sends its token), CRDs, namespace,
     /// token Secret and connection. `commits` shas are seeded on `main`.
     pub async fn start(commits: usize) -> Result<World, BenchError> {
-        let mut options = KubeEmulator::options().tls(true).history(400_000);
+        let mut options = KubeEmulator::options().tls(true).history(100_000);
         // A watcher may lag a whole size's worth of writes (creation bursts) without being cut.
-        options.settings.watch_buffer = 200_000;
+        options.settings.watch_buffer = 100_000;
         let kube = options
             .start()
             .await
@@ -57,7 +80,6 @@ impl World {
             project,
         };
         world.install_crds().await?;
-        world.install_connection().await?;
         Ok(world)
     }
 
@@ -81,15 +103,16 @@ impl World {
         Ok(())
     }
 
-    async fn install_connection(&self) -> Result<(), BenchError> {
+    /// Namespace `ns` with the token Secret and the `default` GitlabConnection.
+    pub async fn add_namespace(&self, ns: &str) -> Result<(), BenchError> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         namespaces
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
             )
             .await?;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         secrets
             .create(
                 &PostParams::default(),
@@ -99,7 +122,7 @@ impl World {
                 }))?,
             )
             .await?;
-        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), NS);
+        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), ns);
         connections
             .create(
                 &PostParams::default(),
@@ -115,23 +138,22 @@ impl World {
         Ok(())
     }
 
-    pub fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), NS)
+    pub fn deployments(&self, ns: &str) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), ns)
     }
 
     /// Create Deployments `names` at `image`, `WRITERS` requests at a time.
     pub async fn create_workloads(
         &self,
-        names: &[String],
+        names: &[Workload],
         image: &str,
         step: &str,
         replicas: i32,
     ) -> Result<(), BenchError> {
-        let api = self.deployments();
         let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
-            .map(|name| {
-                let api = api.clone();
-                let obj = workload(&name, image, step, replicas);
+            .map(|w| {
+                let api = self.deployments(&w.ns);
+                let obj = workload(&w.name, image, step, replicas);
                 async move {
                     let obj: Deployment = serde_json::from_value(obj)?;
                     api.create(&PostParams::default(), &obj).await?;
@@ -146,12 +168,12 @@ impl World {
 
     /// Create one GitlabDeployment per workload name: `<name>` follows Deployment `<name>`
     /// into environment `<name>`.
-    pub async fn create_followers(&self, names: &[String]) -> Result<(), BenchError> {
-        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), NS);
+    pub async fn create_followers(&self, names: &[Workload]) -> Result<(), BenchError> {
         let project = self.project.path.clone();
         let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
-            .map(|name| {
-                let api = api.clone();
+            .map(|w| {
+                let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), &w.ns);
+                let name = w.name;
                 let obj = json!({
                     "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
                     "metadata": {"name": name},

@@ -25,6 +25,25 @@ pub fn metric_sum(text: &str, family: &str) -> f64 {
         .sum()
 }
 
+/// How many samples fall at or under each bound (and above the last), e.g.
+/// `<=100: 80, <=250: 15, >250: 5`.
+pub fn histogram(samples: &[i64], bounds: &[i64]) -> String {
+    let mut counts = vec![0usize; bounds.len() + 1];
+    for s in samples {
+        let slot = bounds.iter().position(|b| s <= b).unwrap_or(bounds.len());
+        counts[slot] += 1;
+    }
+    let mut parts: Vec<String> = bounds
+        .iter()
+        .zip(&counts)
+        .map(|(b, n)| format!("<={b}: {n}"))
+        .collect();
+    if let (Some(last), Some(n)) = (bounds.last(), counts.last()) {
+        parts.push(format!(">{last}: {n}"));
+    }
+    parts.join(", ")
+}
+
 /// KiB as MiB with one decimal.
 pub fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
@@ -43,6 +62,14 @@ mod tests {
         assert_eq!(quantile(&s, 1.0), Some(100));
         assert_eq!(quantile(&[7], 0.99), Some(7));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn histogram_counts_each_sample_once() {
+        assert_eq!(
+            histogram(&[-3, 40, 100, 101, 900], &[50, 100, 500]),
+            "<=50: 2, <=100: 1, <=500: 1, >500: 1"
+        );
     }
 
     #[test]
