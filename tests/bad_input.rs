@@ -674,7 +674,6 @@ async fn wrong_content_type_and_huge_answers_are_errors_not_crashes() {
 /// docs/bad-input.md row "target deleted mid-rollout": the Ready condition should say why the
 /// deployment was canceled (`TargetNotFound`), as the rollout already does.
 #[tokio::test]
-#[ignore = "bug: Ready/Reconciling say Superseded (src/controller/status.rs, the (_, Some((GitlabStatus::Canceled, _))) arm) when the deployment was canceled because the target was deleted; should be TargetNotFound"]
 async fn a_target_deleted_mid_rollout_says_target_not_found() {
     let env = Env::start().await;
     env.apply_workload(
@@ -713,7 +712,6 @@ fn peak_rss_mib() -> u64 {
 /// by the server, so the server itself holds 1 MiB at a time) is read whole by the client.
 /// Run alone (nextest runs each test in its own process; `cargo test` shares one).
 #[tokio::test]
-#[ignore = "bug: src/gitlab/client.rs send_once reads the whole body (response.bytes(), then to_vec()) with no size cap; a huge answer is buffered (twice) in memory"]
 async fn a_huge_gitlab_answer_is_not_buffered_whole() {
     use axum::body::Body;
     let env = Env::start().await;
