@@ -144,14 +144,6 @@ async fn drive(env: Arc<Env>, index: usize, shas: Vec<String>, seed: u64) -> Vec
     done
 }
 
-fn expected_status(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success => "success",
-        Outcome::Failed => "failed",
-        Outcome::Superseded => "canceled",
-    }
-}
-
 /// Ready=True, or Stalled=True with a reason.
 fn settled(gd: &GitlabDeployment) -> bool {
     let Some(status) = gd.status.as_ref() else {
