@@ -369,6 +369,21 @@ fn problem_of(err: &Error) -> Problem {
     }
 }
 
+/// The connection's client, resolved once per reconcile (and only when a step needs GitLab).
+fn gitlab_client(
+    ctx: &Context,
+    spec: &ValidatedSpec,
+    namespace: &str,
+    cached: &mut Option<GitlabClient>,
+) -> Result<GitlabClient, Error> {
+    if let Some(client) = cached {
+        return Ok(client.clone());
+    }
+    let client = ctx.connections.client_for(&spec.connection, namespace)?;
+    *cached = Some(client.clone());
+    Ok(client)
+}
+
 /// Validate, and resolve a missing `connectionRef` to the operator's default connection.
 fn validated(
     obj: &GitlabDeployment,
@@ -452,72 +467,40 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let mut learned = Learned::default();
     let mut requeue: Option<Duration> = None;
     let mut client: Option<GitlabClient> = None;
-    if ctx.refresh_requested(&obj)
-        && let Some(id) = status.deployment.as_ref().map(|d| d.id)
-    {
-        // A person asked for a fresh look (e.g. right after approving in GitLab).
-        let gitlab = match ctx.connections.client_for(&spec.connection, &namespace) {
-            Ok(c) => c,
-            Err(e) => {
-                return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
-            }
-        };
-        let step = Plan::PollApprovals {
-            id,
-            after: Duration::ZERO,
-        };
-        if let Err(err) = act(
-            step,
-            &gitlab,
-            &spec,
-            &mut status,
-            &mut writer,
-            &mut learned,
-            ctx,
-            now,
-        )
-        .await
-        {
-            return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
-        }
-        client = Some(gitlab);
-    }
     let key = ObjectRef::from_obj(obj.as_ref());
-    if let Some(id) = status
+    let refresh = ctx.refresh_requested(&obj);
+    // Read the current deployment first when a person asked for a fresh look (the refresh
+    // annotation), or when it is running and this process has not confirmed its recorded
+    // status yet (a crash may have lost a PUT's answer; see `Context::verified`).
+    let reread = status
         .deployment
         .as_ref()
-        .filter(|d| !d.status.is_finished())
-        .map(|d| d.id)
-        && !ctx.is_verified(&key, id)
-    {
-        let gitlab = match &client {
-            Some(c) => c.clone(),
-            None => match ctx.connections.client_for(&spec.connection, &namespace) {
-                Ok(c) => c,
-                Err(e) => {
-                    return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
-                }
-            },
-        };
+        .filter(|d| refresh || (!d.status.is_finished() && !ctx.is_verified(&key, d.id)))
+        .map(|d| d.id);
+    if let Some(id) = reread {
         let step = Plan::PollApprovals {
             id,
             after: Duration::ZERO,
         };
-        if let Err(err) = act(
-            step,
-            &gitlab,
-            &spec,
-            &mut status,
-            &mut writer,
-            &mut learned,
-            ctx,
-            now,
-        )
-        .await
-        {
+        let done = match gitlab_client(ctx, &spec, &namespace, &mut client) {
+            Ok(gitlab) => {
+                act(
+                    step,
+                    &gitlab,
+                    &spec,
+                    &mut status,
+                    &mut writer,
+                    &mut learned,
+                    ctx,
+                    now,
+                )
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = done {
             return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
         }
-        client = Some(gitlab);
     }
     for _ in 0..MAX_STEPS {
         let step = plan(&spec, &status, &rollout, now);
@@ -525,17 +508,9 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
             requeue = r;
             break;
         }
-        let gitlab = match &client {
-            Some(c) => c.clone(),
-            None => match ctx.connections.client_for(&spec.connection, &namespace) {
-                Ok(c) => {
-                    client = Some(c.clone());
-                    c
-                }
-                Err(e) => {
-                    return fail(&mut writer, &status, e.into(), generation, now, ctx, &spec).await;
-                }
-            },
+        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client) {
+            Ok(c) => c,
+            Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
         };
         tracing::debug!(?step, "acting");
         match act(

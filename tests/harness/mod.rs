@@ -186,32 +186,14 @@ impl Env {
             renew_deadline: Duration::from_secs(2),
             retry_period: Duration::from_millis(250),
         };
-        let telemetry = Arc::new(Telemetry::default());
-        let admin = AdminState::new(Arc::clone(&telemetry.registry));
-        let shutdown = CancellationToken::new();
-        let task = {
-            let client = self.client.clone();
-            let telemetry = Arc::clone(&telemetry);
-            let admin = admin.clone();
-            let shutdown = shutdown.clone();
-            let config = self.config();
-            tokio::spawn(async move {
-                if let Err(err) =
-                    run_elected(client, config, lease, &telemetry, admin, shutdown).await
-                {
-                    tracing::warn!(error = %err, "elected operator ended");
-                }
-            })
-        };
-        Operator {
-            shutdown,
-            task,
-            telemetry,
-            admin,
-        }
+        self.spawn_operator(self.config(), Some(lease))
     }
 
     pub fn start_operator_with(&self, config: RunConfig) -> Operator {
+        self.spawn_operator(config, None)
+    }
+
+    fn spawn_operator(&self, config: RunConfig, lease: Option<LeaseConfig>) -> Operator {
         let telemetry = Arc::new(Telemetry::default());
         let admin = AdminState::new(Arc::clone(&telemetry.registry));
         let shutdown = CancellationToken::new();
@@ -221,8 +203,20 @@ impl Env {
             let admin = admin.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(err) = run(client, config, &telemetry, admin, shutdown).await {
-                    panic!("operator failed: {err}");
+                match lease {
+                    // An elected replica may end with "lost the lease" when a test kills it.
+                    Some(lease) => {
+                        if let Err(err) =
+                            run_elected(client, config, lease, &telemetry, admin, shutdown).await
+                        {
+                            tracing::warn!(error = %err, "elected operator ended");
+                        }
+                    }
+                    None => {
+                        if let Err(err) = run(client, config, &telemetry, admin, shutdown).await {
+                            panic!("operator failed: {err}");
+                        }
+                    }
                 }
             })
         };
