@@ -117,6 +117,11 @@ struct SizeFigures {
     cpu_rollout: Duration,
     cpu_total: Duration,
     reconciles_rollout: u64,
+    /// Mean reconcile time and mean GitLab request time in the rollout phase, in ms.
+    reconcile_mean_ms: f64,
+    gitlab_request_mean_ms: f64,
+    /// CPU of this process (both emulators) during the rollout phase.
+    emulators_cpu_rollout: Duration,
     steady_calls: u64,
     steady_reconciles: u64,
     restart_calls: u64,
@@ -297,6 +302,50 @@ async fn wait_calls_quiet(world: &World, min: Duration) {
     }
 }
 
+/// Time sums and counts from the operator's histograms: where a reconcile's time goes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timing {
+    reconcile_sum: f64,
+    reconcile_count: f64,
+    gitlab_sum: f64,
+    gitlab_count: f64,
+}
+
+impl Timing {
+    async fn scrape(op: &OperatorProcess) -> Result<Timing, BenchError> {
+        let text = op.metrics().await?;
+        Ok(Timing {
+            reconcile_sum: stats::metric_sum(
+                &text,
+                "gitlab_operator_reconcile_duration_seconds_sum",
+            ),
+            reconcile_count: stats::metric_sum(
+                &text,
+                "gitlab_operator_reconcile_duration_seconds_count",
+            ),
+            gitlab_sum: stats::metric_sum(&text, "gitlab_request_duration_seconds_sum"),
+            gitlab_count: stats::metric_sum(&text, "gitlab_request_duration_seconds_count"),
+        })
+    }
+
+    fn since(&self, before: &Timing) -> Timing {
+        Timing {
+            reconcile_sum: self.reconcile_sum - before.reconcile_sum,
+            reconcile_count: self.reconcile_count - before.reconcile_count,
+            gitlab_sum: self.gitlab_sum - before.gitlab_sum,
+            gitlab_count: self.gitlab_count - before.gitlab_count,
+        }
+    }
+
+    fn reconcile_mean_ms(&self) -> f64 {
+        1000.0 * self.reconcile_sum / self.reconcile_count.max(1.0)
+    }
+
+    fn gitlab_mean_ms(&self) -> f64 {
+        1000.0 * self.gitlab_sum / self.gitlab_count.max(1.0)
+    }
+}
+
 struct Context {
     args: Args,
     operator_bin: PathBuf,
@@ -355,6 +404,8 @@ async fn run_size(
     let before_by = calls_by(&world);
     let cpu0 = op.cpu();
     let rec0 = op.reconciles().await?;
+    let timing0 = Timing::scrape(&op).await?;
+    let bench0 = procfs::cpu(std::process::id()).unwrap_or_default();
     let t = Instant::now();
     for sha in &shas[1..=rounds] {
         progress(format!(
@@ -373,6 +424,12 @@ async fn run_size(
     fig.rollout_calls_by = diff(&calls_by(&world), &before_by);
     fig.rollout_calls = fig.rollout_calls_by.values().sum();
     fig.reconciles_rollout = op.reconciles().await? - rec0;
+    let timing = Timing::scrape(&op).await?.since(&timing0);
+    fig.reconcile_mean_ms = timing.reconcile_mean_ms();
+    fig.gitlab_request_mean_ms = timing.gitlab_mean_ms();
+    let bench1 = procfs::cpu(std::process::id()).unwrap_or_default();
+    fig.emulators_cpu_rollout =
+        procfs::ticks_to_duration(bench1.own.saturating_sub(bench0.own), cx.ticks);
     fig.cpu_rollout = procfs::ticks_to_duration(op.cpu().own - cpu0.own, cx.ticks);
     let mem = op.memory();
     fig.rss_kib = mem.rss_kib;
@@ -556,6 +613,16 @@ fn report(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, steady
     }
     for f in figs {
         println!(
+            "size {} rollout phase: mean reconcile {:.1} ms, mean GitLab request {:.1} ms; CPU s operator {:.1}, emulators (bench process) {:.1}",
+            f.size,
+            f.reconcile_mean_ms,
+            f.gitlab_request_mean_ms,
+            f.cpu_rollout.as_secs_f64(),
+            f.emulators_cpu_rollout.as_secs_f64(),
+        );
+    }
+    for f in figs {
+        println!(
             "size {} latency ms: {}",
             f.size,
             stats::histogram(&f.latency_ms, &[0, 50, 100, 250, 500, 750, 1000, 2000])
@@ -564,13 +631,14 @@ fn report(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, steady
     if let Some(b) = base {
         println!();
         println!(
-            "baseline: {} rollouts ({} succeeded) in {:.1}s; peak {} kubectl alive, {} MiB summed, {} MiB per rollout; curl peak {} MiB; CPU {:.2}s total, {:.3}s per rollout",
+            "baseline: {} rollouts ({} succeeded) in {:.1}s; peak {} kubectl alive, RSS {} MiB summed, {} MiB per rollout (PSS {} MiB per rollout); curl peak {} MiB; CPU {:.2}s total, {:.3}s per rollout",
             b.rollouts,
             b.succeeded,
             b.wall.as_secs_f64(),
             b.peak_kubectl,
             stats::mib(b.peak_kubectl_rss_kib),
             stats::mib(b.kib_per_rollout()),
+            stats::mib(b.pss_kib_per_rollout()),
             stats::mib(b.max_curl_rss_kib),
             b.cpu.as_secs_f64(),
             b.cpu.as_secs_f64() / b.rollouts.max(1) as f64,
@@ -578,10 +646,11 @@ fn report(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, steady
         for f in figs {
             let per = f.hwm_kib as f64 / f.size.max(1) as f64;
             println!(
-                "operator at {}: {:.1} KiB per tracked rollout (peak RSS / N), {:.0}x less than the baseline",
+                "operator at {}: {:.1} KiB per tracked rollout (peak RSS / N), {:.0}x less than the baseline's RSS, {:.0}x less than its PSS",
                 f.size,
                 per,
                 b.kib_per_rollout() as f64 / per.max(0.001),
+                b.pss_kib_per_rollout() as f64 / per.max(0.001),
             );
         }
     }

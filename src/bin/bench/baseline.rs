@@ -23,6 +23,9 @@ enum Kind {
 
 type Live = Arc<Mutex<HashMap<u32, Kind>>>;
 
+/// Trackers alive at one sample: kubectl count, their summed RSS and PSS (KiB).
+type Sample = (usize, u64, u64);
+
 /// What the CI way costs for `rollouts` concurrent rollouts.
 #[derive(Debug, Clone, Default)]
 pub struct BaselineFigures {
@@ -31,6 +34,8 @@ pub struct BaselineFigures {
     /// Most `kubectl rollout status` processes alive at one sample, and their summed RSS.
     pub peak_kubectl: usize,
     pub peak_kubectl_rss_kib: u64,
+    /// Their summed proportional set size at that sample (shared pages divided).
+    pub peak_kubectl_pss_kib: u64,
     /// Largest RSS of a single curl process seen.
     pub max_curl_rss_kib: u64,
     /// CPU of every child (kubectl and curl), summed.
@@ -42,6 +47,11 @@ impl BaselineFigures {
     /// Mean RSS of one tracking kubectl at the peak sample.
     pub fn kib_per_rollout(&self) -> u64 {
         self.peak_kubectl_rss_kib / self.peak_kubectl.max(1) as u64
+    }
+
+    /// Mean PSS of one tracking kubectl at the peak sample.
+    pub fn pss_kib_per_rollout(&self) -> u64 {
+        self.peak_kubectl_pss_kib / self.peak_kubectl.max(1) as u64
     }
 }
 
@@ -156,8 +166,8 @@ pub async fn track_all(
     sha: &str,
 ) -> Result<BaselineFigures, BenchError> {
     let live: Live = Arc::default();
-    // (kubectl count, their summed RSS) at the fullest sample; largest curl RSS.
-    let peaks: Arc<Mutex<((usize, u64), u64)>> = Arc::default();
+    // (kubectl count, their summed RSS, their summed PSS) at the fullest sample; largest curl RSS.
+    let peaks: Arc<Mutex<(Sample, u64)>> = Arc::default();
     let before = procfs::cpu(std::process::id()).unwrap_or_default();
     let started = Instant::now();
     let sampler = {
@@ -171,7 +181,7 @@ pub async fn track_all(
                     .iter()
                     .map(|(p, k)| (*p, *k))
                     .collect();
-                let mut kubectl = (0usize, 0u64);
+                let mut kubectl: Sample = (0, 0, 0);
                 let mut curl = 0u64;
                 for (pid, kind) in pids {
                     let rss = procfs::memory(pid).rss_kib;
@@ -179,7 +189,9 @@ pub async fn track_all(
                         continue;
                     }
                     match kind {
-                        Kind::Kubectl => kubectl = (kubectl.0 + 1, kubectl.1 + rss),
+                        Kind::Kubectl => {
+                            kubectl = (kubectl.0 + 1, kubectl.1 + rss, kubectl.2 + procfs::pss(pid))
+                        }
                         Kind::Curl => curl = curl.max(rss),
                     }
                 }
@@ -198,7 +210,7 @@ pub async fn track_all(
     sampler.abort();
     let _ = sampler.await;
     let after = procfs::cpu(std::process::id()).unwrap_or_default();
-    let ((peak_kubectl, peak_kubectl_rss_kib), max_curl_rss_kib) =
+    let ((peak_kubectl, peak_kubectl_rss_kib, peak_kubectl_pss_kib), max_curl_rss_kib) =
         *peaks.lock().unwrap_or_else(PoisonError::into_inner);
     let mut succeeded = 0;
     for r in results {
@@ -213,6 +225,7 @@ pub async fn track_all(
         succeeded,
         peak_kubectl,
         peak_kubectl_rss_kib,
+        peak_kubectl_pss_kib,
         max_curl_rss_kib,
         cpu: procfs::ticks_to_duration(
             after.children.saturating_sub(before.children),

@@ -27,6 +27,24 @@ pub fn parse_status(text: &str) -> Memory {
     }
 }
 
+/// `Pss` of a `/proc/<pid>/smaps_rollup` text in KiB: resident memory with each shared page
+/// divided among the processes mapping it (a hundred kubectl processes share one binary's text,
+/// which summed RSS counts a hundred times).
+pub fn parse_pss(text: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Proportional set size of `pid` in KiB (0 when it is gone or unreadable).
+pub fn pss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map(|t| parse_pss(&t))
+        .unwrap_or(0)
+}
+
 /// CPU time of a process in clock ticks, from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTicks {
@@ -96,6 +114,13 @@ mod tests {
             }
         );
         assert_eq!(parse_status("Name: x\n"), Memory::default());
+    }
+
+    #[test]
+    fn pss_is_read_from_smaps_rollup() {
+        let text = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:   48000 kB\nPss:   21034 kB\nPss_Anon:  19000 kB\n";
+        assert_eq!(parse_pss(text), 21034);
+        assert!(pss(std::process::id()) > 0);
     }
 
     #[test]
