@@ -405,13 +405,20 @@ pub async fn run(
         let index = Arc::clone(&index);
         let targets = Arc::clone(&targets);
         let scope = ns.clone();
+        let mut synced = gate.watch();
         let stream = watcher(
             api_for::<GitlabDeployment>(&client, ns),
             watcher::Config::default(),
         )
         .default_backoff()
+        // Managed fields are most of a small object and nothing here reads them (status
+        // writes send none).
+        .modify(|gd| gd.metadata.managed_fields = None)
         .reflect(writer)
-        .inspect_ok(move |event| index_event(event, scope.as_deref(), &index, &targets))
+        .inspect_ok(move |event| {
+            index_event(event, scope.as_deref(), &index, &targets);
+            synced(event);
+        })
         .touched_objects()
         .predicate_filter(
             predicates::generation
