@@ -98,12 +98,16 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+/// Ticks between two passes that drop the state of deleted workloads (about 2 s).
+const PRUNE_EVERY_TICKS: u32 = 80;
+
 pub async fn run(state: AppState) {
     let mut sims: HashMap<String, Sim> = HashMap::new();
     let mut last_step: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(25));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let default_step = state.settings().rollout_step;
+    let mut prune_countdown = 0u32;
     loop {
         tick.tick().await;
         let hooks = state.hooks();
@@ -118,29 +122,30 @@ pub async fn run(state: AppState) {
                 let Some(res) = inner.resource("apps", "v1", plural).cloned() else {
                     continue;
                 };
-                // Arc clones: cheap at idle; each step re-reads the current object anyway.
-                let objs: Vec<(Key, std::sync::Arc<Value>)> = inner
+                // First pass without allocating for workloads that are not due: at thousands of
+                // workloads every 25 ms, cloning every key and uid was most of the simulator's
+                // cost. Each step re-reads the current object anyway.
+                let now = Instant::now();
+                let due_list: Vec<(Key, String, u64, bool)> = inner
                     .range(&res.storage, None)
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .filter(|(_, obj)| obj.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter_map(|(key, obj)| {
+                        let uid = obj
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let step = annotation(obj, STEP_ANNOTATION)
+                            .and_then(parse_duration)
+                            .unwrap_or(default_step);
+                        let due = !paused
+                            && last_step
+                                .get(uid)
+                                .is_none_or(|t| now.duration_since(*t) >= step);
+                        let steps = u64::from(due) + advance;
+                        (steps > 0).then(|| (key.clone(), uid.to_string(), steps, due))
+                    })
                     .collect();
-                for (key, obj) in objs {
-                    if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                        continue;
-                    }
-                    let uid = obj
-                        .pointer("/metadata/uid")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let step = annotation(&obj, STEP_ANNOTATION)
-                        .and_then(parse_duration)
-                        .unwrap_or(default_step);
-                    let now = Instant::now();
-                    let due = !paused
-                        && last_step
-                            .get(&uid)
-                            .is_none_or(|t| now.duration_since(*t) >= step);
-                    let steps = u64::from(due) + advance;
+                for (key, uid, steps, due) in due_list {
                     let mut moved = false;
                     for _ in 0..steps {
                         let Some(cur) = inner.get(&key).map(|o| (**o).clone()) else {
@@ -165,17 +170,25 @@ pub async fn run(state: AppState) {
                     }
                 }
             }
-            let live: std::collections::HashSet<String> = inner
-                .objects
-                .values()
-                .filter_map(|o| {
-                    o.pointer("/metadata/uid")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .collect();
-            sims.retain(|k, _| live.contains(k));
-            last_step.retain(|k, _| live.contains(k));
+            // Forget the state of deleted workloads now and then, not on every tick: building
+            // the set of every live uid is a pass over the whole store, which at thousands of
+            // objects cost more than all the rollout steps (the bench's profile).
+            if prune_countdown == 0 {
+                prune_countdown = PRUNE_EVERY_TICKS;
+                let live: std::collections::HashSet<String> = inner
+                    .objects
+                    .values()
+                    .filter_map(|o| {
+                        o.pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                    })
+                    .collect();
+                sims.retain(|k, _| live.contains(k));
+                last_step.retain(|k, _| live.contains(k));
+            } else {
+                prune_countdown -= 1;
+            }
         }));
         if step.is_err() {
             tracing::error!("rollout simulator step panicked; continuing");
