@@ -99,9 +99,11 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     pub failures: FailureCounts<ObjectRef<GitlabDeployment>>,
     pub settings: ReconcileSettings,
-    /// resourceVersions our own status writes replaced: a cached object still at one of them
-    /// is stale (the watch has not delivered our write yet), so acting on it would repeat work.
-    superseded: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
+    /// resourceVersions our own status writes replaced since the cache last caught up: a cached
+    /// object still at any of them is stale (the watch has not delivered our writes yet), and
+    /// acting on it would repeat work or, worse, act on a `running` GitLab already finished.
+    /// One reconcile can write several times (intent, id, final), hence a set.
+    superseded: Mutex<HashMap<ObjectRef<GitlabDeployment>, HashSet<String>>>,
     /// Last `gitlab-operator.io/refresh` value acted on per resource: a new value re-reads the
     /// GitLab deployment at once instead of waiting for the next approval poll.
     refreshes: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
@@ -141,14 +143,18 @@ impl Context {
             .superseded
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        match map.get(&key) {
-            Some(old) if obj.resource_version().as_deref() == Some(old.as_str()) => true,
-            Some(_) => {
-                map.remove(&key);
-                false
-            }
-            None => false,
+        let Some(replaced) = map.get(&key) else {
+            return false;
+        };
+        if obj
+            .resource_version()
+            .is_some_and(|rv| replaced.contains(&rv))
+        {
+            return true;
         }
+        // The cache shows a version we did not replace: it caught up (or someone else wrote).
+        map.remove(&key);
+        false
     }
 
     /// Whether the refresh annotation carries a value not acted on yet (remembering it). The
@@ -190,7 +196,9 @@ impl Context {
             self.superseded
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
-                .insert(ObjectRef::from_obj(obj), rv);
+                .entry(ObjectRef::from_obj(obj))
+                .or_default()
+                .insert(rv);
         }
     }
 }
