@@ -4,12 +4,11 @@
 //! `explain` of a CRD. Skipped (passes) when kubectl is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kube_emulator::KubeEmulator;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
+mod common;
+use common::kubectl::{self, Kubectl};
 
 /// A CRD shaped like the operator's GitlabDeployment (printer columns, CEL, defaults).
 const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
@@ -65,71 +64,6 @@ spec:
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
-struct Kubectl {
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use tokio::io::AsyncWriteExt;
-        let mut cmd = tokio::process::Command::new(KUBECTL);
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.join("cache"))
-            .args(args)
-            .env("HOME", &self.dir)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("kubectl starts");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .await
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("kubectl finishes")
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, stdout, stderr) = self.run(args, stdin).await;
-        assert!(
-            ok,
-            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        stdout
-    }
-
-    /// Runs a command that must fail; returns stderr.
-    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, stdout, stderr) = self.run(args, stdin).await;
-        assert!(!ok, "kubectl {args:?} should fail:\nstdout: {stdout}");
-        stderr
-    }
-}
-
-impl Drop for Kubectl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn cr(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: gitlab-operator.io/v1alpha1\nkind: GitlabDeployment\nmetadata:\n  name: {name}\nspec:\n{spec}"
@@ -137,18 +71,12 @@ fn cr(name: &str, spec: &str) -> String {
 }
 
 async fn start() -> Option<(KubeEmulator, Kubectl)> {
-    if !Path::new(KUBECTL).exists() {
-        eprintln!("kubectl not installed; skipping");
+    if !kubectl::installed() {
         return None;
     }
     // kubectl sends the bearer token only over TLS.
     let emu = KubeEmulator::options().tls(true).start().await.unwrap();
-    let dir = std::env::temp_dir().join(format!("schema-kubectl-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = Kubectl {
-        kubeconfig: emu.kubeconfig_path().to_path_buf(),
-        dir,
-    };
+    let k = Kubectl::for_emulator(&emu, "schema-kubectl");
     k.ok(&["apply", "-f", "-"], Some(CRD)).await;
     k.ok(
         &[

@@ -3,70 +3,12 @@
 //! Skipped (passes) when kubectl is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube_emulator::KubeEmulator;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use tokio::io::AsyncWriteExt;
-        let mut cmd = tokio::process::Command::new(KUBECTL);
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.join("cache"))
-            .args(args)
-            .env("HOME", &self.dir)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("kubectl starts");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .await
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("kubectl finishes")
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, stdout, stderr) = self.run(args, stdin).await;
-        assert!(
-            ok,
-            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        stdout
-    }
-}
-
-impl Drop for Kubectl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+mod common;
+use common::kubectl::{self, Kubectl};
 
 fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
@@ -74,8 +16,7 @@ fn words(line: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_prints_builtin_columns() {
-    if !Path::new(KUBECTL).exists() {
-        eprintln!("kubectl not installed; skipping");
+    if !kubectl::installed() {
         return;
     }
     // kubectl sends the bearer token only over TLS.
@@ -85,12 +26,7 @@ async fn kubectl_get_prints_builtin_columns() {
         .start()
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("table-kubectl-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = Kubectl {
-        kubeconfig: emu.kubeconfig_path().to_path_buf(),
-        dir,
-    };
+    let k = Kubectl::for_emulator(&emu, "table-kubectl");
 
     let ns = k.ok(&["get", "namespace", "default"], None).await;
     let lines: Vec<&str> = ns.lines().collect();

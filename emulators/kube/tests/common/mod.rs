@@ -4,6 +4,8 @@
 use serde_json::Value;
 use std::time::Duration;
 
+pub mod kubectl;
+
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub async fn wait_until<F, Fut>(what: &str, mut f: F)
