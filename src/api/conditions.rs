@@ -91,11 +91,6 @@ pub fn set_condition(
     sort_conditions(conditions);
 }
 
-/// Remove a condition type (no-op when absent).
-pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
-    conditions.retain(|c| c.type_ != type_);
-}
-
 /// The condition of this type, if present.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -28,16 +28,6 @@ pub enum Scope {
     Namespaces(Vec<String>),
 }
 
-impl Scope {
-    /// Whether objects in `namespace` are served.
-    pub fn includes(&self, namespace: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Namespaces(list) => list.iter().any(|ns| ns == namespace),
-        }
-    }
-}
-
 /// What the reconciler learns when it asks for a target.
 #[derive(Clone, Debug)]
 pub enum TargetLookup {
@@ -150,13 +140,6 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
     /// How many kinds are watched (for metrics and tests).
     pub fn watched_kinds(&self) -> usize {
         lock(&self.kinds).len()
-    }
-
-    /// Whether every started watcher has filled its cache (for readiness).
-    pub fn all_ready(&self) -> bool {
-        lock(&self.kinds)
-            .values()
-            .all(|w| w.ready.load(Ordering::Acquire) || lock(&w.error).is_some())
     }
 }
 
@@ -394,13 +377,5 @@ mod tests {
             obj.data["spec"]["template"]["metadata"]["labels"]["app"],
             "web"
         );
-    }
-
-    #[test]
-    fn scope_includes_only_listed_namespaces() {
-        assert!(Scope::All.includes("anything"));
-        let scope = Scope::Namespaces(vec!["a".into(), "b".into()]);
-        assert!(scope.includes("a"));
-        assert!(!scope.includes("c"));
     }
 }

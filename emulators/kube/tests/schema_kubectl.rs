@@ -4,7 +4,6 @@
 //! `explain` of a CRD. Skipped (passes) when kubectl is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use kube_emulator::KubeEmulator;
 
 mod common;
