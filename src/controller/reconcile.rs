@@ -35,7 +35,7 @@ use super::status::{
     Observation, Problem, next_status, record_deployment, record_merge_requests, with_intent,
 };
 use super::targets::{TargetLookup, TargetWatches};
-use super::views::{deployment_view, merge_request_view, write_status};
+use super::views::{deployment_view, gitlab_status, merge_request_view, write_status};
 use crate::api::deployment::ConnectionKind;
 use crate::api::deployment::{
     DeploymentIntent, GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
@@ -751,6 +751,21 @@ async fn update(
         .as_ref()
         .filter(|d| d.id == id)
         .is_some_and(|d| d.tag);
+    // A cancel only ever means "stop what is still running". GitLab accepts success -> canceled
+    // and failed -> canceled, so a cancel sent on a stale recorded `running` would rewrite a
+    // finished deployment's history (the chaos suite found two ways to get such a stale record).
+    // Cancels are rare (supersede, workload gone, deletion): read the deployment first and leave
+    // a finished one as it is.
+    if to == GitlabStatus::Canceled {
+        let current = gitlab
+            .get_deployment(project, gid)
+            .await
+            .map_err(|e| Error::gitlab("read deployment before canceling it", e))?;
+        if gitlab_status(current.status).is_finished() {
+            record_answer(status, id, &deployment_view(&current), tag, now);
+            return Ok(());
+        }
+    }
     let answer =
         match gitlab.update_deployment_status(project, gid, wire).await {
             Ok(d) => d,
@@ -760,13 +775,23 @@ async fn update(
                 .map_err(|e| Error::gitlab("read deployment after a refused update", e))?,
             Err(e) => return Err(Error::gitlab("update deployment", e)),
         };
-    let view = deployment_view(&answer);
+    record_answer(status, id, &deployment_view(&answer), tag, now);
+    Ok(())
+}
+
+/// Record GitLab's answer about deployment `id`: the current one, or one in the history.
+fn record_answer(
+    status: &mut GitlabDeploymentStatus,
+    id: i64,
+    view: &crate::controller::status::GitlabDeploymentView,
+    tag: bool,
+    now: Timestamp,
+) {
     if status.deployment.as_ref().is_some_and(|d| d.id == id) {
-        record_deployment(status, &view, tag, now);
+        record_deployment(status, view, tag, now);
     } else if let Some(entry) = status.history.iter_mut().find(|h| h.deployment_id == id) {
         entry.status = view.status;
     }
-    Ok(())
 }
 
 /// The deployment an interrupted create made: same environment, sha and ref, updated after
