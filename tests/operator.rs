@@ -396,10 +396,11 @@ async fn deletion_policies_cancel_orphan_and_delete() {
         let api = env.glds();
         tokio::time::timeout(
             Duration::from_secs(20),
+            // Gone for good (`is_deleted("")` would hold at once: it compares uids).
             kube::runtime::wait::await_condition(
                 api,
                 name,
-                kube::runtime::wait::conditions::is_deleted(""),
+                |o: Option<&gitlab_deployment_operator::api::GitlabDeployment>| o.is_none(),
             ),
         )
         .await
