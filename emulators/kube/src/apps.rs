@@ -14,7 +14,8 @@ use crate::resources::ResourceInfo;
 use crate::state::AppState;
 use crate::store::{Inner, Key};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const STEP_ANNOTATION: &str = "emulator.gitlab-operator.io/rollout-step";
@@ -34,7 +35,7 @@ enum Outcome {
 }
 
 /// Pods of one workload, as counts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Sim {
     hash: String,
     /// Pods of the current template, created / ready.
@@ -98,16 +99,228 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
-/// Ticks between two passes that drop the state of deleted workloads (about 2 s).
-const PRUNE_EVERY_TICKS: u32 = 80;
+/// Ticks between two full passes over the workloads (about 5 s): they re-read every workload
+/// (a safety net behind the history-driven updates) and drop the state of deleted ones. A
+/// pass over every object on every tick was most of the simulator's cost at thousands of
+/// workloads (the bench's profile).
+const RESCAN_EVERY_TICKS: u32 = 200;
+
+/// A settled workload is still fully stepped every this many of its steps, as a safety net
+/// behind the owned-object change tracking (at the default 200 ms step: every 4 s).
+const RECHECK_EVERY_STEPS: u32 = 20;
+
+/// A workload whose last full step was a no-op at a fixed point (rollout complete, timed out,
+/// paused): nothing about it can change until its object, an owned object or the hooks do.
+/// Its due steps are skipped while `rv` is its resourceVersion.
+#[derive(Debug)]
+struct Settled {
+    rv: String,
+    skipped: u32,
+}
+
+/// What the simulator keeps about one workload between ticks, so that a tick looks only at
+/// the workloads that are due instead of reading every object. Kept current from the store's
+/// history; the simulator's own writes never change these fields.
+#[derive(Debug)]
+struct Tracked {
+    /// Index in [`PLURALS`].
+    kind: usize,
+    uid: String,
+    step: Duration,
+    deleting: bool,
+    last_step: Option<Instant>,
+    settled: Option<Settled>,
+}
+
+impl Tracked {
+    /// From the current object; a previous entry for the same uid keeps its schedule, and
+    /// stays settled only while the object is unchanged.
+    fn new(kind: usize, obj: &Value, default_step: Duration, prev: Option<Tracked>) -> Self {
+        let uid = uid_of(obj);
+        let (last_step, settled) = match prev {
+            Some(p) if p.uid == uid => (p.last_step, p.settled.filter(|s| s.rv == rv_of(obj))),
+            _ => (None, None),
+        };
+        Self {
+            kind,
+            uid: uid.to_string(),
+            step: annotation(obj, STEP_ANNOTATION)
+                .and_then(parse_duration)
+                .unwrap_or(default_step),
+            deleting: obj.pointer("/metadata/deletionTimestamp").is_some(),
+            last_step,
+            settled,
+        }
+    }
+}
+
+/// Whether `owner_uid` is among `obj`'s ownerReferences (no allocation, unlike
+/// [`ops::owner_uids`]).
+fn owned_by(obj: &Value, owner_uid: &str) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
+        })
+}
+
+/// `(kind, name)` of each ownerReference.
+fn owner_refs(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let f = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+            (f("kind"), f("name"))
+        })
+}
+
+fn uid_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn rv_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// A Deployment whose progress deadline can still pass: it is waiting on the clock, not on an
+/// outside write, so it is never settled.
+fn deadline_pending(plural: &str, obj: &Value) -> bool {
+    if plural != "deployments" || obj.pointer("/spec/paused") == Some(&json!(true)) {
+        return false;
+    }
+    let waits = matches!(
+        outcome(obj),
+        Outcome::Stall | Outcome::CrashLoop | Outcome::ImagePull
+    );
+    let timed_out = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("reason") == Some(&json!("ProgressDeadlineExceeded")))
+        });
+    waits && !timed_out
+}
+
+/// The workload kinds the simulator plays the controllers of.
+const PLURALS: [&str; 3] = ["deployments", "statefulsets", "daemonsets"];
+
+/// The simulator's view of the workloads, kept in step with the store.
+struct Workloads {
+    /// `(index in PLURALS, resource)` of the workload kinds served.
+    kinds: Vec<(usize, ResourceInfo)>,
+    tracked: BTreeMap<Key, Tracked>,
+    /// Every change up to this resourceVersion has been looked at (or was the simulator's).
+    seen_rv: u64,
+    default_step: Duration,
+}
+
+impl Workloads {
+    fn refresh(&mut self, inner: &Inner, key: &Key) {
+        let prev = self.tracked.remove(key);
+        let kind = self.kinds.iter().find(|(_, r)| r.storage == key.0);
+        if let (Some(obj), Some((kind, _))) = (inner.get(key), kind) {
+            let t = Tracked::new(*kind, obj, self.default_step, prev);
+            self.tracked.insert(key.clone(), t);
+        }
+    }
+
+    /// Re-read every workload from the store. `forget_settled`: changes to owned objects may
+    /// have been missed, so every workload gets a full step again.
+    fn rescan(&mut self, inner: &Inner, forget_settled: bool) {
+        let mut fresh = BTreeMap::new();
+        for (kind, res) in &self.kinds {
+            for (key, obj) in inner.range(&res.storage, None) {
+                let prev = self.tracked.remove(key);
+                let mut t = Tracked::new(*kind, obj, self.default_step, prev);
+                if forget_settled {
+                    t.settled = None;
+                }
+                fresh.insert(key.clone(), t);
+            }
+        }
+        self.tracked = fresh;
+    }
+
+    /// Apply the changes others made since the last tick: workloads created, edited or
+    /// deleted, and owned objects (ReplicaSets, their pods, ControllerRevisions) written by
+    /// someone else (e.g. `kubectl delete pod`), whose owner then gets a full step that
+    /// repairs them. When the history no longer reaches back, everything is re-read.
+    fn catch_up(&mut self, inner: &Inner) {
+        if inner.rv <= self.seen_rv {
+            return;
+        }
+        if inner.compacted > self.seen_rv {
+            self.rescan(inner, true);
+            return;
+        }
+        let storage = |group: &str, plural: &str| {
+            inner
+                .resource(group, "v1", plural)
+                .map(|r| r.storage.clone())
+                .unwrap_or_default()
+        };
+        let rs_storage = storage("apps", "replicasets");
+        let cr_storage = storage("apps", "controllerrevisions");
+        let pod_storage = storage("", "pods");
+        let owner_key = |ns: &str, kind: &str, name: &str| {
+            self.kinds
+                .iter()
+                .find(|(_, r)| r.kind == kind)
+                .map(|(_, r)| (r.storage.clone(), ns.to_string(), name.to_string()))
+        };
+        let mut edited: Vec<Key> = Vec::new();
+        let mut touched: Vec<Key> = Vec::new();
+        for ev in inner
+            .history
+            .iter()
+            .rev()
+            .take_while(|e| e.rv > self.seen_rv)
+        {
+            let (storage, ns) = (ev.key.0.as_str(), ev.key.1.as_str());
+            if self.kinds.iter().any(|(_, r)| r.storage == storage) {
+                edited.push(ev.key.clone());
+            } else if storage == rs_storage || storage == cr_storage {
+                touched.extend(owner_refs(&ev.obj).filter_map(|(k, n)| owner_key(ns, k, n)));
+            } else if storage == pod_storage {
+                // Pod -> its ReplicaSet (by name, in the pod's namespace) -> the workload.
+                for (_, rs_name) in owner_refs(&ev.obj) {
+                    let rs_key = (rs_storage.clone(), ns.to_string(), rs_name.to_string());
+                    if let Some(rs) = inner.get(&rs_key) {
+                        touched.extend(owner_refs(rs).filter_map(|(k, n)| owner_key(ns, k, n)));
+                    }
+                }
+            }
+        }
+        for key in edited {
+            self.refresh(inner, &key);
+        }
+        for key in touched {
+            if let Some(t) = self.tracked.get_mut(&key) {
+                t.settled = None;
+            }
+        }
+    }
+}
 
 pub async fn run(state: AppState) {
     let mut sims: HashMap<String, Sim> = HashMap::new();
-    let mut last_step: HashMap<String, Instant> = HashMap::new();
+    let mut workloads = Workloads {
+        kinds: Vec::new(),
+        tracked: BTreeMap::new(),
+        seen_rv: 0,
+        default_step: state.settings().rollout_step,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(25));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let default_step = state.settings().rollout_step;
-    let mut prune_countdown = 0u32;
+    let mut rescan_countdown = 0u32;
     loop {
         tick.tick().await;
         let hooks = state.hooks();
@@ -118,77 +331,88 @@ pub async fn run(state: AppState) {
         // lock recovers from poisoning) and carry on with the next tick.
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut inner = state.lock();
-            for plural in ["deployments", "statefulsets", "daemonsets"] {
-                let Some(res) = inner.resource("apps", "v1", plural).cloned() else {
-                    continue;
-                };
-                // First pass without allocating for workloads that are not due: at thousands of
-                // workloads every 25 ms, cloning every key and uid was most of the simulator's
-                // cost. Each step re-reads the current object anyway.
-                let now = Instant::now();
-                let due_list: Vec<(Key, String, u64, bool)> = inner
-                    .range(&res.storage, None)
-                    .filter(|(_, obj)| obj.pointer("/metadata/deletionTimestamp").is_none())
-                    .filter_map(|(key, obj)| {
-                        let uid = obj
-                            .pointer("/metadata/uid")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        let step = annotation(obj, STEP_ANNOTATION)
-                            .and_then(parse_duration)
-                            .unwrap_or(default_step);
-                        let due = !paused
-                            && last_step
-                                .get(uid)
-                                .is_none_or(|t| now.duration_since(*t) >= step);
-                        let steps = u64::from(due) + advance;
-                        (steps > 0).then(|| (key.clone(), uid.to_string(), steps, due))
-                    })
-                    .collect();
-                for (key, uid, steps, due) in due_list {
+            workloads.kinds = PLURALS
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| inner.resource("apps", "v1", p).map(|r| (i, r.clone())))
+                .collect();
+            if rescan_countdown == 0 {
+                rescan_countdown = RESCAN_EVERY_TICKS;
+                workloads.catch_up(&inner);
+                workloads.rescan(&inner, false);
+                let live: std::collections::HashSet<&str> =
+                    workloads.tracked.values().map(|t| t.uid.as_str()).collect();
+                sims.retain(|k, _| live.contains(k.as_str()));
+            } else {
+                rescan_countdown -= 1;
+                workloads.catch_up(&inner);
+            }
+            // Only the due workloads are stepped; settled ones (unchanged since, see
+            // `Tracked::new`) are skipped cheaply, but not more than RECHECK_EVERY_STEPS times
+            // in a row. One pass without string compares or store reads: it visits every
+            // workload on every tick.
+            let now = Instant::now();
+            let mut due_list: Vec<(usize, Key, String, u64, bool)> = workloads
+                .tracked
+                .iter_mut()
+                .filter(|(_, t)| !t.deleting)
+                .filter_map(|(key, t)| {
+                    let due =
+                        !paused && t.last_step.is_none_or(|l| now.duration_since(l) >= t.step);
+                    if due
+                        && advance == 0
+                        && let Some(s) = t.settled.as_mut()
+                        && s.skipped < RECHECK_EVERY_STEPS
+                    {
+                        s.skipped += 1;
+                        t.last_step = Some(now);
+                        return None;
+                    }
+                    let steps = u64::from(due) + advance;
+                    (steps > 0).then(|| (t.kind, key.clone(), t.uid.clone(), steps, due))
+                })
+                .collect();
+            // Deployments first, then StatefulSets, then DaemonSets, each in key order.
+            due_list.sort_by_key(|(kind, ..)| *kind);
+            for (kind, res) in workloads.kinds.clone() {
+                let plural = PLURALS[kind];
+                let mine = due_list.iter().take_while(|d| d.0 == kind).count();
+                let due_here: Vec<_> = due_list.drain(..mine).collect();
+                for (_, key, uid, steps, due) in due_here {
                     let mut moved = false;
+                    let mut fixed_point: Option<String> = None;
                     for _ in 0..steps {
-                        let Some(cur) = inner.get(&key).map(|o| (**o).clone()) else {
+                        let Some(cur) = inner.get(&key).cloned() else {
                             break;
                         };
                         let sim = sims.entry(uid.clone()).or_default();
+                        let before = sim.clone();
                         let did = match plural {
                             "deployments" => step_deployment(&mut inner, &res, &key, &cur, sim),
                             "statefulsets" => step_statefulset(&mut inner, &res, &key, &cur, sim),
                             _ => step_daemonset(&mut inner, &res, &key, &cur, sim),
                         };
                         if !did {
+                            // Nothing written and nothing moved: the next step would do the
+                            // same unless something outside (or the clock) changes.
+                            if *sim == before && !deadline_pending(plural, &cur) {
+                                fixed_point = Some(rv_of(&cur).to_string());
+                            }
                             break;
                         }
                         moved = true;
                     }
-                    if moved {
-                        last_step.insert(uid, now);
-                        changed = true;
-                    } else if due {
-                        last_step.insert(uid, now);
+                    changed |= moved;
+                    if let Some(t) = workloads.tracked.get_mut(&key) {
+                        t.settled = fixed_point.map(|rv| Settled { rv, skipped: 0 });
+                        if moved || due {
+                            t.last_step = Some(now);
+                        }
                     }
                 }
             }
-            // Forget the state of deleted workloads now and then, not on every tick: building
-            // the set of every live uid is a pass over the whole store, which at thousands of
-            // objects cost more than all the rollout steps (the bench's profile).
-            if prune_countdown == 0 {
-                prune_countdown = PRUNE_EVERY_TICKS;
-                let live: std::collections::HashSet<String> = inner
-                    .objects
-                    .values()
-                    .filter_map(|o| {
-                        o.pointer("/metadata/uid")
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                    })
-                    .collect();
-                sims.retain(|k, _| live.contains(k));
-                last_step.retain(|k, _| live.contains(k));
-            } else {
-                prune_countdown -= 1;
-            }
+            // Everything written so far, the simulator's own writes included, has been seen.
+            workloads.seen_rv = inner.rv;
         }));
         if step.is_err() {
             tracing::error!("rollout simulator step panicked; continuing");
@@ -311,8 +535,9 @@ fn step_deployment(
     let ns = key.1.clone();
     let generation = int(obj, "/metadata/generation", 1);
     let r = int(obj, "/spec/replicas", 1);
-    let template = obj.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let hash = template_hash(&template);
+    let no_template = json!({});
+    let template = obj.pointer("/spec/template").unwrap_or(&no_template);
+    let hash = template_hash(template);
     let rs_name = format!("{name}-{hash}");
     let mut status = obj.get("status").cloned().unwrap_or(json!({}));
     let mut conds: Vec<Value> = status
@@ -323,19 +548,15 @@ fn step_deployment(
     let Some(rs_res) = inner.resource("apps", "v1", "replicasets").cloned() else {
         return false;
     };
-    let uid = obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let uid = uid_of(obj).to_string();
     let progress_deadline = int(obj, "/spec/progressDeadlineSeconds", 600);
     // Observe a new template: create (or adopt) its ReplicaSet, old pods become "old".
     if sim.hash != hash {
         let old_pods = sim.created + sim.old;
-        let owned: Vec<Value> = inner
+        let owned: Vec<Arc<Value>> = inner
             .range(&rs_res.storage, Some(&ns))
-            .map(|(_, v)| (**v).clone())
-            .filter(|rs| ops::owner_uids(rs).contains(&uid))
+            .filter(|(_, rs)| owned_by(rs, &uid))
+            .map(|(_, rs)| rs.clone())
             .collect();
         let max_rev = owned
             .iter()
@@ -554,7 +775,7 @@ fn step_deployment(
     let mut remaining_old = sim.old;
     let olds: Vec<Key> = inner
         .range(&rs_res.storage, Some(&ns))
-        .filter(|(k, v)| k.2 != rs_name && ops::owner_uids(v).contains(&uid))
+        .filter(|(k, v)| k.2 != rs_name && owned_by(v, &uid))
         .map(|(k, _)| k.clone())
         .collect();
     for k in olds {
@@ -652,18 +873,11 @@ fn sync_pods(
         return false;
     };
     let ns = rs_key.1.clone();
-    let rs_uid = rs
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let mut pods: Vec<(Key, Value)> = inner
+    let rs_uid = uid_of(&rs).to_string();
+    let mut pods: Vec<(Key, Arc<Value>)> = inner
         .range(&pod_res.storage, Some(&ns))
-        .filter(|(_, p)| {
-            ops::owner_uids(p).contains(&rs_uid)
-                && p.pointer("/metadata/deletionTimestamp").is_none()
-        })
-        .map(|(k, p)| (k.clone(), (**p).clone()))
+        .filter(|(_, p)| owned_by(p, &rs_uid) && p.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|(k, p)| (k.clone(), p.clone()))
         .collect();
     pods.sort_by(|a, b| {
         let ts = |p: &Value| {
@@ -678,7 +892,7 @@ fn sync_pods(
     let total = usize::try_from(total.max(0)).unwrap_or(0);
     while pods.len() > total {
         if let Some((k, p)) = pods.pop() {
-            wrote |= inner.remove(&k, p).is_some();
+            wrote |= inner.remove(&k, (*p).clone()).is_some();
         }
     }
     let tpl = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -698,7 +912,7 @@ fn sync_pods(
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                pods.push((ops::key(&pod_res, Some(&ns), &name), w.obj));
+                pods.push((ops::key(&pod_res, Some(&ns), &name), Arc::new(w.obj)));
                 wrote = true;
             }
             Err(_) => break,
@@ -817,15 +1031,11 @@ fn ensure_revision(inner: &mut Inner, owner: &Value, kind: &str, ns: &str, hash:
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let uid = owner
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let owned: Vec<Value> = inner
+    let uid = uid_of(owner).to_string();
+    let owned: Vec<Arc<Value>> = inner
         .range(&cr_res.storage, Some(ns))
-        .map(|(_, v)| (**v).clone())
-        .filter(|r| ops::owner_uids(r).contains(&uid))
+        .filter(|(_, r)| owned_by(r, &uid))
+        .map(|(_, r)| r.clone())
         .collect();
     let cr_name = format!("{name}-{hash}");
     if let Some(r) = owned
