@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod index;
 pub mod leader;
+pub mod own_writes;
 pub mod plan;
 pub mod reconcile;
 pub mod run;

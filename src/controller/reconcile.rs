@@ -7,7 +7,8 @@
 //! the create; after a crash between `POST` and the id write, the intent is recovered by
 //! looking the deployment up, never by creating a second one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use super::connections::Connections;
 use super::error::{Error, ErrorKind};
 use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
+use super::own_writes::OwnWrites;
 use super::plan::{
     Cleanup, Plan, cleanup as plan_cleanup, evaluate_rollout, plan, wanted_revision,
     workload_revision,
@@ -47,7 +49,7 @@ use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
 };
 use crate::metrics::OperatorMetrics;
-use crate::rollout::{TargetObject, TrackCtx};
+use crate::rollout::TrackCtx;
 
 /// At most this many plan steps in one reconcile (e.g. cancel the old deployment, write the
 /// intent and create the new one, fetch merge requests); then the reconcile requeues.
@@ -99,11 +101,8 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     pub failures: FailureCounts<ObjectRef<GitlabDeployment>>,
     pub settings: ReconcileSettings,
-    /// resourceVersions our own status writes replaced since the cache last caught up: a cached
-    /// object still at any of them is stale (the watch has not delivered our writes yet), and
-    /// acting on it would repeat work or, worse, act on a `running` GitLab already finished.
-    /// One reconcile can write several times (intent, id, final), hence a set.
-    superseded: Mutex<HashMap<ObjectRef<GitlabDeployment>, HashSet<String>>>,
+    /// Our status writes the cache has not shown yet (see [`OwnWrites`]).
+    pub own_writes: Arc<OwnWrites>,
     /// Last `gitlab-operator.io/refresh` value acted on per resource: a new value re-reads the
     /// GitLab deployment at once instead of waiting for the next approval poll.
     refreshes: Mutex<HashMap<ObjectRef<GitlabDeployment>, String>>,
@@ -111,7 +110,8 @@ pub struct Context {
     /// that says `running` may be stale after a crash (or a failed status write) between a
     /// `PUT` and recording its answer; GitLab accepts `success → canceled`, so acting on it
     /// unread could cancel a finished deployment. Such a deployment is read once first.
-    verified: Mutex<HashSet<(ObjectRef<GitlabDeployment>, i64)>>,
+    /// Keyed by resource (one deployment each), so forgetting one is not a pass over all.
+    verified: Mutex<HashMap<ObjectRef<GitlabDeployment>, i64>>,
 }
 
 impl Context {
@@ -122,6 +122,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<OperatorMetrics>,
         settings: ReconcileSettings,
+        own_writes: Arc<OwnWrites>,
     ) -> Self {
         Self {
             client,
@@ -131,30 +132,10 @@ impl Context {
             metrics,
             failures: FailureCounts::default(),
             settings,
-            superseded: Mutex::new(HashMap::new()),
+            own_writes,
             refreshes: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn is_stale(&self, obj: &GitlabDeployment) -> bool {
-        let key = ObjectRef::from_obj(obj);
-        let mut map = self
-            .superseded
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let Some(replaced) = map.get(&key) else {
-            return false;
-        };
-        if obj
-            .resource_version()
-            .is_some_and(|rv| replaced.contains(&rv))
-        {
-            return true;
-        }
-        // The cache shows a version we did not replace: it caught up (or someone else wrote).
-        map.remove(&key);
-        false
     }
 
     /// Whether the refresh annotation carries a value not acted on yet (remembering it). The
@@ -173,11 +154,29 @@ impl Context {
         }
     }
 
+    /// Drop what this process remembers about a resource whose cleanup is done (its
+    /// finalizer goes next), so resources that come and go do not grow the maps.
+    fn forget(&self, obj: &GitlabDeployment) -> Action {
+        let key = ObjectRef::from_obj(obj);
+        self.own_writes.forget(&key);
+        self.refreshes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        self.failures.reset(&key);
+        Action::await_change()
+    }
+
     fn is_verified(&self, key: &ObjectRef<GitlabDeployment>, id: i64) -> bool {
         self.verified
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .contains(&(key.clone(), id))
+            .get(key)
+            == Some(&id)
     }
 
     fn set_verified(&self, key: &ObjectRef<GitlabDeployment>, id: Option<i64>) {
@@ -185,21 +184,10 @@ impl Context {
             .verified
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        verified.retain(|(k, _)| k != key);
-        if let Some(id) = id {
-            verified.insert((key.clone(), id));
-        }
-    }
-
-    fn wrote(&self, obj: &GitlabDeployment, replaced: Option<String>) {
-        if let Some(rv) = replaced {
-            self.superseded
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .entry(ObjectRef::from_obj(obj))
-                .or_default()
-                .insert(rv);
-        }
+        match id {
+            Some(id) => verified.insert(key.clone(), id),
+            None => verified.remove(key),
+        };
     }
 }
 
@@ -222,9 +210,10 @@ pub async fn reconcile(obj: Arc<GitlabDeployment>, ctx: Arc<Context>) -> Result<
     {
         span.record("deployment_id", id);
     }
-    if ctx.is_stale(&obj) {
-        // Our own last write has not reached the cache yet; it will trigger us again.
-        return Ok(Action::requeue(Duration::from_millis(500)));
+    if ctx.own_writes.is_stale(&obj) {
+        // Our own last write has not reached the cache yet: the watch wakes us when it does
+        // (`OwnWrites::observed`); the requeue is only a safety net.
+        return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let api: Api<GitlabDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -340,7 +329,9 @@ impl Writer<'_> {
                     source,
                 }
             })?;
-        self.ctx.wrote(&written, self.obj.resource_version());
+        self.ctx
+            .own_writes
+            .wrote(&written, self.obj.resource_version());
         self.obj = written;
         Ok(())
     }
@@ -443,7 +434,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         namespace: namespace.clone(),
         name: spec.target.name.clone(),
     };
-    let found = match ctx.targets.lookup(&target) {
+    let target_object = match ctx.targets.lookup(&target) {
         // The kind's watcher triggers this resource once its cache is filled.
         TargetLookup::Pending => return Ok(Action::requeue(Duration::from_secs(5))),
         TargetLookup::KindNotServed(message) => {
@@ -452,13 +443,6 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
         TargetLookup::Missing => None,
         TargetLookup::Found(obj) => Some(obj),
-    };
-    let target_object = match found.as_deref().map(TargetObject::from_dynamic).transpose() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "target object does not serialize");
-            None
-        }
     };
     // The pure evaluation reuses the recorded progressTimeout clock only for the revision it
     // was recorded for, so a new revision never inherits an older one's deadline.
@@ -838,7 +822,7 @@ async fn find_intended(
 async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Error> {
     let Ok(spec) = validated(&obj, ctx) else {
         // A spec that never validated never reached GitLab.
-        return Ok(Action::await_change());
+        return Ok(ctx.forget(&obj));
     };
     let namespace = spec.namespace.clone();
     let now = Timestamp::now();
@@ -857,7 +841,7 @@ async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Er
     for _ in 0..3 {
         let step = plan_cleanup(spec.deletion_policy, Some(&status));
         if step == Cleanup::Nothing {
-            return Ok(Action::await_change());
+            return Ok(ctx.forget(&obj));
         }
         let result = async {
             let gitlab = ctx.connections.client_for(&spec.connection, &namespace)?;
@@ -868,7 +852,7 @@ async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Er
         match result {
             Ok(Some(notice)) => {
                 publish(ctx, &obj, &[notice]).await;
-                return Ok(Action::await_change());
+                return Ok(ctx.forget(&obj));
             }
             Ok(None) => {}
             Err(err) if give_up(&err) => {
@@ -884,7 +868,7 @@ async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Er
                     }],
                 )
                 .await;
-                return Ok(Action::await_change());
+                return Ok(ctx.forget(&obj));
             }
             Err(err) => return Err(err),
         }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::allowlist::HostAllowList;
 use super::connections::{ConnectionCaches, Connections};
 use super::index::{IndexChange, TargetIndex, TargetKey, TargetKind};
+use super::own_writes::OwnWrites;
 use super::reconcile::{Context, ReconcileSettings, error_policy, reconcile};
 use super::scoped::ScopedStore;
 use super::targets::{Scope, TargetWatches};
@@ -397,6 +398,7 @@ pub async fn run(
         };
 
     // GitlabDeployment watches, one per namespace.
+    let own_writes = Arc::new(OwnWrites::default());
     let mut deployment_stores = ScopedStore::<GitlabDeployment>::default();
     let mut controllers_input = Vec::new();
     for ns in &namespaces {
@@ -406,6 +408,8 @@ pub async fn run(
         let targets = Arc::clone(&targets);
         let scope = ns.clone();
         let mut synced = gate.watch();
+        let own_writes = Arc::clone(&own_writes);
+        let wake = triggers.clone();
         let stream = watcher(
             api_for::<GitlabDeployment>(&client, ns),
             watcher::Config::default(),
@@ -417,6 +421,11 @@ pub async fn run(
         .reflect(writer)
         .inspect_ok(move |event| {
             index_event(event, scope.as_deref(), &index, &targets);
+            if let watcher::Event::Apply(obj) = event
+                && own_writes.observed(obj)
+            {
+                wake.send(ObjectRef::from_obj(obj));
+            }
             synced(event);
         })
         .touched_objects()
@@ -448,6 +457,7 @@ pub async fn run(
         Recorder::new(client.clone(), reporter),
         Arc::clone(&telemetry.operator),
         config.settings.clone(),
+        own_writes,
     ));
 
     // Dependents of connections, Secrets and ConfigMaps.

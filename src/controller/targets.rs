@@ -11,15 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicResourceScope;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::{Deserialize, Deserializer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::index::{TargetIndex, TargetKey, TargetKind};
+use crate::rollout::TargetObject;
 
 /// Which namespaces the operator serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,12 +43,92 @@ pub enum TargetLookup {
     KindNotServed(String),
     /// The kind is served but no such object exists.
     Missing,
-    Found(Arc<DynamicObject>),
+    Found(TargetObject),
+}
+
+/// A followed workload as its cache keeps it: the slimmed object as JSON text, parsed again
+/// only when a reconcile reads it. Held as `serde_json::Value` trees, thousands of workloads
+/// cost about 10 KiB each (every small JSON object is a whole B-tree node); the text is a
+/// tenth of that, and parsing a kilobyte per reconcile costs microseconds.
+#[derive(Clone, Debug)]
+pub struct CachedTarget {
+    /// Name, namespace, resourceVersion and uid only: what the reflector keys the cache by.
+    metadata: ObjectMeta,
+    json: Box<str>,
+}
+
+impl CachedTarget {
+    /// Slim `obj` (see [`slim`]) and keep it as text.
+    pub fn new(mut obj: DynamicObject) -> Result<Self, serde_json::Error> {
+        slim(&mut obj);
+        let metadata = ObjectMeta {
+            name: obj.metadata.name.clone(),
+            namespace: obj.metadata.namespace.clone(),
+            resource_version: obj.metadata.resource_version.clone(),
+            uid: obj.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        };
+        let json = serde_json::to_string(&obj)?.into_boxed_str();
+        Ok(Self { metadata, json })
+    }
+
+    /// The object for rollout evaluation. Its kind is the one the cache was started for:
+    /// list items from a real API server carry no `apiVersion`/`kind` of their own.
+    pub fn object(&self, kind: &TargetKind) -> Result<TargetObject, serde_json::Error> {
+        let object = serde_json::from_str(&self.json)?;
+        Ok(TargetObject {
+            api_version: kind.api_version.clone(),
+            kind: kind.kind.clone(),
+            object,
+        })
+    }
+}
+
+/// The watcher decodes straight into the compact form, so no page of full objects outlives
+/// its decoding.
+impl<'de> Deserialize<'de> for CachedTarget {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let obj = DynamicObject::deserialize(deserializer)?;
+        Self::new(obj).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Resource for CachedTarget {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 struct KindWatch {
     /// One store per watched namespace (`None` = all namespaces).
-    stores: Arc<Mutex<HashMap<Option<String>, Store<DynamicObject>>>>,
+    stores: Arc<Mutex<HashMap<Option<String>, Store<CachedTarget>>>>,
     ready: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
@@ -131,8 +217,13 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
         };
         let wanted = reflector::ObjectRef::new_with(&key.name, api_resource_for(&key.kind))
             .within(&key.namespace);
-        match store.get(&wanted) {
-            Some(obj) => TargetLookup::Found(obj),
+        match store.get(&wanted).map(|cached| cached.object(&key.kind)) {
+            Some(Ok(obj)) => TargetLookup::Found(obj),
+            Some(Err(err)) => {
+                // Impossible short of a serde_json bug: the text was written by serde_json.
+                tracing::error!(error = %err, "cached target does not parse");
+                TargetLookup::Missing
+            }
             None => TargetLookup::Missing,
         }
     }
@@ -197,7 +288,7 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     kind: TargetKind,
     index: Arc<Mutex<TargetIndex<O>>>,
     trigger: mpsc::UnboundedSender<O>,
-    stores: Arc<Mutex<HashMap<Option<String>, Store<DynamicObject>>>>,
+    stores: Arc<Mutex<HashMap<Option<String>, Store<CachedTarget>>>>,
     ready: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
 ) {
@@ -233,11 +324,11 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     let mut streams = Vec::with_capacity(namespaces.len());
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces.len()));
     for ns in namespaces {
-        let api: Api<DynamicObject> = match &ns {
+        let api: Api<CachedTarget> = match &ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+        let writer = reflector::store::Writer::<CachedTarget>::new(resource.clone());
         let reader = writer.as_reader();
         lock(&stores).insert(ns.clone(), reader);
         let kind = kind.clone();
@@ -248,7 +339,6 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
         let error = Arc::clone(&error);
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(slim)
             .reflect(writer)
             .inspect_ok(move |event| {
                 if matches!(event, watcher::Event::InitDone) {
@@ -286,7 +376,7 @@ fn is_forbidden(err: &watcher::Error) -> bool {
 }
 
 fn on_target_event<O: Eq + std::hash::Hash + Clone>(
-    event: &watcher::Event<DynamicObject>,
+    event: &watcher::Event<CachedTarget>,
     kind: &TargetKind,
     index: &Mutex<TargetIndex<O>>,
     trigger: &mpsc::UnboundedSender<O>,
@@ -377,5 +467,40 @@ mod tests {
             obj.data["spec"]["template"]["metadata"]["labels"]["app"],
             "web"
         );
+    }
+
+    #[test]
+    fn cached_target_keeps_the_slim_object_and_takes_its_kind_from_the_cache() {
+        // A list item as a real API server sends it: no apiVersion or kind of its own.
+        let item = json!({
+            "metadata": {"name": "web", "namespace": "ns", "resourceVersion": "7", "uid": "u1",
+                "generation": 2, "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "i:1", "env": []}]}}},
+            "status": {"observedGeneration": 2}
+        });
+        let cached: CachedTarget = serde_json::from_value(item).unwrap();
+        assert_eq!(cached.name_any(), "web");
+        assert_eq!(cached.namespace().as_deref(), Some("ns"));
+        assert_eq!(cached.resource_version().as_deref(), Some("7"));
+        assert!(
+            cached.meta().labels.is_none(),
+            "the key metadata holds no more than keys"
+        );
+        let kind = TargetKind {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+        };
+        let target = cached.object(&kind).unwrap();
+        assert_eq!(target.api_version, "apps/v1");
+        assert_eq!(target.kind, "Deployment");
+        assert_eq!(target.object["metadata"]["generation"], 2);
+        assert_eq!(target.object["metadata"]["labels"]["app"], "web");
+        assert!(target.object["metadata"].get("managedFields").is_none());
+        assert_eq!(
+            target.object["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "app", "image": "i:1"}])
+        );
+        assert_eq!(target.object["status"]["observedGeneration"], 2);
     }
 }

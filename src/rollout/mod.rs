@@ -16,7 +16,6 @@ mod tests;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::DynamicObject;
 use serde_json::Value;
 
 use self::json::{int_at, str_at};
@@ -269,7 +268,7 @@ impl Default for TrackCtx {
     }
 }
 
-/// The object being followed, as JSON (typed k8s-openapi objects and `DynamicObject`s alike).
+/// The object being followed, as JSON (typed k8s-openapi objects and cached dynamic ones alike).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetObject {
     pub api_version: String,
@@ -289,11 +288,6 @@ impl TargetObject {
             kind,
             object,
         }
-    }
-
-    /// From a `DynamicObject` (as the reflector stores them).
-    pub fn from_dynamic(obj: &DynamicObject) -> Result<Self, serde_json::Error> {
-        serde_json::to_value(obj).map(Self::from_value)
     }
 
     /// From a typed object such as `k8s_openapi::api::apps::v1::Deployment`.
