@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -454,7 +454,7 @@ pub async fn run(
         client.clone(),
         resolver,
         Arc::clone(&targets),
-        Recorder::new(client.clone(), reporter),
+        reporter,
         Arc::clone(&telemetry.operator),
         config.settings.clone(),
         own_writes,
