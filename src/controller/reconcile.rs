@@ -270,11 +270,14 @@ pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) 
             Action::requeue(pause + ctx.settings.backoff.delay(1, unit))
         }
         ErrorKind::Transient => {
-            let delay = if err.category() == super::error::STALE_OBJECT {
-                Duration::from_millis(200)
-            } else {
-                ctx.settings.backoff.delay(failures, unit)
-            };
+            if err.category() == super::error::STALE_OBJECT {
+                // Optimistic concurrency doing its job (the cache was behind a write, often
+                // our own): expected, retried soon, not worth a warning.
+                let delay = Duration::from_millis(200);
+                tracing::debug!(error = %err, retry_in = ?delay, "stale object; retrying");
+                return Action::requeue(delay);
+            }
+            let delay = ctx.settings.backoff.delay(failures, unit);
             tracing::warn!(error = %err, category = err.category(), retry_in = ?delay, "transient failure");
             Action::requeue(delay)
         }
