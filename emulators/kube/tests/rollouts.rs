@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::wait_until;
+use common::{deployment_complete, fast_rollouts as setup, wait_until};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-use kube_emulator::KubeEmulator;
 use serde_json::{Value, json};
 
 fn workload(kind: &str, name: &str, replicas: Option<i32>, annotations: Value) -> Value {
@@ -31,28 +30,6 @@ fn condition<'a>(
         .as_ref()?
         .iter()
         .find(|c| c.type_ == ty)
-}
-
-async fn setup() -> (KubeEmulator, Client) {
-    let emu = KubeEmulator::options()
-        .rollout_step(std::time::Duration::from_millis(50))
-        .start()
-        .await
-        .unwrap();
-    let client = emu.client().await;
-    (emu, client)
-}
-
-async fn deployment_complete(api: &Api<Deployment>, name: &str, replicas: i32) -> bool {
-    let d = api.get(name).await.unwrap();
-    let s = d.status.clone().unwrap_or_default();
-    s.observed_generation == d.metadata.generation
-        && s.updated_replicas == Some(replicas)
-        && s.replicas == Some(replicas)
-        && s.available_replicas == Some(replicas)
-        && condition(&d, "Progressing")
-            .is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"))
-        && condition(&d, "Available").is_some_and(|c| c.status == "True")
 }
 
 #[tokio::test]

@@ -4,27 +4,16 @@
 
 mod common;
 
-use common::wait_until;
+// Steps of 50 ms: a settled workload is re-checked in full only every 20 steps (1 s), so the
+// repairs below within that window come from noticing the change itself.
+use common::{deployment_complete, fast_rollouts as setup, wait_until};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use kube_emulator::KubeEmulator;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Steps of 50 ms: a settled workload is re-checked in full only every 20 steps (1 s), so the
-/// repairs below within that window come from noticing the change itself.
-async fn setup() -> (KubeEmulator, Client) {
-    let emu = KubeEmulator::options()
-        .rollout_step(Duration::from_millis(50))
-        .start()
-        .await
-        .unwrap();
-    let client = emu.client().await;
-    (emu, client)
-}
 
 fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
     serde_json::from_value(json!({
@@ -38,18 +27,6 @@ fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
         }
     }))
     .unwrap()
-}
-
-async fn complete(api: &Api<Deployment>, name: &str, replicas: i32) -> bool {
-    let d = api.get(name).await.unwrap();
-    let s = d.status.clone().unwrap_or_default();
-    s.observed_generation == d.metadata.generation
-        && s.updated_replicas == Some(replicas)
-        && s.replicas == Some(replicas)
-        && s.available_replicas == Some(replicas)
-        && s.conditions.unwrap_or_default().iter().any(|c| {
-            c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")
-        })
 }
 
 /// Names of the live, Ready pods of `app`.
@@ -79,7 +56,10 @@ async fn settled(client: &Client, name: &str, replicas: i32) -> Api<Deployment> 
     )
     .await
     .unwrap();
-    wait_until("rollout complete", || complete(&api, name, replicas)).await;
+    wait_until("rollout complete", || {
+        deployment_complete(&api, name, replicas)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     api
 }
@@ -105,7 +85,7 @@ async fn settled_deployment_gets_a_deleted_pod_back() {
     })
     .await;
     wait_until("the deployment is complete again", || {
-        complete(&api, "keep", 2)
+        deployment_complete(&api, "keep", 2)
     })
     .await;
 }
@@ -121,7 +101,7 @@ async fn settled_deployment_rolls_when_its_template_changes() {
         .await
         .unwrap();
     wait_until("the new template rolled out", || async {
-        complete(&api, "roll", 2).await
+        deployment_complete(&api, "roll", 2).await
             && api
                 .get("roll")
                 .await
@@ -152,7 +132,7 @@ async fn settled_deployment_rolls_when_its_template_changes() {
     )
     .await
     .unwrap();
-    wait_until("scaled to 3", || complete(&api, "roll", 3)).await;
+    wait_until("scaled to 3", || deployment_complete(&api, "roll", 3)).await;
     assert_eq!(ready_pods(&pods, "roll").await.len(), 3);
 }
 

@@ -23,6 +23,37 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// An emulator whose workloads roll out in 50 ms steps, and a client for it.
+pub async fn fast_rollouts() -> (kube_emulator::KubeEmulator, kube::Client) {
+    let emu = kube_emulator::KubeEmulator::options()
+        .rollout_step(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let client = emu.client().await;
+    (emu, client)
+}
+
+/// The `kubectl rollout status` rule: the current generation observed, every replica updated
+/// and available, `Progressing` at `NewReplicaSetAvailable`, `Available` true.
+pub async fn deployment_complete(
+    api: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    replicas: i32,
+) -> bool {
+    let d = api.get(name).await.unwrap();
+    let s = d.status.clone().unwrap_or_default();
+    let conditions = s.conditions.unwrap_or_default();
+    let condition = |ty: &str| conditions.iter().find(|c| c.type_ == ty);
+    s.observed_generation == d.metadata.generation
+        && s.updated_replicas == Some(replicas)
+        && s.replicas == Some(replicas)
+        && s.available_replicas == Some(replicas)
+        && condition("Progressing")
+            .is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"))
+        && condition("Available").is_some_and(|c| c.status == "True")
+}
+
 /// A tiny CRD: `widgets.test.emulator.io`, kind `Widget`, with status/scale subresources,
 /// printer columns, defaults, an enum, a pattern, a CEL rule and a transition rule.
 pub const WIDGET_CRD_YAML: &str = r#"apiVersion: apiextensions.k8s.io/v1
