@@ -513,8 +513,6 @@ async fn a_target_deleted_mid_rollout_cancels_the_running_deployment() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].status, "canceled");
     assert_quiet(&env, &op, Duration::from_secs(3), 0, 2, "target gone").await;
-    // The target coming back is a new rollout of the same revision: it is not reported twice
-    // over a canceled deployment (see the next test for the condition's reason).
     let ready = gone
         .status
         .unwrap()
@@ -523,6 +521,13 @@ async fn a_target_deleted_mid_rollout_cancels_the_running_deployment() {
         .find(|c| c.type_ == "Ready")
         .unwrap();
     assert_eq!(ready.status, "False", "{ready:?}");
+    // The Ready condition says why the deployment was canceled, as the rollout does.
+    env.wait_for(
+        "web",
+        "Ready=False TargetNotFound",
+        ready_false_with(reason::TARGET_NOT_FOUND),
+    )
+    .await;
     op.stop().await;
 }
 
@@ -666,35 +671,6 @@ async fn wrong_content_type_and_huge_answers_are_errors_not_crashes() {
         0,
         2,
         "undecodable answers",
-    )
-    .await;
-    op.stop().await;
-}
-
-/// docs/bad-input.md row "target deleted mid-rollout": the Ready condition should say why the
-/// deployment was canceled (`TargetNotFound`), as the rollout already does.
-#[tokio::test]
-async fn a_target_deleted_mid_rollout_says_target_not_found() {
-    let env = Env::start().await;
-    env.apply_workload(
-        "web",
-        "registry.example/app:1.0.0",
-        json!({"emulator.gitlab-operator.io/rollout-outcome": "stall"}),
-    )
-    .await;
-    let op = env.start_operator();
-    env.apply_gld("web", spec(&env, "staging")).await;
-    env.wait_for("web", "running", is("running")).await;
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
-    deployments
-        .delete("web", &DeleteParams::default())
-        .await
-        .unwrap();
-    env.wait_for("web", "canceled", is("canceled")).await;
-    env.wait_for(
-        "web",
-        "Ready=False TargetNotFound",
-        ready_false_with(reason::TARGET_NOT_FOUND),
     )
     .await;
     op.stop().await;
