@@ -445,18 +445,7 @@ async fn a_success_answered_502_is_not_canceled_by_the_next_revision() {
         json!({}),
     )
     .await;
-    env.wait_for("web", "second revision success", |gd| {
-        harness::gitlab_status(gd).as_deref() == Some("success")
-            && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[3]
-    })
-    .await;
-    let first: Vec<_> = env
-        .gitlab_deployments("prod")
-        .into_iter()
-        .filter(|d| d.sha == shas[2])
-        .map(|d| d.status)
-        .collect();
-    assert_eq!(first, ["success"], "the finished deployment was changed");
+    second_revision_leaves_the_first_finished(&env, &shas).await;
     op.stop().await;
 }
 
@@ -509,6 +498,13 @@ async fn a_success_reported_just_before_a_kill_is_not_canceled_by_the_next_revis
     )
     .await;
     let op = env.start_operator();
+    second_revision_leaves_the_first_finished(&env, &shas).await;
+    op.stop().await;
+}
+
+/// The revision `shas[3]` succeeds in GitLab and the finished deployment of `shas[2]` is still
+/// `success` (never rewritten to `canceled` by the superseding rollout).
+async fn second_revision_leaves_the_first_finished(env: &Env, shas: &[String]) {
     env.wait_for("web", "second revision success", |gd| {
         harness::gitlab_status(gd).as_deref() == Some("success")
             && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[3]
@@ -521,5 +517,4 @@ async fn a_success_reported_just_before_a_kill_is_not_canceled_by_the_next_revis
         .map(|d| d.status)
         .collect();
     assert_eq!(first, ["success"], "the finished deployment was changed");
-    op.stop().await;
 }
