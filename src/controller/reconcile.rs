@@ -491,22 +491,21 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
             id,
             after: Duration::ZERO,
         };
-        let done = match gitlab_client(ctx, &spec, &namespace, &mut client) {
-            Ok(gitlab) => {
-                act(
-                    step,
-                    &gitlab,
-                    &spec,
-                    &mut status,
-                    &mut writer,
-                    &mut learned,
-                    ctx,
-                    now,
-                )
-                .await
-            }
-            Err(err) => Err(err),
+        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client) {
+            Ok(c) => c,
+            Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
         };
+        let done = act(
+            step,
+            &gitlab,
+            &spec,
+            &mut status,
+            &mut writer,
+            &mut learned,
+            ctx,
+            now,
+        )
+        .await;
         if let Err(err) = done {
             return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
         }

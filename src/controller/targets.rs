@@ -257,7 +257,7 @@ fn api_resource_for(kind: &TargetKind) -> ApiResource {
 
 /// Keep what rollout evaluation and `revisionFrom` read; drop the rest so thousands of cached
 /// workloads stay small (managed fields and the last-applied annotation are most of an object).
-pub fn slim(obj: &mut DynamicObject) {
+fn slim(obj: &mut DynamicObject) {
     obj.metadata.managed_fields = None;
     if let Some(annotations) = obj.metadata.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
