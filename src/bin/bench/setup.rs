@@ -150,41 +150,49 @@ impl World {
         step: &str,
         replicas: i32,
     ) -> Result<(), BenchError> {
-        let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
-            .map(|w| {
-                let api = self.deployments(&w.ns);
-                let obj = workload(&w.name, image, step, replicas);
-                async move {
-                    let obj: Deployment = serde_json::from_value(obj)?;
-                    api.create(&PostParams::default(), &obj).await?;
-                    Ok(())
-                }
-            })
-            .buffer_unordered(WRITERS)
-            .collect()
-            .await;
-        results.into_iter().collect()
+        let objects = names
+            .iter()
+            .map(|w| (w.ns.clone(), workload(&w.name, image, step, replicas)));
+        self.create_all::<Deployment>(objects).await
     }
 
     /// Create one GitlabDeployment per workload name: `<name>` follows Deployment `<name>`
     /// into environment `<name>`.
     pub async fn create_followers(&self, names: &[Workload]) -> Result<(), BenchError> {
-        let project = self.project.path.clone();
-        let results: Vec<Result<(), BenchError>> = stream::iter(names.iter().cloned())
-            .map(|w| {
-                let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), &w.ns);
-                let name = w.name;
-                let obj = json!({
-                    "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "project": project, "environment": name, "ref": "main",
-                        "revisionFrom": {"container": "app"},
-                        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
-                    }
-                });
+        let project = &self.project.path;
+        let objects = names.iter().map(|w| {
+            let name = &w.name;
+            let obj = json!({
+                "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "project": project, "environment": name, "ref": "main",
+                    "revisionFrom": {"container": "app"},
+                    "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+                }
+            });
+            (w.ns.clone(), obj)
+        });
+        self.create_all::<GitlabDeployment>(objects).await
+    }
+
+    /// Create each `(namespace, object)`, `WRITERS` requests at a time.
+    async fn create_all<K>(
+        &self,
+        objects: impl Iterator<Item = (String, Value)>,
+    ) -> Result<(), BenchError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        let results: Vec<Result<(), BenchError>> = stream::iter(objects)
+            .map(|(ns, obj)| {
+                let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
                 async move {
-                    let obj: GitlabDeployment = serde_json::from_value(obj)?;
+                    let obj: K = serde_json::from_value(obj)?;
                     api.create(&PostParams::default(), &obj).await?;
                     Ok(())
                 }
