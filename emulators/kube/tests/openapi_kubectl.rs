@@ -10,9 +10,11 @@
 //! Skipped (passes) when kubectl is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+use common::kubectl::{Kubectl, installed};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,8 +25,6 @@ use kube_emulator::openapi::{
     CrdSchema, GroupVersionInfo, ResourceDoc, content_hash, v3_group_version, v3_root,
 };
 use serde_json::{Value, json};
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -197,43 +197,9 @@ async fn handle(
     }
 }
 
-async fn kubectl(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(KUBECTL);
-    cmd.arg(format!("--kubeconfig={}", dir.join("kubeconfig").display()))
-        .arg(format!("--cache-dir={}", dir.join("cache").display()))
-        .args(args)
-        .env("HOME", dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("kubectl starts");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .await
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("kubectl finishes")
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
-    if !Path::new(KUBECTL).exists() {
-        eprintln!("kubectl not installed; skipping");
+    if !installed() {
         return;
     }
     let log: Log = Arc::default();
@@ -244,8 +210,12 @@ async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
 
     let dir = std::env::temp_dir().join(format!("openapi-kubectl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let kubectl = Kubectl {
+        kubeconfig: dir.join("kubeconfig"),
+        dir,
+    };
     std::fs::write(
-        dir.join("kubeconfig"),
+        &kubectl.kubeconfig,
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: emu\n  cluster: {{server: \"http://{addr}\"}}\nusers:\n- name: emu\n  user: {{token: t}}\ncontexts:\n- name: emu\n  context: {{cluster: emu, user: emu, namespace: default}}\ncurrent-context: emu\n"
         ),
@@ -253,16 +223,16 @@ async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
     .unwrap();
 
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: b\n";
-    let (ok, stdout, stderr) = kubectl(&dir, &["create", "-f", "-"], Some(cm)).await;
+    let (ok, stdout, stderr) = kubectl.run(&["create", "-f", "-"], Some(cm)).await;
     assert!(ok, "create failed: {stdout}\n{stderr}");
     assert!(stdout.contains("configmap/cfg created"), "{stdout}");
 
-    let (ok, explain_deploy, stderr) = kubectl(
-        &dir,
-        &["explain", "deployments.spec.template.spec.containers"],
-        None,
-    )
-    .await;
+    let (ok, explain_deploy, stderr) = kubectl
+        .run(
+            &["explain", "deployments.spec.template.spec.containers"],
+            None,
+        )
+        .await;
     assert!(ok, "explain failed: {stderr}");
     assert!(
         explain_deploy.contains("KIND:       Deployment"),
@@ -270,8 +240,9 @@ async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
     );
     assert!(explain_deploy.contains("image"), "{explain_deploy}");
 
-    let (ok, explain_crd, stderr) =
-        kubectl(&dir, &["explain", "gitlabdeployments.spec"], None).await;
+    let (ok, explain_crd, stderr) = kubectl
+        .run(&["explain", "gitlabdeployments.spec"], None)
+        .await;
     assert!(ok, "explain CRD failed: {stderr}");
     assert!(
         explain_crd.contains("GitLab environment name."),
@@ -284,9 +255,13 @@ async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: app\n        image: {image}\n      - name: side\n        image: envoy\n"
         )
     };
-    let (ok, stdout, stderr) = kubectl(&dir, &["apply", "-f", "-"], Some(&deploy("nginx:1"))).await;
+    let (ok, stdout, stderr) = kubectl
+        .run(&["apply", "-f", "-"], Some(&deploy("nginx:1")))
+        .await;
     assert!(ok, "first apply failed: {stdout}\n{stderr}");
-    let (ok, stdout, stderr) = kubectl(&dir, &["apply", "-f", "-"], Some(&deploy("nginx:2"))).await;
+    let (ok, stdout, stderr) = kubectl
+        .run(&["apply", "-f", "-"], Some(&deploy("nginx:2")))
+        .await;
     assert!(ok, "second apply failed: {stdout}\n{stderr}");
 
     let requests = log.lock().unwrap().clone();
@@ -307,5 +282,4 @@ async fn kubectl_uses_v3_for_field_validation_and_explain_without_v2() {
         !requests.iter().any(|r| r.contains("/openapi/v2")),
         "v2 was requested: {requests:#?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
