@@ -131,6 +131,13 @@ pub struct GitlabDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub progress_timeout: Option<String>,
+    /// With a fixed `sha`: how long after `sha` changes the operator waits for the workload to
+    /// start a rollout that carries it, when none is under way (Go duration, default `1m`).
+    /// Then the workload as it stands is reported as the new sha, with an Event. A rollout that
+    /// is under way, or finished within this time before `sha` changed, carries the new sha.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub rollout_start_grace: Option<String>,
     /// What happens to a GitLab deployment when this resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -372,7 +379,7 @@ pub struct DeploymentIntent {
 }
 
 /// The last evaluation of the target's rollout.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRecord {
     /// `Pending`, `Progressing`, `Succeeded`, `Failed` or `Unknown`.
@@ -393,6 +400,18 @@ pub struct RolloutRecord {
     /// Whole seconds spent paused before `pausedSince`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub paused_seconds: i64,
+    /// The workload's own revision (pod-template hash, revision number) this record is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_revision: Option<String>,
+    /// When this workload revision was first seen finished (succeeded or failed). Tells a
+    /// rollout that finished just before `spec.sha` changed (it carries the new sha) from an
+    /// older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// While a changed `spec.sha` waits for a rollout to carry it: since when (the
+    /// `rolloutStartGrace` clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Time>,
 }
 
 fn is_zero(v: &i64) -> bool {

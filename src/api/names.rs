@@ -57,6 +57,9 @@ pub mod reason {
     pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
     pub const DEPLOYMENT_CANCELED: &str = "DeploymentCanceled";
     pub const DEPLOYMENT_ADOPTED: &str = "DeploymentAdopted";
+    /// A changed `spec.sha` was reported on a rollout the operator had to choose (see
+    /// `spec.rolloutStartGrace`).
+    pub const REVISION_ATTRIBUTED: &str = "RevisionAttributed";
     pub const DEPLOYMENT_DELETED: &str = "DeploymentDeleted";
     pub const APPROVED: &str = "Approved";
     pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";

@@ -17,6 +17,10 @@ use super::names::{DEFAULT_CONNECTION_NAME, reason};
 
 /// Default `progressTimeout`: the Deployment controller's default progress deadline.
 pub const DEFAULT_PROGRESS_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default `rolloutStartGrace`: long enough for a CI job or a GitOps sync to apply the
+/// workload after the resource (seconds apart), short enough that a sha whose workload never
+/// changes is still reported soon.
+pub const DEFAULT_ROLLOUT_START_GRACE: Duration = Duration::from_secs(60);
 /// GitLab's environment name limit.
 pub const ENVIRONMENT_MAX_LEN: usize = 255;
 
@@ -88,6 +92,8 @@ pub struct ValidatedSpec {
     pub revision: RevisionSource,
     pub target: TargetRef,
     pub progress_timeout: Duration,
+    /// `spec.rolloutStartGrace` (fixed sha only; see the field's docs).
+    pub rollout_start_grace: Duration,
     pub deletion_policy: DeletionPolicy,
 }
 
@@ -160,6 +166,8 @@ pub enum SpecError {
     Target { field: &'static str },
     #[error("spec.progressTimeout {found:?} is not a duration; write it like 10m, 90s or 1h30m")]
     ProgressTimeout { found: String },
+    #[error("spec.rolloutStartGrace {found:?} is not a duration; write it like 1m, 30s or 2m30s")]
+    RolloutStartGrace { found: String },
     #[error(
         "spec.connectionRef.name is empty; name a GitlabConnection or ClusterGitlabConnection, or drop connectionRef to use the default"
     )]
@@ -236,6 +244,12 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
             found: text.clone(),
         })?,
     };
+    let rollout_start_grace = match &spec.rollout_start_grace {
+        None => DEFAULT_ROLLOUT_START_GRACE,
+        Some(text) => parse_duration(text).ok_or_else(|| SpecError::RolloutStartGrace {
+            found: text.clone(),
+        })?,
+    };
     let connection = match &spec.connection_ref {
         None => ConnectionTarget {
             kind: ConnectionKind::GitlabConnection,
@@ -257,6 +271,7 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
         revision,
         target: spec.target.clone(),
         progress_timeout,
+        rollout_start_grace,
         deletion_policy: spec.deletion_policy,
     })
 }

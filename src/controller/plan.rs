@@ -24,7 +24,9 @@ use crate::api::deployment::{
 };
 use crate::api::validate::{RevisionSource, ValidatedSpec};
 use crate::controller::status::{rollout_clock, rollout_key};
-use crate::rollout::{Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate};
+use crate::rollout::{
+    Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate, format_go_duration,
+};
 
 /// Re-evaluate a progressing or pending target this often even without watch events, so
 /// `progressTimeout` fires on time (spec §8: 15–30 s).
@@ -67,6 +69,14 @@ impl Plan {
     const SETTLED: Plan = Plan::Nothing { requeue: None };
 }
 
+/// The target's rollout as this resource sees it, and a note when the operator had to decide
+/// which rollout carries a changed `spec.sha` (see [`sha_change`]); the note becomes an Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub rollout: RolloutStatus,
+    pub attributed: Option<String>,
+}
+
 /// Evaluate the target's rollout for this resource: fills `wanted_sha`, `revision_from` and
 /// `progress_timeout` from the spec into `base` (which carries the operator's policies, pods
 /// and new pod hash), and runs the `progressTimeout` clock recorded in `status` only when it
@@ -78,7 +88,7 @@ pub fn evaluate_rollout(
     target: Option<&TargetObject>,
     base: &TrackCtx,
     now: Timestamp,
-) -> RolloutStatus {
+) -> Evaluation {
     let mut ctx = base.clone();
     ctx.progress_timeout = spec.progress_timeout;
     ctx.revision_from = spec.revision_from().cloned();
@@ -88,9 +98,33 @@ pub fn evaluate_rollout(
         ctx.wanted_sha = Some(rev.sha.clone());
     }
     let first = with_target_name(evaluate(target, &ctx, now), spec);
-    if let Some(waiting) = not_rolled_out(spec, status, &first) {
-        return waiting;
+    let attributed = match sha_change(spec, status, &first, now) {
+        ShaChange::Wait(waiting) => {
+            return Evaluation {
+                rollout: waiting,
+                attributed: None,
+            };
+        }
+        ShaChange::Follow => None,
+        ShaChange::Attribute(note) => Some(note),
+    };
+    let rollout = clocked(spec, status, target, &mut ctx, first, now);
+    Evaluation {
+        rollout,
+        attributed,
     }
+}
+
+/// The second half of [`evaluate_rollout`]: the wanted commit of a GitOps object and the
+/// recorded `progressTimeout` clock.
+fn clocked(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    target: Option<&TargetObject>,
+    ctx: &mut TrackCtx,
+    first: RolloutStatus,
+    now: Timestamp,
+) -> RolloutStatus {
     // revisionFrom on a GitOps object: the wanted commit is the one the object carries, so a
     // second pass checks the object has applied it.
     let derived_wanted = ctx.wanted_sha.is_none() && first.commit_sha().is_some();
@@ -104,56 +138,205 @@ pub fn evaluate_rollout(
         return first;
     }
     if !same_revision {
-        return with_target_name(evaluate(target, &ctx, now), spec);
+        return with_target_name(evaluate(target, ctx, now), spec);
     }
     let (started_at, paused_for) = rollout_clock(status, now);
     ctx.started_at = started_at;
     ctx.paused_for = paused_for;
-    with_target_name(evaluate(target, &ctx, now), spec)
+    with_target_name(evaluate(target, ctx, now), spec)
 }
 
-/// The workload's own revision identity (pod-template hash / update revision, else the
-/// revision number such as `deployment.kubernetes.io/revision`); `None` for kinds that have
-/// neither.
-pub fn workload_revision(rollout: &RolloutStatus) -> Option<String> {
-    let revision = rollout.revision.as_ref()?;
-    revision
-        .kind_id
-        .clone()
-        .or_else(|| revision.number.map(|n| format!("revision {n}")))
+/// Which rollout carries a fixed `spec.sha` that changed (the previous sha's deployment is the
+/// current one). The workload and the resource are applied in either order, by CI jobs and
+/// GitOps syncs alike, so the workload's state alone cannot tell:
+/// - a rollout under way carries the new sha (image first, sha patched mid-rollout; or sha
+///   first and the rollout has started);
+/// - a rollout that finished within `rolloutStartGrace` before the operator saw the new sha
+///   carries it too (image first, sha patched after `kubectl rollout status`) — ambiguous
+///   with a config-only rollout just before the sha change, so it is said in an Event;
+/// - otherwise (the workload still runs the revision the previous sha finished on, or one it
+///   finished long ago) a rollout has yet to come (sha first): wait for it, at most
+///   `rolloutStartGrace`; if none starts, the workload as it stands is the new sha's (a sha
+///   whose commit changed nothing the workload runs), also said in an Event.
+///
+/// A config-only rollout under an unchanged sha never reaches here (same sha), so it creates
+/// no GitLab deployment.
+#[derive(Clone, Debug, PartialEq)]
+enum ShaChange {
+    /// Nothing to decide: evaluate the workload as usual.
+    Follow,
+    /// Evaluate as usual, and tell people which rollout was taken for the new sha.
+    Attribute(String),
+    /// No rollout carries the new sha yet: report nothing (this `Pending` status).
+    Wait(RolloutStatus),
 }
 
-/// A fixed `spec.sha` that changed while the workload still shows the revision under which the
-/// previous sha was reported: the new sha's rollout has not started (the workload's update has
-/// not arrived yet, or never will), so nothing may be concluded from the old pods. `Pending`
-/// keeps GitLab untouched until the workload moves; the revision is kept so the status says
-/// which one it waits to leave.
-fn not_rolled_out(
+fn sha_change(
     spec: &ValidatedSpec,
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
-) -> Option<RolloutStatus> {
+    now: Timestamp,
+) -> ShaChange {
     let RevisionSource::Fixed(wanted) = &spec.revision else {
-        return None;
+        return ShaChange::Follow;
     };
-    let current = status.deployment.as_ref()?;
-    let seen = current.workload_revision.as_deref()?;
-    let now_running = workload_revision(rollout)?;
-    if current.sha == wanted.sha || seen != now_running {
-        return None;
+    let Some(current) = status.deployment.as_ref().filter(|d| d.sha != wanted.sha) else {
+        return ShaChange::Follow;
+    };
+    // Kinds without a revision identity, and statuses written before the operator recorded
+    // one, cannot be told apart: evaluate as usual (the behaviour before the guard existed).
+    let (Some(seen), Some(running)) = (
+        current.workload_revision.as_deref(),
+        rollout.workload_revision(),
+    ) else {
+        return ShaChange::Follow;
+    };
+    let grace = spec.rollout_start_grace;
+    let kind = &spec.target.kind;
+    let name = &spec.target.name;
+    let new_short = short_sha(&wanted.sha);
+    let old_short = short_sha(&current.sha);
+
+    let key = rollout_key(rollout, Some(wanted));
+    let recorded = status.rollout.as_ref().filter(|r| r.revision == key);
+    // Followed before: a rollout was under way when the new sha was first seen, and it is
+    // still the one the workload runs (its GitLab deployment is not created yet, e.g. while
+    // the controller had not observed the generation).
+    if recorded.is_some_and(|r| {
+        r.reason != Reason::RevisionNotRolledOut.as_str()
+            && r.workload_revision.as_deref() == Some(running.as_str())
+    }) {
+        return ShaChange::Follow;
     }
-    let short: String = wanted.sha.chars().take(7).collect();
-    Some(RolloutStatus {
+    // Already waiting for this sha (this or an earlier reconcile, before a restart maybe).
+    if let Some(wait) = recorded.filter(|r| r.reason == Reason::RevisionNotRolledOut.as_str())
+        && let Some(since) = wait.waiting_since.as_ref().map(|t| t.0)
+    {
+        if wait.workload_revision.as_deref() != Some(running.as_str()) {
+            // The workload moved while we waited: that rollout carries the new sha.
+            return ShaChange::Follow;
+        }
+        if since_secs(since, now) >= grace {
+            return ShaChange::Attribute(format!(
+                "No rollout of {kind} {name:?} started within {} after spec.sha changed to {new_short}; reporting the revision it runs ({running}) as {new_short}",
+                format_go_duration(grace)
+            ));
+        }
+        return ShaChange::Wait(waiting(
+            spec,
+            rollout,
+            &new_short,
+            &old_short,
+            seen == running,
+        ));
+    }
+
+    if seen != running {
+        if !rollout.is_terminal() {
+            return ShaChange::Follow;
+        }
+        let old_key = rollout_key(rollout, Some(&current.revision()));
+        let finished_just_before = status
+            .rollout
+            .as_ref()
+            .filter(|r| {
+                r.revision == old_key && r.workload_revision.as_deref() == Some(running.as_str())
+            })
+            .and_then(|r| r.finished_at.as_ref())
+            .map(|t| since_secs(t.0, now))
+            .filter(|ago| *ago <= grace);
+        if let Some(ago) = finished_just_before {
+            return ShaChange::Attribute(format!(
+                "{kind} {name:?} finished rolling out {running} {} before spec.sha changed to {new_short}; reporting that rollout as {new_short}",
+                format_go_duration(ago)
+            ));
+        }
+    }
+    ShaChange::Wait(waiting(
+        spec,
+        rollout,
+        &new_short,
+        &old_short,
+        seen == running,
+    ))
+}
+
+/// The `Pending` status of a changed sha that waits for its rollout.
+fn waiting(
+    spec: &ValidatedSpec,
+    rollout: &RolloutStatus,
+    new_short: &str,
+    old_short: &str,
+    on_reported: bool,
+) -> RolloutStatus {
+    let (kind, name) = (&spec.target.kind, &spec.target.name);
+    let runs = if on_reported {
+        format!("still runs the revision reported for {old_short}")
+    } else {
+        "has not started a rollout since".to_owned()
+    };
+    RolloutStatus {
         state: RolloutState::Pending,
         reason: Reason::RevisionNotRolledOut,
         message: format!(
-            "spec.sha is now {short}, but {} {:?} still runs the revision reported for {}; waiting for it to roll out",
-            spec.target.kind,
-            spec.target.name,
-            current.sha.chars().take(7).collect::<String>()
+            "spec.sha is now {new_short}, but {kind} {name:?} {runs}; waiting up to {} for it to roll out",
+            format_go_duration(spec.rollout_start_grace)
         ),
         revision: rollout.revision.clone(),
-    })
+    }
+}
+
+fn short_sha(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
+/// How long a changed sha still waits for its rollout (the requeue of a waiting resource).
+fn until_grace_ends(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    now: Timestamp,
+) -> Duration {
+    let since = status
+        .rollout
+        .as_ref()
+        .and_then(|r| r.waiting_since.as_ref())
+        .map_or(now, |t| t.0);
+    spec.rollout_start_grace
+        .saturating_sub(since_secs(since, now))
+        .max(Duration::from_secs(1))
+}
+
+/// Remember which workload revision the reported sha ran on (see
+/// `DeploymentRecord::workload_revision`): while its GitLab deployment runs, and in the pass
+/// that finishes it. Once finished it is frozen, so a rollout that comes after (the next
+/// sha's image, applied before `spec.sha` changes) is never taken for the old sha's.
+pub fn record_workload_revision(
+    old: &GitlabDeploymentStatus,
+    status: &mut GitlabDeploymentStatus,
+    wanted: Option<&DeployRevision>,
+    rollout: &RolloutStatus,
+) {
+    let Some(dep) = status.deployment.as_mut() else {
+        return;
+    };
+    if wanted.is_none_or(|w| dep.revision() != *w) {
+        return;
+    }
+    let frozen = old
+        .deployment
+        .as_ref()
+        .is_some_and(|o| o.id == dep.id && o.status.is_finished() && o.workload_revision.is_some());
+    if !frozen && let Some(revision) = rollout.workload_revision() {
+        dep.workload_revision = Some(revision);
+    }
+}
+
+/// Whether this pass recorded the first deployment of a new sha (the moment a rollout was
+/// taken for it).
+pub fn reported_new_sha(old: &GitlabDeploymentStatus, new: &GitlabDeploymentStatus) -> bool {
+    new.deployment
+        .as_ref()
+        .is_some_and(|n| old.deployment.as_ref().is_none_or(|o| o.sha != n.sha))
 }
 
 /// An absent target has no name to print; the spec knows it (§6 "not found").
@@ -220,9 +403,14 @@ pub fn plan(
     // 3. Nothing can be concluded (gate not passed, source not applied, unknown): never act on
     //    a stale status. Re-check on a timer so the deadline still fires.
     let Some(desired) = gitlab_status_for(rollout) else {
-        let requeue = current
-            .filter(|d| !d.status.is_finished())
-            .map(|_| PROGRESS_REQUEUE);
+        let requeue = if rollout.reason == Reason::RevisionNotRolledOut {
+            // Come back when the wait for the new sha's rollout ends.
+            Some(until_grace_ends(spec, status, now).min(PROGRESS_REQUEUE))
+        } else {
+            current
+                .filter(|d| !d.status.is_finished())
+                .map(|_| PROGRESS_REQUEUE)
+        };
         return follow_up(status, current, now).unwrap_or(Plan::Nothing {
             requeue: requeue.or(Some(PROGRESS_REQUEUE)),
         });

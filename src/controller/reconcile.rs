@@ -30,8 +30,8 @@ use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
 use super::own_writes::OwnWrites;
 use super::plan::{
-    Cleanup, Plan, cleanup as plan_cleanup, evaluate_rollout, plan, wanted_revision,
-    workload_revision,
+    Cleanup, Evaluation, Plan, cleanup as plan_cleanup, evaluate_rollout, plan,
+    record_workload_revision, reported_new_sha, wanted_revision,
 };
 use super::status::{
     Observation, Problem, next_status, record_deployment, record_merge_requests, with_intent,
@@ -463,7 +463,10 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     };
     // The pure evaluation reuses the recorded progressTimeout clock only for the revision it
     // was recorded for, so a new revision never inherits an older one's deadline.
-    let rollout = evaluate_rollout(
+    let Evaluation {
+        rollout,
+        attributed,
+    } = evaluate_rollout(
         &spec,
         &old,
         target_object.as_ref(),
@@ -543,13 +546,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         requeue = Some(Duration::ZERO);
     }
 
-    // Remember which workload revision the reported sha runs on (see DeploymentRecord).
-    if let (Some(dep), Some(w)) = (status.deployment.as_mut(), wanted.as_ref())
-        && dep.revision() == *w
-        && let Some(revision) = workload_revision(&rollout)
-    {
-        dep.workload_revision = Some(revision);
-    }
+    record_workload_revision(&old, &mut status, wanted.as_ref(), &rollout);
     let obs = Observation {
         rollout: Some(&rollout),
         wanted: wanted.as_ref(),
@@ -559,12 +556,15 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     writer.write(next.clone()).await?;
     // Status now holds GitLab's last answer about the current deployment.
     ctx.set_verified(&key, next.deployment.as_ref().map(|d| d.id));
-    publish(
-        ctx,
-        &writer.obj,
-        &transitions(&old, &next, &spec.environment, learned.adopted),
-    )
-    .await;
+    let mut notices = transitions(&old, &next, &spec.environment, learned.adopted);
+    if let Some(note) = attributed.filter(|_| reported_new_sha(&old, &next)) {
+        notices.push(Notice {
+            warning: false,
+            reason: reason::REVISION_ATTRIBUTED,
+            note,
+        });
+    }
+    publish(ctx, &writer.obj, &notices).await;
     Ok(match requeue {
         Some(d) if d.is_zero() => Action::requeue(Duration::from_millis(100)),
         Some(d) => Action::requeue(d),

@@ -422,7 +422,23 @@ pub fn record_rollout(
     now: Timestamp,
 ) {
     let key = rollout_key(rollout, wanted);
+    let workload_revision = rollout.workload_revision();
     let old = status.rollout.take().filter(|r| r.revision == key);
+    // The finish and wait clocks belong to one workload revision: the key of a Deployment
+    // carries only the sha, so a config-only rollout under the same sha keeps its key.
+    let same_workload = old
+        .as_ref()
+        .filter(|r| r.workload_revision == workload_revision);
+    let finished_at = rollout.is_terminal().then(|| {
+        same_workload
+            .and_then(|r| r.finished_at.clone())
+            .unwrap_or_else(|| whole_seconds(now))
+    });
+    let waiting_since = (rollout.reason == Reason::RevisionNotRolledOut).then(|| {
+        same_workload
+            .and_then(|r| r.waiting_since.clone())
+            .unwrap_or_else(|| whole_seconds(now))
+    });
     let gate_passed = !matches!(rollout.state, RolloutState::Pending);
     let mut started_at = old.as_ref().and_then(|r| r.started_at.clone());
     if started_at.is_none() && gate_passed && rollout.reason != Reason::TargetTerminating {
@@ -443,6 +459,9 @@ pub fn record_rollout(
         started_at,
         paused_since,
         paused_seconds,
+        workload_revision,
+        finished_at,
+        waiting_since,
     });
 }
 

@@ -192,6 +192,17 @@ impl RolloutStatus {
         matches!(self.state, RolloutState::Succeeded | RolloutState::Failed)
     }
 
+    /// The workload's own revision identity (pod-template hash / update revision, else the
+    /// revision number such as `deployment.kubernetes.io/revision`); `None` for kinds that
+    /// have neither.
+    pub fn workload_revision(&self) -> Option<String> {
+        let revision = self.revision.as_ref()?;
+        revision
+            .kind_id
+            .clone()
+            .or_else(|| revision.number.map(|n| format!("revision {n}")))
+    }
+
     /// The commit sha the target carries (through `revisionFrom`).
     pub fn commit_sha(&self) -> Option<&str> {
         self.revision.as_ref().and_then(|r| r.commit_sha.as_deref())

@@ -304,10 +304,9 @@ impl Demo {
             "rolling out revision B ({}){how}: new image tag on Deployment web, new spec.sha on web-staging",
             short(b)
         ));
-        // The rollout first, then staging's sha once the operator has seen the rollout start:
-        // staging names a fixed commit, and pointing it at B while the operator's cache still
-        // holds A's completed rollout would report A's pods as B, a success at once. (A CI job
-        // that applies both in one go has the same race on a real cluster.)
+        // The rollout first, then staging's sha once the operator has seen the rollout start,
+        // so the demo shows B's deployment `running` before `success`. Either order is
+        // reported right (docs/sha-changes.md); this one makes the live lines easy to follow.
         self.roll_out(b, outcome).await?;
         self.wait("web-staging", "the operator sees the new rollout", |gd| {
             gd.status

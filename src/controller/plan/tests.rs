@@ -43,6 +43,7 @@ fn spec(source: RevisionSource) -> ValidatedSpec {
             name: "web".into(),
         },
         progress_timeout: Duration::from_secs(600),
+        rollout_start_grace: Duration::from_secs(60),
         deletion_policy: DeletionPolicy::Cancel,
     }
 }
@@ -146,8 +147,7 @@ impl St {
             message: String::new(),
             revision: None,
             started_at: Some(secs_ago(s)),
-            paused_since: None,
-            paused_seconds: 0,
+            ..RolloutRecord::default()
         });
         self
     }
@@ -945,7 +945,8 @@ fn evaluate_rollout_runs_the_clock_of_the_same_revision_only() {
             Some(target),
             &crate::rollout::TrackCtx::default(),
             now(),
-        );
+        )
+        .rollout;
         assert_eq!(
             (got.state, got.reason),
             (state, reason),
@@ -955,70 +956,252 @@ fn evaluate_rollout_runs_the_clock_of_the_same_revision_only() {
     }
 }
 
-#[test]
-fn a_changed_sha_waits_for_the_workload_to_leave_the_reported_revision() {
-    use crate::rollout::TargetObject;
-    use serde_json::json;
-    let done_at = |revision: &str| {
-        TargetObject::from_value(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "generation": 2,
-                         "annotations": {"deployment.kubernetes.io/revision": revision}},
-            "spec": {"replicas": 1},
-            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
-                       "availableReplicas": 1, "readyReplicas": 1,
-                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]},
-        }))
+/// A Deployment whose rollout of `deployment.kubernetes.io/revision` `revision` is complete
+/// (`done`) or under way.
+fn web_at(revision: &str, done: bool) -> crate::rollout::TargetObject {
+    let (updated, reason) = if done {
+        (2, "NewReplicaSetAvailable")
+    } else {
+        (1, "ReplicaSetUpdated")
     };
-    let reported_on = |revision: Option<&str>| {
+    crate::rollout::TargetObject::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "generation": 2,
+                     "annotations": {"deployment.kubernetes.io/revision": revision}},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": updated,
+                   "availableReplicas": 2, "readyReplicas": 2,
+                   "conditions": [{"type": "Progressing", "status": "True", "reason": reason}]},
+    }))
+}
+
+/// The rollout record as a reconcile leaves it: `key` is the sha the record was made under.
+fn rollout_record(
+    key: &str,
+    state: RolloutState,
+    reason: Reason,
+    workload: &str,
+    finished: Option<i64>,
+    waiting: Option<i64>,
+) -> RolloutRecord {
+    RolloutRecord {
+        state: state.as_str().into(),
+        reason: reason.as_str().into(),
+        message: String::new(),
+        revision: Some(key.into()),
+        workload_revision: Some(workload.into()),
+        finished_at: finished.map(secs_ago),
+        waiting_since: waiting.map(secs_ago),
+        ..RolloutRecord::default()
+    }
+}
+
+#[test]
+fn a_changed_sha_is_carried_by_the_right_rollout_whatever_the_order() {
+    use RolloutState::*;
+    // A's deployment finished (success) on workload revision 1.
+    let a_finished_on_1 = |rollout: Option<RolloutRecord>| {
         let mut st = St::default().deployment(1, A, GitlabStatus::Success).0;
         if let Some(d) = st.deployment.as_mut() {
-            d.workload_revision = revision.map(str::to_owned);
+            d.workload_revision = Some("revision 1".into());
         }
+        st.rollout = rollout;
         st
     };
-    let cases: Vec<(
-        &str,
-        ValidatedSpec,
-        GitlabDeploymentStatus,
-        TargetObject,
-        RolloutState,
-        Reason,
-    )> = vec![
+    let done = Reason::RolloutComplete;
+    let waiting = Reason::RevisionNotRolledOut;
+    // (case, spec, status, target, expected state and reason, an Event expected)
+    let cases = vec![
         (
-            "new sha, workload still on the reported revision",
+            "sha first: workload still on the reported revision, waits",
             fixed(B),
-            reported_on(Some("revision 1")),
-            done_at("1"),
-            RolloutState::Pending,
-            Reason::RevisionNotRolledOut,
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Succeeded,
+                done,
+                "revision 1",
+                Some(300),
+                None,
+            ))),
+            web_at("1", true),
+            (Pending, waiting),
+            false,
         ),
         (
-            "new sha, workload moved on",
+            "sha first: still waiting inside the grace",
             fixed(B),
-            reported_on(Some("revision 1")),
-            done_at("2"),
-            RolloutState::Succeeded,
-            Reason::RolloutComplete,
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                waiting,
+                "revision 1",
+                None,
+                Some(59),
+            ))),
+            web_at("1", true),
+            (Pending, waiting),
+            false,
         ),
         (
-            "same sha",
+            "sha first: the rollout started while waiting, followed",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                waiting,
+                "revision 1",
+                None,
+                Some(10),
+            ))),
+            web_at("2", false),
+            (Progressing, Reason::ReplicasUpdating),
+            false,
+        ),
+        (
+            "sha first: the rollout started and finished while the operator was away",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                waiting,
+                "revision 1",
+                None,
+                Some(600),
+            ))),
+            web_at("2", true),
+            (Succeeded, done),
+            false,
+        ),
+        (
+            "no rollout within the grace: the workload as it stands, with an Event",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                waiting,
+                "revision 1",
+                None,
+                Some(60),
+            ))),
+            web_at("1", true),
+            (Succeeded, done),
+            true,
+        ),
+        (
+            "image first, sha patched mid-rollout: that rollout carries it",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Progressing,
+                Reason::ReplicasUpdating,
+                "revision 2",
+                None,
+                None,
+            ))),
+            web_at("2", false),
+            (Progressing, Reason::ReplicasUpdating),
+            false,
+        ),
+        (
+            "image first, settled 5 s before the patch: carries it, with an Event",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Succeeded,
+                done,
+                "revision 2",
+                Some(5),
+                None,
+            ))),
+            web_at("2", true),
+            (Succeeded, done),
+            true,
+        ),
+        (
+            "a config-only rollout long before the sha change: wait for the sha's own",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Succeeded,
+                done,
+                "revision 2",
+                Some(3600),
+                None,
+            ))),
+            web_at("2", true),
+            (Pending, waiting),
+            false,
+        ),
+        (
+            "a rollout the operator never saw finish: wait, then take it",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Succeeded,
+                done,
+                "revision 1",
+                Some(3600),
+                None,
+            ))),
+            web_at("2", true),
+            (Pending, waiting),
+            false,
+        ),
+        (
+            "followed before (generation not observed then), now finished",
+            fixed(B),
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                Reason::GenerationNotObserved,
+                "revision 2",
+                None,
+                None,
+            ))),
+            web_at("2", true),
+            (Succeeded, done),
+            false,
+        ),
+        (
+            "a wait for another sha does not count for this one",
+            fixed(A.replace('a', "c").as_str()),
+            a_finished_on_1(Some(rollout_record(
+                B,
+                Pending,
+                waiting,
+                "revision 1",
+                None,
+                Some(600),
+            ))),
+            web_at("1", true),
+            (Pending, waiting),
+            false,
+        ),
+        (
+            "same sha: a config-only rollout is evaluated as usual",
             fixed(A),
-            reported_on(Some("revision 1")),
-            done_at("1"),
-            RolloutState::Succeeded,
-            Reason::RolloutComplete,
+            a_finished_on_1(Some(rollout_record(
+                A,
+                Succeeded,
+                done,
+                "revision 1",
+                Some(300),
+                None,
+            ))),
+            web_at("2", true),
+            (Succeeded, done),
+            false,
         ),
         (
             "nothing recorded (first deployment, or an older status)",
             fixed(B),
-            reported_on(None),
-            done_at("1"),
-            RolloutState::Succeeded,
-            Reason::RolloutComplete,
+            St::default().deployment(1, A, GitlabStatus::Success).0,
+            web_at("1", true),
+            (Succeeded, done),
+            false,
         ),
     ];
-    for (name, spec, st, target, state, reason) in cases {
+    for (name, spec, st, target, (state, reason), event) in cases {
         let got = evaluate_rollout(
             &spec,
             &st,
@@ -1027,10 +1210,76 @@ fn a_changed_sha_waits_for_the_workload_to_leave_the_reported_revision() {
             now(),
         );
         assert_eq!(
-            (got.state, got.reason),
-            (state, reason),
-            "case {name}: {}",
-            got.message
+            (
+                got.rollout.state,
+                got.rollout.reason,
+                got.attributed.is_some()
+            ),
+            (state, reason, event),
+            "case {name}: {} / {:?}",
+            got.rollout.message,
+            got.attributed
         );
     }
+}
+
+#[test]
+fn a_waiting_sha_is_requeued_when_its_grace_ends() {
+    let mut st = St::default()
+        .deployment(1, A, GitlabStatus::Success)
+        .mrs_fetched(1)
+        .0;
+    st.rollout = Some(rollout_record(
+        B,
+        RolloutState::Pending,
+        Reason::RevisionNotRolledOut,
+        "revision 1",
+        None,
+        Some(45),
+    ));
+    let got = plan(
+        &fixed(B),
+        &st,
+        &ro(RolloutState::Pending, Reason::RevisionNotRolledOut),
+        now(),
+    );
+    assert_eq!(
+        got,
+        Plan::Nothing {
+            requeue: Some(Duration::from_secs(15))
+        }
+    );
+}
+
+#[test]
+fn the_workload_revision_of_a_finished_deployment_is_frozen() {
+    let on = |revision: &str, status: GitlabStatus| {
+        let mut st = St::default().deployment(1, A, status).0;
+        if let Some(d) = st.deployment.as_mut() {
+            d.workload_revision = Some(revision.into());
+        }
+        st
+    };
+    let mut r2 = complete();
+    r2.revision = Some(Revision {
+        number: Some(2),
+        ..Revision::default()
+    });
+    let stamped = |old: &GitlabDeploymentStatus, new: GitlabDeploymentStatus, want: &str| {
+        let mut new = new;
+        record_workload_revision(old, &mut new, Some(&rev(want)), &r2);
+        new.deployment.unwrap().workload_revision.unwrap()
+    };
+    // Running: follows the workload; the pass that finishes it stamps too.
+    let running = on("revision 1", GitlabStatus::Running);
+    assert_eq!(stamped(&running, running.clone(), A), "revision 2");
+    assert_eq!(
+        stamped(&running, on("revision 1", GitlabStatus::Success), A),
+        "revision 2"
+    );
+    // Finished before this pass: a later rollout (the next sha's image) is not the old sha's.
+    let finished = on("revision 1", GitlabStatus::Success);
+    assert_eq!(stamped(&finished, finished.clone(), A), "revision 1");
+    // Another sha wanted: not this deployment's revision.
+    assert_eq!(stamped(&running, running.clone(), B), "revision 1");
 }
