@@ -141,6 +141,101 @@ pub struct GitlabDeploymentSpec {
     /// What happens to a GitLab deployment when this resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// How GitLab's environment page presents this workload: tier, external URL and the
+    /// dashboard for Kubernetes. Set on the environment when it differs from what GitLab shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_settings: Option<EnvironmentSettings>,
+}
+
+/// GitLab environment settings (Environments API; the Kubernetes fields need GitLab 17.4+).
+/// Absent fields are left as GitLab has them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(validation = Rule::new("!has(self.kubernetesNamespace) || has(self.clusterAgent)").message(
+    "environmentSettings.kubernetesNamespace needs environmentSettings.clusterAgent: GitLab shows a namespace only through an agent"
+))]
+#[x_kube(validation = Rule::new("!has(self.fluxResourcePath) || has(self.clusterAgent)").message(
+    "environmentSettings.fluxResourcePath needs environmentSettings.clusterAgent: GitLab reads Flux resources only through an agent"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSettings {
+    /// `production`, `staging`, `testing`, `development` or `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<EnvironmentTier>,
+    /// The URL GitLab links the environment to (GitLab refuses `javascript:`, `data:` and
+    /// `vbscript:`).
+    #[serde(
+        default,
+        rename = "externalURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("!self.lowerAscii().matches('^\\\\s*(javascript|data|vbscript):')").message(
+        "environmentSettings.externalURL: GitLab refuses javascript:, data: and vbscript: URLs"
+    ))]
+    pub external_url: Option<String>,
+    /// The GitLab agent for Kubernetes whose dashboard the environment shows: its numeric id,
+    /// its name, or `group/project:name`. GitLab accepts only agents registered in the
+    /// deployment's own project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub cluster_agent: Option<String>,
+    /// Namespace the dashboard shows (default: this resource's namespace, when an agent is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub kubernetes_namespace: Option<String>,
+    /// Flux resource for the sync badge, e.g.
+    /// `kustomize.toolkit.fluxcd.io/v1/namespaces/NS/kustomizations/NAME` (default: the target,
+    /// when it is a Flux Kustomization or HelmRelease and an agent is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub flux_resource_path: Option<String>,
+}
+
+/// GitLab's environment tiers.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvironmentTier {
+    Production,
+    Staging,
+    Testing,
+    Development,
+    Other,
+}
+
+impl EnvironmentTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvironmentTier::Production => "production",
+            EnvironmentTier::Staging => "staging",
+            EnvironmentTier::Testing => "testing",
+            EnvironmentTier::Development => "development",
+            EnvironmentTier::Other => "other",
+        }
+    }
+}
+
+/// The environment settings last set on GitLab (or refused by it), so a steady state and a
+/// restart cost no call.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentRecord {
+    /// GitLab's environment id.
+    pub id: i64,
+    /// The settings, defaults resolved, as last applied or refused.
+    pub settings: EnvironmentSettings,
+    /// `Applied`, or `Rejected` (not retried until the settings or the environment change).
+    pub state: EnvironmentSyncState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvironmentSyncState {
+    Applied,
+    Rejected,
 }
 
 /// Which connection to use.
@@ -313,6 +408,9 @@ pub struct GitlabDeploymentStatus {
     /// Earlier GitLab deployments of this resource, newest first (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The GitLab environment settings from `spec.environmentSettings`, as last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvironmentRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -60,6 +60,10 @@ pub mod reason {
     /// A changed `spec.sha` was reported on a rollout the operator had to choose (see
     /// `spec.rolloutStartGrace`).
     pub const REVISION_ATTRIBUTED: &str = "RevisionAttributed";
+    /// `spec.environmentSettings` were set on the GitLab environment.
+    pub const ENVIRONMENT_UPDATED: &str = "EnvironmentUpdated";
+    /// GitLab refused `spec.environmentSettings` (or an older GitLab dropped them).
+    pub const ENVIRONMENT_SETTINGS_REJECTED: &str = "EnvironmentSettingsRejected";
     pub const DEPLOYMENT_DELETED: &str = "DeploymentDeleted";
     pub const APPROVED: &str = "Approved";
     pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";

@@ -463,3 +463,91 @@ fn gitlab_state_machine_matches_the_put_matrix() {
         }
     }
 }
+
+#[test]
+fn environment_settings_defaults_follow_the_target_kind() {
+    use crate::api::deployment::{EnvironmentSettings, TargetRef};
+    use crate::api::validate::resolve_environment_settings;
+    let target = |api_version: &str, kind: &str| TargetRef {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: "web".into(),
+    };
+    let agent = EnvironmentSettings {
+        cluster_agent: Some("prod-agent".into()),
+        ..EnvironmentSettings::default()
+    };
+    let cases = [
+        (
+            "Deployment",
+            agent.clone(),
+            target("apps/v1", "Deployment"),
+            Some("shop"),
+            None,
+        ),
+        (
+            "Flux Kustomization",
+            agent.clone(),
+            target("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+            Some("shop"),
+            Some("kustomize.toolkit.fluxcd.io/v1/namespaces/shop/kustomizations/web"),
+        ),
+        (
+            "Flux HelmRelease",
+            agent.clone(),
+            target("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+            Some("shop"),
+            Some("helm.toolkit.fluxcd.io/v2/namespaces/shop/helmreleases/web"),
+        ),
+        (
+            "an Argo CD Application has no Flux path",
+            agent.clone(),
+            target("argoproj.io/v1alpha1", "Application"),
+            Some("shop"),
+            None,
+        ),
+        (
+            "explicit values win",
+            EnvironmentSettings {
+                kubernetes_namespace: Some("other".into()),
+                flux_resource_path: Some("x".into()),
+                ..agent
+            },
+            target("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+            Some("other"),
+            Some("x"),
+        ),
+        (
+            "no agent: no dashboard defaults",
+            EnvironmentSettings::default(),
+            target("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+            None,
+            None,
+        ),
+    ];
+    for (name, settings, target, namespace, flux) in cases {
+        let got = resolve_environment_settings(&settings, "shop", &target);
+        assert_eq!(got.kubernetes_namespace.as_deref(), namespace, "{name}");
+        assert_eq!(got.flux_resource_path.as_deref(), flux, "{name}");
+    }
+}
+
+#[test]
+fn cluster_agents_are_named_by_id_name_or_project_and_name() {
+    use crate::api::validate::AgentRef;
+    assert_eq!(AgentRef::parse("42"), AgentRef::Id(42));
+    assert_eq!(
+        AgentRef::parse("prod-agent"),
+        AgentRef::Name {
+            project: None,
+            name: "prod-agent".into()
+        }
+    );
+    assert_eq!(
+        AgentRef::parse("group/infra:prod-agent"),
+        AgentRef::Name {
+            project: Some("group/infra".into()),
+            name: "prod-agent".into()
+        }
+    );
+}

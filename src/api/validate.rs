@@ -11,7 +11,7 @@ use regex::Regex;
 
 use super::deployment::{
     ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision, ENVIRONMENT_PATTERN,
-    GitlabDeployment, PROJECT_PATTERN, RevisionFrom, SHA_PATTERN, TargetRef,
+    EnvironmentSettings, GitlabDeployment, PROJECT_PATTERN, RevisionFrom, SHA_PATTERN, TargetRef,
 };
 use super::names::{DEFAULT_CONNECTION_NAME, reason};
 
@@ -94,6 +94,8 @@ pub struct ValidatedSpec {
     pub progress_timeout: Duration,
     /// `spec.rolloutStartGrace` (fixed sha only; see the field's docs).
     pub rollout_start_grace: Duration,
+    /// `spec.environmentSettings` with its defaults resolved.
+    pub environment_settings: Option<EnvironmentSettings>,
     pub deletion_policy: DeletionPolicy,
 }
 
@@ -261,6 +263,10 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
             name: r.name.clone(),
         },
     };
+    let environment_settings = spec
+        .environment_settings
+        .as_ref()
+        .map(|settings| resolve_environment_settings(settings, &namespace, &spec.target));
     Ok(ValidatedSpec {
         namespace,
         name,
@@ -272,8 +278,71 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
         target: spec.target.clone(),
         progress_timeout,
         rollout_start_grace,
+        environment_settings,
         deletion_policy: spec.deletion_policy,
     })
+}
+
+/// Fill the defaults of `spec.environmentSettings`: with an agent, the dashboard shows this
+/// namespace, and a Flux target is the resource whose sync badge it shows.
+pub fn resolve_environment_settings(
+    settings: &EnvironmentSettings,
+    namespace: &str,
+    target: &TargetRef,
+) -> EnvironmentSettings {
+    let mut resolved = settings.clone();
+    if resolved.cluster_agent.is_some() {
+        if resolved.kubernetes_namespace.is_none() {
+            resolved.kubernetes_namespace = Some(namespace.to_owned());
+        }
+        if resolved.flux_resource_path.is_none() {
+            resolved.flux_resource_path = flux_resource_path(namespace, target);
+        }
+    }
+    resolved
+}
+
+/// GitLab's path of a Flux Kustomization or HelmRelease (`GROUP/VERSION/namespaces/NS/PLURAL/NAME`).
+fn flux_resource_path(namespace: &str, target: &TargetRef) -> Option<String> {
+    let (group, version) = target.api_version.split_once('/')?;
+    let plural = match (group, target.kind.as_str()) {
+        ("kustomize.toolkit.fluxcd.io", "Kustomization") => "kustomizations",
+        ("helm.toolkit.fluxcd.io", "HelmRelease") => "helmreleases",
+        _ => return None,
+    };
+    Some(format!(
+        "{group}/{version}/namespaces/{namespace}/{plural}/{}",
+        target.name
+    ))
+}
+
+/// How `spec.environmentSettings.clusterAgent` names the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentRef {
+    Id(u64),
+    /// By name, in `project` (the deployment's project when `None`).
+    Name {
+        project: Option<String>,
+        name: String,
+    },
+}
+
+impl AgentRef {
+    pub fn parse(text: &str) -> AgentRef {
+        if let Ok(id) = text.parse::<u64>() {
+            return AgentRef::Id(id);
+        }
+        match text.rsplit_once(':') {
+            Some((project, name)) => AgentRef::Name {
+                project: Some(project.to_owned()),
+                name: name.to_owned(),
+            },
+            None => AgentRef::Name {
+                project: None,
+                name: text.to_owned(),
+            },
+        }
+    }
 }
 
 fn parse_project(text: &str) -> Result<ProjectRef, SpecError> {

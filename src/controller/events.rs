@@ -3,7 +3,9 @@
 //! and a repeated error is folded by kube's `Recorder` into one Event with a growing series.
 
 use crate::api::conditions::find_condition;
-use crate::api::deployment::{ApprovalState, GitlabDeploymentStatus, GitlabStatus};
+use crate::api::deployment::{
+    ApprovalState, EnvironmentSyncState, GitlabDeploymentStatus, GitlabStatus,
+};
 use crate::api::names::{condition_type::STALLED, reason};
 
 /// An Event to publish: type, reason (a constant from `names::reason`), one-sentence note.
@@ -148,6 +150,26 @@ pub fn transitions(
             reason: stalled_reason(&why),
             note: message,
         });
+    }
+    if let Some(env) = new
+        .environment
+        .as_ref()
+        .filter(|e| old.environment.as_ref() != Some(*e))
+    {
+        match env.state {
+            EnvironmentSyncState::Applied if !env.message.is_empty() => notices.push(normal(
+                reason::ENVIRONMENT_UPDATED,
+                format!("GitLab environment {} updated: {}", env.id, env.message),
+            )),
+            EnvironmentSyncState::Applied => {}
+            EnvironmentSyncState::Rejected => notices.push(warning(
+                reason::ENVIRONMENT_SETTINGS_REJECTED,
+                format!(
+                    "spec.environmentSettings not applied to GitLab environment {} (not retried until they change): {}",
+                    env.id, env.message
+                ),
+            )),
+        }
     }
     notices
 }

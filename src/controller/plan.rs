@@ -61,6 +61,9 @@ pub enum Plan {
     PollApprovals { id: i64, after: Duration },
     /// `GET` the merge requests GitLab linked to deployment `id` (once, after success).
     FetchMergeRequests { id: i64 },
+    /// Bring GitLab environment `environment_id` in line with `spec.environmentSettings`: one
+    /// `GET` to compare, one `PUT` when it differs (and an agent lookup when named by name).
+    SyncEnvironment { environment_id: i64 },
     /// No GitLab call. `requeue: None` means wait for a watch event.
     Nothing { requeue: Option<Duration> },
 }
@@ -366,8 +369,36 @@ pub fn wanted_revision(spec: &ValidatedSpec, rollout: &RolloutStatus) -> Option<
     spec.wanted_revision(rollout.commit_sha(), rollout.commit_ref())
 }
 
-/// Decide the next step (see the module docs for the guarantees).
+/// Decide the next step (see the module docs for the guarantees). The environment settings
+/// come last: they never hold up reporting a rollout.
 pub fn plan(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    now: Timestamp,
+) -> Plan {
+    match plan_deployment(spec, status, rollout, now) {
+        Plan::Nothing { requeue } => {
+            environment_step(spec, status).unwrap_or(Plan::Nothing { requeue })
+        }
+        step => step,
+    }
+}
+
+/// The environment exists once GitLab has a deployment in it; its settings are set when they
+/// differ from what was last applied (or refused) there. Nothing in steady state, nothing after
+/// a restart, and a refusal is not retried until the settings or the environment change.
+fn environment_step(spec: &ValidatedSpec, status: &GitlabDeploymentStatus) -> Option<Plan> {
+    let wanted = spec.environment_settings.as_ref()?;
+    let environment_id = status.deployment.as_ref()?.environment_id?;
+    let done = status
+        .environment
+        .as_ref()
+        .is_some_and(|r| r.id == environment_id && r.settings == *wanted);
+    (!done).then_some(Plan::SyncEnvironment { environment_id })
+}
+
+fn plan_deployment(
     spec: &ValidatedSpec,
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,

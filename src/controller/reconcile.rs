@@ -40,13 +40,15 @@ use super::targets::{TargetLookup, TargetWatches};
 use super::views::{deployment_view, gitlab_status, merge_request_view, write_status};
 use crate::api::deployment::ConnectionKind;
 use crate::api::deployment::{
-    DeploymentIntent, GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
+    DeploymentIntent, EnvironmentRecord, EnvironmentSettings, EnvironmentSyncState,
+    GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
 };
 use crate::api::names::DEFAULT_CONNECTION_NAME;
 use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
-use crate::api::validate::{ConnectionTarget, ProjectRef, ValidatedSpec};
+use crate::api::validate::{AgentRef, ConnectionTarget, ProjectRef, ValidatedSpec};
 use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
+    UpdateEnvironment,
 };
 use crate::metrics::OperatorMetrics;
 use crate::rollout::TrackCtx;
@@ -714,6 +716,12 @@ async fn act(
             record_merge_requests(status, id, &[]);
             Ok(None)
         }
+        Plan::SyncEnvironment { environment_id } => {
+            let wanted = spec.environment_settings.clone().unwrap_or_default();
+            status.environment =
+                Some(sync_environment(gitlab, &project, environment_id, wanted).await?);
+            Ok(None)
+        }
         Plan::FetchMergeRequests { id } => {
             let mrs: Vec<_> = gitlab
                 .list_merge_requests(
@@ -729,6 +737,87 @@ async fn act(
             record_merge_requests(status, id, &views);
             Ok(None)
         }
+    }
+}
+
+/// Set `wanted` on GitLab environment `id`: read it, send only what differs, and check GitLab
+/// kept it (a GitLab before 17.4 silently drops the Kubernetes fields). A refusal that a person
+/// must fix (a 4xx) is recorded as `Rejected` and not retried until the settings change;
+/// transient errors are returned and retried with backoff.
+async fn sync_environment(
+    gitlab: &GitlabClient,
+    project: &ProjectId,
+    id: i64,
+    wanted: EnvironmentSettings,
+) -> Result<EnvironmentRecord, Error> {
+    let record = |state, message: String| EnvironmentRecord {
+        id,
+        settings: wanted.clone(),
+        state,
+        message,
+    };
+    let env_id = u64::try_from(id).unwrap_or_default();
+    let outcome: Result<Result<String, String>, gitlab::Error> = async {
+        let agent = match wanted.cluster_agent.as_deref().map(AgentRef::parse) {
+            None => None,
+            Some(AgentRef::Id(agent)) => Some(agent),
+            Some(AgentRef::Name { project: at, name }) => {
+                let at = at.map_or_else(|| project.clone(), ProjectId::Path);
+                let agents = gitlab.list_cluster_agents(&at).await?;
+                match agents.into_iter().find(|a| a.name == name) {
+                    Some(a) => Some(a.id),
+                    None => {
+                        return Ok(Err(format!(
+                            "GitLab has no agent {name:?} registered in project {at}; register it, or name one that is"
+                        )));
+                    }
+                }
+            }
+        };
+        let current = gitlab.get_environment(project, env_id).await?;
+        let update = environment_update(&current, &wanted, agent);
+        if update.is_empty() {
+            return Ok(Ok(String::new()));
+        }
+        let after = gitlab.update_environment(project, env_id, &update).await?;
+        let dropped = environment_update(&after, &wanted, agent).fields();
+        if dropped.is_empty() {
+            Ok(Ok(format!("set {}", update.fields().join(", "))))
+        } else {
+            Ok(Err(format!(
+                "GitLab accepted the update of environment {} but did not keep {}: the Kubernetes fields need GitLab 17.4 or newer, and a token that may read the agent (Developer)",
+                current.name,
+                dropped.join(", ")
+            )))
+        }
+    }
+    .await;
+    match outcome {
+        Ok(Ok(message)) => Ok(record(EnvironmentSyncState::Applied, message)),
+        Ok(Err(message)) => Ok(record(EnvironmentSyncState::Rejected, message)),
+        Err(err) if err.kind() == gitlab::ErrorKind::User => {
+            Ok(record(EnvironmentSyncState::Rejected, err.to_string()))
+        }
+        Err(err) => Err(Error::gitlab("update environment", err)),
+    }
+}
+
+/// What must change on `current` to show `wanted` (only the fields the spec sets).
+fn environment_update(
+    current: &gitlab::Environment,
+    wanted: &EnvironmentSettings,
+    agent: Option<u64>,
+) -> UpdateEnvironment {
+    let differs = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().filter(|w| Some(*w) != have.as_ref()).cloned()
+    };
+    UpdateEnvironment {
+        external_url: differs(&wanted.external_url, &current.external_url),
+        tier: differs(&wanted.tier.map(|t| t.as_str().to_owned()), &current.tier),
+        cluster_agent_id: agent
+            .filter(|a| current.cluster_agent.as_ref().map(|c| c.id) != Some(*a)),
+        kubernetes_namespace: differs(&wanted.kubernetes_namespace, &current.kubernetes_namespace),
+        flux_resource_path: differs(&wanted.flux_resource_path, &current.flux_resource_path),
     }
 }
 

@@ -17,10 +17,15 @@ pub enum Endpoint {
     DeleteDeployment,
     ListMergeRequests,
     ApproveDeployment,
+    /// Environments API (the subset that sets tier, URL and the dashboard for Kubernetes).
+    ListEnvironments,
+    GetEnvironment,
+    UpdateEnvironment,
+    ListClusterAgents,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::ListDeployments,
         Endpoint::GetDeployment,
         Endpoint::CreateDeployment,
@@ -28,6 +33,10 @@ impl Endpoint {
         Endpoint::DeleteDeployment,
         Endpoint::ListMergeRequests,
         Endpoint::ApproveDeployment,
+        Endpoint::ListEnvironments,
+        Endpoint::GetEnvironment,
+        Endpoint::UpdateEnvironment,
+        Endpoint::ListClusterAgents,
     ];
 
     /// Route template relative to `/api/v4`, the `endpoint` metric label.
@@ -41,16 +50,35 @@ impl Endpoint {
                 "/projects/:id/deployments/:deployment_id/merge_requests"
             }
             Endpoint::ApproveDeployment => "/projects/:id/deployments/:deployment_id/approval",
+            Endpoint::ListEnvironments => "/projects/:id/environments",
+            Endpoint::GetEnvironment | Endpoint::UpdateEnvironment => {
+                "/projects/:id/environments/:environment_id"
+            }
+            Endpoint::ListClusterAgents => "/projects/:id/cluster_agents",
+        }
+    }
+
+    /// What the second path parameter names, for messages.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Endpoint::ListEnvironments | Endpoint::GetEnvironment | Endpoint::UpdateEnvironment => {
+                "environment"
+            }
+            Endpoint::ListClusterAgents => "agent",
+            _ => "deployment",
         }
     }
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::ListDeployments | Endpoint::GetDeployment | Endpoint::ListMergeRequests => {
-                Method::GET
-            }
+            Endpoint::ListDeployments
+            | Endpoint::GetDeployment
+            | Endpoint::ListMergeRequests
+            | Endpoint::ListEnvironments
+            | Endpoint::GetEnvironment
+            | Endpoint::ListClusterAgents => Method::GET,
             Endpoint::CreateDeployment | Endpoint::ApproveDeployment => Method::POST,
-            Endpoint::UpdateDeployment => Method::PUT,
+            Endpoint::UpdateDeployment | Endpoint::UpdateEnvironment => Method::PUT,
             Endpoint::DeleteDeployment => Method::DELETE,
         }
     }
@@ -72,7 +100,8 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// What a request was about, for error messages: the route, the project and the deployment.
+/// What a request was about, for error messages: the route, the project and the deployment
+/// (or environment, on the environment routes: `deployment_id` holds the route's second id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     pub endpoint: Endpoint,
@@ -94,9 +123,9 @@ impl fmt::Display for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.endpoint)?;
         match (&self.project, self.deployment_id) {
-            (Some(p), Some(d)) => write!(f, " (project {p}, deployment {d})"),
+            (Some(p), Some(d)) => write!(f, " (project {p}, {} {d})", self.endpoint.resource()),
             (Some(p), None) => write!(f, " (project {p})"),
-            (None, Some(d)) => write!(f, " (deployment {d})"),
+            (None, Some(d)) => write!(f, " ({} {d})", self.endpoint.resource()),
             (None, None) => Ok(()),
         }
     }

@@ -25,6 +25,7 @@ mod auth;
 mod client;
 mod deployments;
 mod endpoint;
+mod environments;
 mod error;
 pub mod metrics;
 mod paginate;
@@ -37,6 +38,7 @@ pub use client::{
     DEFAULT_TIMEOUT, GitlabClient, GitlabClientBuilder, api_base, install_crypto_provider,
 };
 pub use endpoint::{Endpoint, RequestContext};
+pub use environments::{ClusterAgent, Environment, UpdateEnvironment};
 pub use error::{Error, ErrorKind, Missing};
 pub use metrics::GitlabMetrics;
 pub use ratelimit::{RateLimit, retry_after};

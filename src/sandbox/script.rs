@@ -16,7 +16,7 @@ use super::banner::{Info, approve_hint};
 use super::live::stamp;
 use super::manifests::{self, Outcome};
 use crate::api::connection::GitlabConnection;
-use crate::api::deployment::{ApprovalState, GitlabDeployment, GitlabStatus};
+use crate::api::deployment::{ApprovalState, EnvironmentSyncState, GitlabDeployment, GitlabStatus};
 use crate::cli::sandbox::{SandboxError, Scenario};
 use crate::gitlab::{ApprovalStatus, ApproveDeployment, GitlabClient, ProjectId, Token, TokenKind};
 
@@ -155,6 +155,38 @@ impl Demo {
         self.wait(name, &what, |gd| reports(gd, sha, status)).await
     }
 
+    /// `web-production`'s `spec.environmentSettings` on GitLab's environment page, as GitLab
+    /// itself stores them.
+    async fn show_environment_settings(&self) -> Result<(), SandboxError> {
+        let gd = self
+            .wait("web-production", "environment settings applied", |gd| {
+                gd.status
+                    .as_ref()
+                    .and_then(|s| s.environment.as_ref())
+                    .is_some_and(|e| e.state == EnvironmentSyncState::Applied)
+            })
+            .await?;
+        let env_id = gd
+            .status
+            .as_ref()
+            .and_then(|s| s.environment.as_ref())
+            .map(|e| e.id);
+        let shown = self
+            .gitlab
+            .environments()
+            .into_iter()
+            .find(|e| Some(i64::try_from(e.id).unwrap_or(-1)) == env_id);
+        if let Some(e) = shown {
+            self.say(&format!(
+                "GitLab environment {} now shows tier {} and external URL {} (spec.environmentSettings)",
+                e.name,
+                e.tier,
+                e.external_url.as_deref().unwrap_or("none")
+            ));
+        }
+        Ok(())
+    }
+
     /// GitLab's own record (not the operator's view) of `environment` at `sha`.
     fn gitlab_says(&self, environment: &str, sha: &str) -> Vec<String> {
         self.gitlab
@@ -235,6 +267,7 @@ impl Demo {
             "revision A ({}) is rolled out and reported to staging and production",
             short(a)
         ));
+        self.show_environment_settings().await?;
         match self.scenario {
             Scenario::Default => {
                 self.revision_b(b, Outcome::Success).await?;

@@ -41,6 +41,32 @@ impl Operator {
         self.telemetry.operator.leader.get() == 1
     }
 
+    /// Successful reconciles so far (the `reconciles` counter).
+    pub fn reconciled(&self) -> u64 {
+        self.telemetry
+            .operator
+            .reconciles
+            .get_or_create(&gitlab_deployment_operator::metrics::ReconcileLabels {
+                result: "ok",
+                category: "none",
+            })
+            .get()
+    }
+
+    /// Wait until it has finished `n` successful reconciles (a restarted operator has then
+    /// looked at what it found, so counting GitLab calls after this means something).
+    pub async fn wait_reconciled(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.reconciled() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator reconciled {} times, not {n}",
+                self.reconciled()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stop it as a SIGTERM would: graceful shutdown, wait for the task.
     pub async fn stop(self) {
         self.shutdown.cancel();

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::faults::{Fault, RateLimit};
 use crate::model::*;
 use crate::records::{CounterKey, DeploymentRecord, Endpoint, RequestRecord};
-use crate::state::{Data, environment_slug, fake_sha};
+use crate::state::{Data, environment_slug, fake_sha, guess_tier};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -682,6 +682,41 @@ impl EmulatorHandle {
         });
     }
 
+    // ---- environments and agents ---------------------------------------------------------
+
+    /// Register a GitLab agent for Kubernetes in `project_id`; returns its id.
+    pub fn add_cluster_agent(&self, project_id: u64, name: &str) -> u64 {
+        self.write(|d, now| {
+            let id = d.cluster_agents.keys().next_back().map_or(1, |k| k + 1);
+            d.cluster_agents.insert(
+                id,
+                ClusterAgent {
+                    id,
+                    project_id,
+                    name: name.to_string(),
+                    created_at: now,
+                    created_by_user_id: None,
+                },
+            );
+            id
+        })
+    }
+
+    /// Every environment, as stored.
+    pub fn environments(&self) -> Vec<Environment> {
+        self.lock().data.environments.values().cloned().collect()
+    }
+
+    /// The environment `name` of `project_id`, as stored.
+    pub fn environment(&self, project_id: u64, name: &str) -> Option<Environment> {
+        self.lock()
+            .data
+            .environments
+            .values()
+            .find(|e| e.project_id == project_id && e.name == name)
+            .cloned()
+    }
+
     // ---- deployments -------------------------------------------------------------------
 
     /// A deployment as CI creates it: it has a `deployable`, so `PUT` answers 403. Returns
@@ -923,6 +958,11 @@ pub(crate) fn ensure_environment(
             external_url: external_url.map(str::to_string),
             created_at: now,
             updated_at: now,
+            tier: guess_tier(name).to_string(),
+            state: "available".to_string(),
+            cluster_agent_id: None,
+            kubernetes_namespace: None,
+            flux_resource_path: None,
         },
     );
     id

@@ -145,6 +145,40 @@ pub struct Environment {
     pub external_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `production`, `staging`, `testing`, `development` or `other`; guessed from the name
+    /// when not given (A.8).
+    #[serde(default = "other_tier")]
+    pub tier: String,
+    /// `available`, `stopping` or `stopped`.
+    #[serde(default = "available")]
+    pub state: String,
+    /// The dashboard for Kubernetes (GitLab 17.4+): an agent of the same project, the
+    /// namespace it shows, and a Flux resource for the sync badge.
+    #[serde(default)]
+    pub cluster_agent_id: Option<u64>,
+    #[serde(default)]
+    pub kubernetes_namespace: Option<String>,
+    #[serde(default)]
+    pub flux_resource_path: Option<String>,
+}
+
+fn other_tier() -> String {
+    "other".to_string()
+}
+
+fn available() -> String {
+    "available".to_string()
+}
+
+/// A GitLab agent for Kubernetes, registered in one project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterAgent {
+    pub id: u64,
+    pub project_id: u64,
+    /// `\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\z`, unique per project.
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by_user_id: Option<u64>,
 }
 
 /// A merge request (only what the deployments API shows).

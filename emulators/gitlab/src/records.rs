@@ -13,6 +13,10 @@ pub enum Endpoint {
     DeleteDeployment,
     ListMergeRequests,
     ApproveDeployment,
+    ListEnvironments,
+    GetEnvironment,
+    UpdateEnvironment,
+    ListClusterAgents,
     /// GitLab's catch-all route (`404 Not Found`).
     NotFound,
 }
@@ -29,6 +33,11 @@ impl Endpoint {
                 "/projects/:id/deployments/:deployment_id/merge_requests"
             }
             Endpoint::ApproveDeployment => "/projects/:id/deployments/:deployment_id/approval",
+            Endpoint::ListEnvironments => "/projects/:id/environments",
+            Endpoint::GetEnvironment | Endpoint::UpdateEnvironment => {
+                "/projects/:id/environments/:environment_id"
+            }
+            Endpoint::ListClusterAgents => "/projects/:id/cluster_agents",
             Endpoint::NotFound => "*path",
         }
     }

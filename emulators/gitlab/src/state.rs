@@ -46,6 +46,8 @@ pub struct Data {
     pub environments: BTreeMap<u64, Environment>,
     pub deployments: BTreeMap<u64, Deployment>,
     pub merge_requests: BTreeMap<u64, MergeRequest>,
+    #[serde(default)]
+    pub cluster_agents: BTreeMap<u64, ClusterAgent>,
     pub seq: Sequences,
     /// Behaviour of older GitLab versions (all off: current 17.x/18.x behaviour).
     #[serde(default)]
@@ -71,6 +73,11 @@ pub struct Compat {
     pub no_allow_blank: bool,
     /// ~15.x-16.x approval order: "not waiting" (status must be `blocked`) is checked first.
     pub legacy_approval_order: bool,
+    /// Before 17.4: environments have no `cluster_agent_id`, `kubernetes_namespace` or
+    /// `flux_resource_path`. PUT ignores them (undeclared Grape parameters are dropped) and the
+    /// entity never shows them.
+    #[serde(default)]
+    pub no_environment_kubernetes_fields: bool,
 }
 
 impl Default for Data {
@@ -85,6 +92,7 @@ impl Default for Data {
             environments: BTreeMap::new(),
             deployments: BTreeMap::new(),
             merge_requests: BTreeMap::new(),
+            cluster_agents: BTreeMap::new(),
             seq: Sequences::default(),
             compat: Compat::default(),
             time_zone_offset_secs: 0,
@@ -202,6 +210,25 @@ pub fn environment_name_errors(name: &str) -> Vec<&'static str> {
 /// GitLab's environment slug: lower-case, non-alphanumerics to `-`, must start with a letter,
 /// dashes squeezed; names that changed or exceed 24 chars get a 6-char suffix. GitLab's suffix
 /// is random; ours is derived from the name so state stays deterministic (unverified detail).
+/// The tier GitLab guesses from an environment name (A.8), checked in this order.
+pub fn guess_tier(name: &str) -> &'static str {
+    let n = name.to_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| n.contains(w));
+    if any(&["dev", "review", "trunk"]) {
+        "development"
+    } else if any(&[
+        "test", "tst", "int", "acpt", "accept", "qa", "qc", "control", "quality",
+    ]) {
+        "testing"
+    } else if any(&["stg", "stag", "modl", "model", "pre", "demo", "non"]) {
+        "staging"
+    } else if any(&["prd", "prod", "live"]) {
+        "production"
+    } else {
+        "other"
+    }
+}
+
 pub fn environment_slug(name: &str) -> String {
     let mut s: String = name
         .to_lowercase()

@@ -1518,6 +1518,7 @@ async fn compat_switches_for_older_servers() {
         legacy_finished_at_pairing: true,
         no_allow_blank: true,
         legacy_approval_order: true,
+        ..Compat::default()
     });
     f.get(&format!("{p}?order_by=ref")).await.assert(200, "[]");
     f.get(&format!("{p}?updated_after=2019-03-15T08:00:00Z"))

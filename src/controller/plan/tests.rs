@@ -44,6 +44,7 @@ fn spec(source: RevisionSource) -> ValidatedSpec {
         },
         progress_timeout: Duration::from_secs(600),
         rollout_start_grace: Duration::from_secs(60),
+        environment_settings: None,
         deletion_policy: DeletionPolicy::Cancel,
     }
 }
@@ -685,6 +686,15 @@ fn drive(
                     gitlab.calls.push(format!("MRS {id}"));
                     mrs = Some(id);
                 }
+                Plan::SyncEnvironment { environment_id } => {
+                    gitlab.calls.push(format!("ENV {environment_id}"));
+                    st.environment = Some(crate::api::deployment::EnvironmentRecord {
+                        id: environment_id,
+                        settings: spec.environment_settings.clone().unwrap_or_default(),
+                        state: crate::api::deployment::EnvironmentSyncState::Applied,
+                        message: String::new(),
+                    });
+                }
             }
             break;
         }
@@ -1282,4 +1292,116 @@ fn the_workload_revision_of_a_finished_deployment_is_frozen() {
     assert_eq!(stamped(&finished, finished.clone(), A), "revision 1");
     // Another sha wanted: not this deployment's revision.
     assert_eq!(stamped(&running, running.clone(), B), "revision 1");
+}
+
+#[test]
+fn environment_settings_are_set_once_per_change_and_never_hold_up_a_rollout() {
+    use crate::api::deployment::{
+        EnvironmentRecord, EnvironmentSettings, EnvironmentSyncState, EnvironmentTier,
+    };
+    let settings = |tier| EnvironmentSettings {
+        tier: Some(tier),
+        ..EnvironmentSettings::default()
+    };
+    let with_settings = |tier| {
+        let mut s = fixed(A);
+        s.environment_settings = Some(settings(tier));
+        s
+    };
+    let applied = |st: St, env: i64, tier, state| {
+        let mut st = st.mrs_fetched(1).0;
+        st.environment = Some(EnvironmentRecord {
+            id: env,
+            settings: settings(tier),
+            state,
+            message: String::new(),
+        });
+        st
+    };
+    let done = || St::default().deployment(1, A, GitlabStatus::Success);
+    let sync = Plan::SyncEnvironment { environment_id: 1 };
+    let cases = vec![
+        (
+            "no settings: nothing",
+            fixed(A),
+            done().mrs_fetched(1).0,
+            complete(),
+            Plan::SETTLED,
+        ),
+        (
+            "no environment yet (no deployment): the deployment first",
+            with_settings(EnvironmentTier::Production),
+            GitlabDeploymentStatus::default(),
+            complete(),
+            create(A, GitlabStatus::Success),
+        ),
+        (
+            "settled deployment, settings never applied: sync",
+            with_settings(EnvironmentTier::Production),
+            done().mrs_fetched(1).0,
+            complete(),
+            sync.clone(),
+        ),
+        (
+            "a running rollout is reported first",
+            with_settings(EnvironmentTier::Production),
+            St::default().deployment(1, A, GitlabStatus::Running).0,
+            complete(),
+            Plan::UpdateStatus {
+                id: 1,
+                to: GitlabStatus::Success,
+            },
+        ),
+        (
+            "applied: nothing (steady state, restart)",
+            with_settings(EnvironmentTier::Production),
+            applied(
+                done(),
+                1,
+                EnvironmentTier::Production,
+                EnvironmentSyncState::Applied,
+            ),
+            complete(),
+            Plan::SETTLED,
+        ),
+        (
+            "refused: not retried",
+            with_settings(EnvironmentTier::Production),
+            applied(
+                done(),
+                1,
+                EnvironmentTier::Production,
+                EnvironmentSyncState::Rejected,
+            ),
+            complete(),
+            Plan::SETTLED,
+        ),
+        (
+            "changed in the spec: sync again",
+            with_settings(EnvironmentTier::Staging),
+            applied(
+                done(),
+                1,
+                EnvironmentTier::Production,
+                EnvironmentSyncState::Rejected,
+            ),
+            complete(),
+            sync.clone(),
+        ),
+        (
+            "another environment id (recreated): sync again",
+            with_settings(EnvironmentTier::Production),
+            applied(
+                done(),
+                9,
+                EnvironmentTier::Production,
+                EnvironmentSyncState::Applied,
+            ),
+            complete(),
+            sync,
+        ),
+    ];
+    for (name, spec, st, rollout, want) in cases {
+        assert_eq!(plan(&spec, &st, &rollout, now()), want, "case {name}");
+    }
 }

@@ -5,6 +5,7 @@
 mod approvals;
 mod auth;
 mod deployments;
+mod environments;
 mod merge_requests;
 mod pagination;
 mod reply;
@@ -13,6 +14,7 @@ mod routing;
 use approvals::*;
 use auth::*;
 use deployments::*;
+use environments::*;
 use merge_requests::*;
 use pagination::*;
 use reply::*;
@@ -59,6 +61,7 @@ fn handle(g: &mut Inner, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             | Endpoint::UpdateDeployment
             | Endpoint::DeleteDeployment
             | Endpoint::ApproveDeployment
+            | Endpoint::UpdateEnvironment
     );
     check_scope(&caller, write)?;
     let now = g.now();
@@ -71,6 +74,10 @@ fn handle(g: &mut Inner, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         Endpoint::DeleteDeployment => delete_deployment(&mut g.data, &caller, req),
         Endpoint::ListMergeRequests => list_merge_requests(&g.data, &caller, req, &base),
         Endpoint::ApproveDeployment => approve_deployment(&mut g.data, &caller, req, &base, now),
+        Endpoint::ListEnvironments => list_environments(&g.data, &caller, req, &base),
+        Endpoint::GetEnvironment => get_environment(&g.data, &caller, req, &base),
+        Endpoint::UpdateEnvironment => update_environment(&mut g.data, &caller, req, &base, now),
+        Endpoint::ListClusterAgents => list_cluster_agents(&g.data, &caller, req, &base),
         Endpoint::NotFound => Err(ApiError::RouteNotFound),
     }
 }

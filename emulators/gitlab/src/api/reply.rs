@@ -62,6 +62,9 @@ pub(super) enum ApiError {
     ForbiddenBecause(&'static str),
     #[error("404 Not found")]
     NotFound,
+    /// `not_found!('X')`: `404 X Not Found`.
+    #[error("404 {0} Not Found")]
+    NotFoundNamed(&'static str),
     #[error("400 Bad request - {0}")]
     BadRequest(&'static str),
     #[error("400 {0}")]
@@ -82,7 +85,7 @@ impl ApiError {
             ApiError::Params(_) => "InvalidParameters",
             ApiError::ProjectNotFound => "ProjectNotFound",
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "Forbidden",
-            ApiError::NotFound => "NotFound",
+            ApiError::NotFound | ApiError::NotFoundNamed(_) => "NotFound",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Message(_) => "Unprocessable",
             ApiError::PreconditionFailed => "PreconditionFailed",
@@ -131,6 +134,9 @@ impl ApiError {
                 Reply::json(403, json!({"message": format!("403 Forbidden - {why}")}))
             }
             ApiError::NotFound => Reply::json(404, json!({"message": "404 Not found"})),
+            ApiError::NotFoundNamed(what) => {
+                Reply::json(404, json!({"message": format!("404 {what} Not Found")}))
+            }
             ApiError::BadRequest(text) => {
                 Reply::json(400, json!({"message": format!("400 Bad request - {text}")}))
             }

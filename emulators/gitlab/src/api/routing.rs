@@ -7,6 +7,7 @@ use super::*;
 pub(super) struct Route {
     pub endpoint: Endpoint,
     pub id: String,
+    /// The second path parameter: `:deployment_id`, or `:environment_id` on environment routes.
     pub deployment_id: Option<String>,
 }
 
@@ -26,20 +27,31 @@ pub(super) fn match_route(method: &str, path: &str, edition: Edition) -> Option<
     {
         *last = s;
     }
-    if segs.iter().any(|s| s.is_empty()) || segs.get(1) != Some(&"deployments") {
+    if segs.iter().any(|s| s.is_empty()) {
         return None;
     }
     let method = if method == "HEAD" { "GET" } else { method };
     let id = decode(segs[0]);
     let did = segs.get(2).map(|s| decode(s));
-    let endpoint = match (segs.len(), method, segs.get(3).copied()) {
-        (2, "GET", _) => Endpoint::ListDeployments,
-        (2, "POST", _) => Endpoint::CreateDeployment,
-        (3, "GET", _) => Endpoint::GetDeployment,
-        (3, "PUT", _) => Endpoint::UpdateDeployment,
-        (3, "DELETE", _) => Endpoint::DeleteDeployment,
-        (4, "GET", Some("merge_requests")) => Endpoint::ListMergeRequests,
-        (4, "POST", Some("approval")) if edition == Edition::Ee => Endpoint::ApproveDeployment,
+    let endpoint = match (
+        segs.get(1).copied()?,
+        segs.len(),
+        method,
+        segs.get(3).copied(),
+    ) {
+        ("deployments", 2, "GET", _) => Endpoint::ListDeployments,
+        ("deployments", 2, "POST", _) => Endpoint::CreateDeployment,
+        ("deployments", 3, "GET", _) => Endpoint::GetDeployment,
+        ("deployments", 3, "PUT", _) => Endpoint::UpdateDeployment,
+        ("deployments", 3, "DELETE", _) => Endpoint::DeleteDeployment,
+        ("deployments", 4, "GET", Some("merge_requests")) => Endpoint::ListMergeRequests,
+        ("deployments", 4, "POST", Some("approval")) if edition == Edition::Ee => {
+            Endpoint::ApproveDeployment
+        }
+        ("environments", 2, "GET", _) => Endpoint::ListEnvironments,
+        ("environments", 3, "GET", _) => Endpoint::GetEnvironment,
+        ("environments", 3, "PUT", _) => Endpoint::UpdateEnvironment,
+        ("cluster_agents", 2, "GET", _) => Endpoint::ListClusterAgents,
         _ => return None,
     };
     Some(Route {
@@ -169,6 +181,24 @@ mod tests {
             ),
             ("GET", "/api/v4/projects/1/deployments/", Edition::Ee, None),
             ("GET", "/api/v3/projects/1/deployments", Edition::Ee, None),
+            (
+                "PUT",
+                "/api/v4/projects/g%2Fp/environments/7",
+                Edition::Ce,
+                Some((Endpoint::UpdateEnvironment, "g/p", Some("7"))),
+            ),
+            (
+                "GET",
+                "/api/v4/projects/1/cluster_agents",
+                Edition::Ce,
+                Some((Endpoint::ListClusterAgents, "1", None)),
+            ),
+            (
+                "DELETE",
+                "/api/v4/projects/1/environments/7",
+                Edition::Ee,
+                None,
+            ),
         ];
         for (method, path, edition, want) in cases {
             let got = match_route(method, path, *edition)
