@@ -288,6 +288,10 @@ pub struct GitlabDeploymentStatus {
     /// "id recorded". After a crash it means "look the deployment up before creating".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<DeploymentIntent>,
+    /// A create GitLab refused with a 4xx: not sent again for the same revision and
+    /// generation unless the connection or its Secret changes (a restart is not a change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_create: Option<RefusedCreate>,
     /// The workload's rollout as last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutRecord>,
@@ -369,6 +373,30 @@ pub struct DeploymentIntent {
     pub status: GitlabStatus,
     /// When the intent was written; the lookup window starts here.
     pub claimed_at: Time,
+}
+
+/// A create GitLab refused as a user error (4xx): what was asked, for which generation, what
+/// GitLab said, and through which connection. The same request would be refused again, so it
+/// is not repeated until one of these changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedCreate {
+    pub revision: DeployRevision,
+    /// `metadata.generation` the create was sent for.
+    pub generation: i64,
+    /// The error category (`Validation`, `NotFound`, `NotAllowed`, ...): the Stalled reason.
+    pub reason: String,
+    /// The Stalled message.
+    pub message: String,
+    /// The connection and token Secret versions the request went out with.
+    pub connection: String,
+}
+
+impl RefusedCreate {
+    /// Whether creating `revision` for `generation` is the request GitLab already refused.
+    pub fn refuses(&self, revision: &DeployRevision, generation: i64) -> bool {
+        self.generation == generation && self.revision == *revision
+    }
 }
 
 /// The last evaluation of the target's rollout.
