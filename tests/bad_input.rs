@@ -235,6 +235,11 @@ fn crd_rows(env: &Env) -> Vec<(&'static str, serde_json::Value, &'static str)> {
             with("project", json!("-team/app")),
             "spec.project",
         ),
+        (
+            "project-dot-segment",
+            with("project", json!("team/..")),
+            "spec.project",
+        ),
         ("project-zero", with("project", json!("0")), "spec.project"),
         ("missing-project", without("project"), "spec.project"),
         (

@@ -15,12 +15,12 @@ pub const SHA_PATTERN: &str = "^[0-9a-f]{40}$";
 pub const ENVIRONMENT_PATTERN: &str =
     r"^[a-zA-Z0-9 _.${}-]([a-zA-Z0-9 _./${}-]*[a-zA-Z0-9 _.${}-])?$";
 /// Project: a numeric id, or a full path `group/project` (nested groups allowed). Path segments
-/// use GitLab's path characters (letters, digits, `_`, `-`, `.`) and do not start with `-`.
+/// use GitLab's path characters (letters, digits, `_`, `-`, `.`), do not start with `-`, and
+/// are not made of dots only (`..` would step out of `projects/:id` in a URL).
 /// GitLab's finer end rules (no trailing `-` on groups, no `.git`/`.atom` suffix) are not
 /// checked: they vary by version (unverified), and a wrong path only yields GitLab's 404,
 /// while refusing a valid one would lock a user out.
-pub const PROJECT_PATTERN: &str =
-    r"^([1-9][0-9]*|[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+)$";
+pub const PROJECT_PATTERN: &str = r"^([1-9][0-9]*|(\.+[A-Za-z0-9_-]|[A-Za-z0-9_])[A-Za-z0-9_.-]*(/(\.+[A-Za-z0-9_-]|[A-Za-z0-9_])[A-Za-z0-9_.-]*)+)$";
 /// Go duration as Kubernetes writes them (`90s`, `10m`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
