@@ -235,6 +235,11 @@ fn crd_rows(env: &Env) -> Vec<(&'static str, serde_json::Value, &'static str)> {
             with("project", json!("-team/app")),
             "spec.project",
         ),
+        (
+            "project-dot-segment",
+            with("project", json!("team/..")),
+            "spec.project",
+        ),
         ("project-zero", with("project", json!("0")), "spec.project"),
         ("missing-project", without("project"), "spec.project"),
         (
@@ -637,7 +642,7 @@ async fn wrong_content_type_and_huge_answers_are_errors_not_crashes() {
     let huge = hostile_gitlab(Arc::new(AtomicU8::new(1))).await;
     connection(&env, "html", &html, TOKEN_SECRET, "token").await;
     connection(&env, "huge", &huge, TOKEN_SECRET, "token").await;
-    let op = env.start_operator();
+    let op = env.start_operator_with(env.config_allowing(&[&html, &huge]));
     for name in ["html", "huge"] {
         env.apply_gld(name, with_connection(spec(&env, name), name))
             .await;
@@ -707,7 +712,7 @@ async fn a_huge_gitlab_answer_is_not_buffered_whole() {
         let _ = axum::serve(listener, app).await;
     });
     connection(&env, "huge", &url, TOKEN_SECRET, "token").await;
-    let op = env.start_operator();
+    let op = env.start_operator_with(env.config_allowing(&[&url]));
     let before = peak_rss_mib();
     env.apply_gld("huge", with_connection(spec(&env, "huge"), "huge"))
         .await;
@@ -722,5 +727,206 @@ async fn a_huge_gitlab_answer_is_not_buffered_whole() {
         grew < 64,
         "peak memory grew by {grew} MiB reading one 256 MiB answer"
     );
+    op.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// security hardening (issue 20): the scheme and port a token may travel to, Warning Events
+// with the longest inputs, a restart that re-sends no refused create
+
+/// docs/bad-input.md rows 35-36: plain http is refused unless the operator runs with
+/// `--allow-insecure-http`, and a bare-host allow-list entry allows only the default port.
+#[tokio::test]
+async fn plain_http_and_unlisted_ports_are_refused_without_a_gitlab_call() {
+    use gitlab_deployment_operator::controller::allowlist::{AllowedHost, HostAllowList};
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let gitlab: AllowedHost = env.gitlab.addr().into();
+    let host_port = env.gitlab.addr().to_string();
+
+    // The emulator's exact host:port, but over http without the flag.
+    let mut config = env.config();
+    config.allow = HostAllowList::new(vec![gitlab.clone()]);
+    let op = env.start_operator_with(config);
+    env.apply_gld("http", spec(&env, "staging")).await;
+    let message = stalled_message(&env, "http", reason::HOST_NOT_ALLOWED).await;
+    assert!(
+        message.contains("plain http")
+            && message.contains("--allow-insecure-http")
+            && message.contains("GITLAB_ALLOW_INSECURE_HTTP"),
+        "says how to allow it: {message}"
+    );
+    env.wait_for_event("http", reason::HOST_NOT_ALLOWED).await;
+    op.stop().await;
+
+    // http allowed, but the entry is the bare host: only port 80, not the emulator's port.
+    let mut config = env.config();
+    config.allow = HostAllowList::new(vec!["127.0.0.1".parse().unwrap()]).allow_insecure_http(true);
+    let op = env.start_operator_with(config);
+    env.apply_gld("port", spec(&env, "production")).await;
+    let message = stalled_message(&env, "port", reason::HOST_NOT_ALLOWED).await;
+    assert!(
+        message.contains(&format!("{host_port:?}")) && message.contains("--allowed-host"),
+        "names the refused host and port: {message}"
+    );
+    assert!(
+        env.gitlab_calls().is_empty(),
+        "no token went anywhere: {:?}",
+        env.gitlab_calls()
+    );
+    op.stop().await;
+
+    // With the flag and the port listed, both proceed: one deployment each.
+    let op = env.start_operator_with(env.config());
+    env.wait_for("http", "success", is("success")).await;
+    env.wait_for("port", "success", is("success")).await;
+    assert_eq!(env.gitlab_deployments("staging").len(), 1);
+    assert_eq!(env.gitlab_deployments("production").len(), 1);
+    op.stop().await;
+}
+
+/// Notes of the Events recorded for `name` with `reason`.
+async fn event_notes(env: &Env, name: &str, reason: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// docs/bad-input.md row 37: a message longer than the API server's 1,024-byte `note` limit
+/// (a 2,048-character project path or connection URL, the longest the CRD accepts) still
+/// gets its Warning Event, cut with an ellipsis.
+#[tokio::test]
+async fn warnings_about_the_longest_inputs_the_crd_accepts_are_published() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    // A URL of 2,048 characters that does not parse (the CRD's pattern lets it through).
+    let bad_url = format!("https://[zz]/{}", "u".repeat(2048 - "https://[zz]/".len()));
+    connection(&env, "long-url", &bad_url, TOKEN_SECRET, "token").await;
+    let op = env.start_operator();
+    // A project path of 2,048 characters: GitLab answers 404, quoted with the path.
+    let long_project = format!("team/{}", "p".repeat(2048 - "team/".len()));
+    let mut project_spec = spec(&env, "staging");
+    project_spec["project"] = json!(long_project);
+    env.apply_gld("long-project", project_spec).await;
+    env.apply_gld(
+        "long-url",
+        with_connection(spec(&env, "production"), "long-url"),
+    )
+    .await;
+    for (name, reason) in [
+        ("long-project", "NotFound"),
+        ("long-url", reason::HOST_NOT_ALLOWED),
+    ] {
+        let message = stalled_message(&env, name, reason).await;
+        assert!(message.len() > 2048, "{name}: the status keeps it whole");
+        env.wait_for_event(name, reason).await;
+        let notes = event_notes(&env, name, reason).await;
+        assert_eq!(notes.len(), 1, "{name}: {notes:?}");
+        let note = &notes[0];
+        assert!(note.len() <= 1024, "{name}: {} bytes", note.len());
+        assert!(note.ends_with('…'), "{name}: cut with an ellipsis: {note}");
+        assert!(
+            message.starts_with(note.trim_end_matches('…')),
+            "{name}: the note is the message's beginning"
+        );
+    }
+    op.stop().await;
+}
+
+/// Every resource's conditions, by name.
+async fn all_conditions(
+    env: &Env,
+) -> Vec<(
+    Option<String>,
+    Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+)> {
+    env.glds()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|gd| (gd.metadata.name, gd.status.map(|s| s.conditions)))
+        .collect()
+}
+
+/// docs/bad-input.md row 38: resources stalled on a GitLab 4xx cost no GitLab request when the
+/// operator restarts (the refusal is kept in status with its generation); a spec change is a
+/// new generation and retries.
+#[tokio::test]
+async fn a_restart_does_not_resend_creates_gitlab_refused() {
+    const N: usize = 5;
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    wait_rolled_out(&env, "web").await;
+    let op = env.start_operator();
+    // 40 hex digits but no such commit: GitLab refuses each create with a 400.
+    let names: Vec<String> = (0..N).map(|i| format!("refused-{i}")).collect();
+    for name in &names {
+        env.apply_gld(name, env.fixed_spec(name, UNKNOWN_SHA)).await;
+    }
+    for name in &names {
+        stalled_message(&env, name, "Validation").await;
+        env.wait_for_event(name, "Validation").await;
+    }
+    let before_stop: Vec<_> = env.gitlab_calls();
+    assert_eq!(
+        before_stop.len(),
+        N,
+        "one refused POST each: {before_stop:?}"
+    );
+    op.stop().await;
+
+    let before = all_conditions(&env).await;
+    let op = env.start_operator();
+    // Wait until the new operator has reconciled every resource, then a quiet window.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reconciles(&op) < N as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted operator reconciles them"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_quiet(
+        &env,
+        &op,
+        Duration::from_secs(2),
+        0,
+        N as u64,
+        "after the restart",
+    )
+    .await;
+    let after_restart = env.gitlab_calls();
+    assert_eq!(
+        after_restart.len(),
+        N,
+        "a restart re-sent refused creates: {:?}",
+        &after_restart[N..]
+    );
+    let after = all_conditions(&env).await;
+    assert_eq!(before, after, "still stalled, conditions unchanged");
+
+    // A spec change (the real commit) is a new generation: retried once, created once.
+    env.apply_gld(&names[0], env.fixed_spec(&names[0], env.project.head()))
+        .await;
+    env.wait_for(&names[0], "success", is("success")).await;
+    assert_eq!(env.gitlab_deployments(&names[0]).len(), 1);
+    let creates = env
+        .gitlab_calls()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(creates, N + 1, "only the changed resource was sent again");
     op.stop().await;
 }

@@ -176,6 +176,7 @@ async fn chaos(shape: Shape) {
     let _ = std::fs::remove_file(&log);
     let op = Arc::new(tokio::sync::Mutex::new(OperatorProcess::new(
         env.kube.kubeconfig_path(),
+        env.gitlab.addr(),
         log.clone(),
     )));
     println!("chaos: operator log {}", log.display());

@@ -480,3 +480,38 @@ fn gitlab_ci_defaults() {
             .all(|rec| !rec.path.contains("CLISECRET"))
     );
 }
+
+/// `--project .` or `..` (or their percent-encoded forms, or a dot-only part of a path) would
+/// leave `projects/:id` once the URL is resolved (`list --project ..` → `GET /api/v4/deployments`,
+/// `delete --project .. 1` → `DELETE /api/v4/deployments/1`, with the token): refused as a bad
+/// argument before any request.
+#[test]
+fn dot_only_projects_are_refused_before_any_request() {
+    let cli = setup();
+    let h = cli.gl.handle();
+    let id = cli.create("staging", "success");
+    h.clear_requests();
+    let url = cli.gl.base_url();
+    for project in [".", "..", "%2e%2E", "...", "team/..", "../team", "./app"] {
+        for args in [
+            vec!["list"],
+            vec!["get", "1"],
+            vec!["update", "1", "--status", "canceled"],
+            vec!["delete", "1"],
+        ] {
+            let mut full = vec!["--project", project];
+            full.extend_from_slice(&args);
+            let r = cli.command(&[("GITLAB_URL", &url), ("GITLAB_TOKEN", SECRET)], &full);
+            assert_eq!(r.code, 2, "{project:?} {args:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("dots only") && r.stderr.contains("--project"),
+                "{project:?} {args:?}: {}",
+                r.stderr
+            );
+        }
+    }
+    assert!(h.requests().is_empty(), "sent: {:?}", h.requests());
+    // The same command line with a real project still works.
+    let r = cli.run(&["-o", "json", "get", &id.to_string()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

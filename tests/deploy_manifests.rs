@@ -243,6 +243,10 @@ fn deployment_command_and_env_are_what_the_cli_accepts() {
         env_value(&c, "GITLAB_ALLOWED_HOSTS").is_some_and(|h| !h.is_empty()),
         "an allow-list, else every connection is refused"
     );
+    assert!(
+        env_value(&c, "GITLAB_ALLOW_INSECURE_HTTP").is_none(),
+        "the production manifest keeps tokens on TLS"
+    );
 }
 
 #[test]

@@ -103,7 +103,8 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
         .unwrap()
         .port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitlab-deployment-operator"))
-        .args(["run", "--allowed-host", "127.0.0.1", "--log-format", "json"])
+        .args(["run", "--allowed-host", &env.gitlab.addr().to_string()])
+        .args(["--allow-insecure-http", "--log-format", "json"])
         .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
         .env("KUBECONFIG", env.kube.kubeconfig_path())
         .env("RUST_LOG", "debug")

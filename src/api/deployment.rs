@@ -15,12 +15,12 @@ pub const SHA_PATTERN: &str = "^[0-9a-f]{40}$";
 pub const ENVIRONMENT_PATTERN: &str =
     r"^[a-zA-Z0-9 _.${}-]([a-zA-Z0-9 _./${}-]*[a-zA-Z0-9 _.${}-])?$";
 /// Project: a numeric id, or a full path `group/project` (nested groups allowed). Path segments
-/// use GitLab's path characters (letters, digits, `_`, `-`, `.`) and do not start with `-`.
+/// use GitLab's path characters (letters, digits, `_`, `-`, `.`), do not start with `-`, and
+/// are not made of dots only (`..` would step out of `projects/:id` in a URL).
 /// GitLab's finer end rules (no trailing `-` on groups, no `.git`/`.atom` suffix) are not
 /// checked: they vary by version (unverified), and a wrong path only yields GitLab's 404,
 /// while refusing a valid one would lock a user out.
-pub const PROJECT_PATTERN: &str =
-    r"^([1-9][0-9]*|[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+)$";
+pub const PROJECT_PATTERN: &str = r"^([1-9][0-9]*|(\.+[A-Za-z0-9_-]|[A-Za-z0-9_])[A-Za-z0-9_.-]*(/(\.+[A-Za-z0-9_-]|[A-Za-z0-9_])[A-Za-z0-9_.-]*)+)$";
 /// Go duration as Kubernetes writes them (`90s`, `10m`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
@@ -390,6 +390,10 @@ pub struct GitlabDeploymentStatus {
     /// "id recorded". After a crash it means "look the deployment up before creating".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<DeploymentIntent>,
+    /// A create GitLab refused with a 4xx: not sent again for the same revision and
+    /// generation unless the connection or its Secret changes (a restart is not a change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_create: Option<RefusedCreate>,
     /// The workload's rollout as last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutRecord>,
@@ -474,6 +478,30 @@ pub struct DeploymentIntent {
     pub status: GitlabStatus,
     /// When the intent was written; the lookup window starts here.
     pub claimed_at: Time,
+}
+
+/// A create GitLab refused as a user error (4xx): what was asked, for which generation, what
+/// GitLab said, and through which connection. The same request would be refused again, so it
+/// is not repeated until one of these changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedCreate {
+    pub revision: DeployRevision,
+    /// `metadata.generation` the create was sent for.
+    pub generation: i64,
+    /// The error category (`Validation`, `NotFound`, `NotAllowed`, ...): the Stalled reason.
+    pub reason: String,
+    /// The Stalled message.
+    pub message: String,
+    /// The connection and token Secret versions the request went out with.
+    pub connection: String,
+}
+
+impl RefusedCreate {
+    /// Whether creating `revision` for `generation` is the request GitLab already refused.
+    pub fn refuses(&self, revision: &DeployRevision, generation: i64) -> bool {
+        self.generation == generation && self.revision == *revision
+    }
 }
 
 /// The last evaluation of the target's rollout.

@@ -95,6 +95,25 @@ fn validate_table() {
             Ok(()),
         ),
         (
+            "segment of dots and a dash",
+            json!({"spec": {"project": "group/.-web"}}),
+            Ok(()),
+        ),
+        (
+            "dot-only segment",
+            json!({"spec": {"project": "group/.."}}),
+            Err(SpecError::Project {
+                found: "group/..".into(),
+            }),
+        ),
+        (
+            "dot-only first segment",
+            json!({"spec": {"project": "../deployments"}}),
+            Err(SpecError::Project {
+                found: "../deployments".into(),
+            }),
+        ),
+        (
             "segment starting with dash",
             json!({"spec": {"project": "group/-web"}}),
             Err(SpecError::Project {

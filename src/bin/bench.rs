@@ -386,6 +386,7 @@ async fn run_size(
     let launch = |merge_requests: bool, tag: &str| Launch {
         binary: &cx.operator_bin,
         kubeconfig: world.kube.kubeconfig_path(),
+        gitlab: world.gitlab.addr(),
         concurrency: cx.args.concurrency,
         merge_requests,
         log: cx.logs.join(format!("operator-{size}-{tag}.log")),

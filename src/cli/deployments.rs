@@ -365,11 +365,8 @@ fn resolve_connection(
                     .to_owned(),
             )
         })?;
-    let project = ProjectId::parse(&project_text).ok_or_else(|| {
-        DeploymentsError::Usage(format!(
-            "--project {project_text:?} is empty; give a numeric id or a full path"
-        ))
-    })?;
+    let project = ProjectId::parse(&project_text)
+        .map_err(|e| DeploymentsError::Usage(format!("--project {project_text:?}: {e}")))?;
     Ok((url, token, project))
 }
 

@@ -26,14 +26,19 @@ pub struct RunArgs {
         env = "WATCH_NAMESPACES"
     )]
     pub namespaces: Vec<String>,
-    /// GitLab hosts connections may point at: `gitlab.example.com`, `host:port` or
-    /// `*.example.com` (repeat, or comma-separate). A connection to any other host is refused.
+    /// GitLab hosts connections may point at: `gitlab.example.com` (its default port),
+    /// `host:port` (that port) or `*.example.com` (repeat, or comma-separate). A connection to
+    /// any other host or port is refused.
     #[arg(
         long = "allowed-host",
         value_delimiter = ',',
         env = "GITLAB_ALLOWED_HOSTS"
     )]
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Accept plain `http://` connection URLs (the token then travels unencrypted): only for
+    /// test servers and networks you trust. Without it, only `https://` is accepted.
+    #[arg(long, env = "GITLAB_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
     /// Reconciles run at once per served namespace.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -178,7 +183,8 @@ impl RunArgs {
             } else {
                 Scope::Namespaces(self.namespaces.clone())
             },
-            allow: HostAllowList::new(self.allowed_hosts.clone()),
+            allow: HostAllowList::new(self.allowed_hosts.clone())
+                .allow_insecure_http(self.allow_insecure_http),
             concurrency: self.concurrency.max(1),
             settings: ReconcileSettings {
                 recovery_grace: Duration::from_secs(self.recovery_grace_seconds),
@@ -238,6 +244,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
     if config.allow == HostAllowList::default() {
         tracing::warn!(
             "no --allowed-host given: every GitLab connection will be refused (HostNotAllowed)"
+        );
+    }
+    if args.allow_insecure_http {
+        tracing::warn!(
+            "--allow-insecure-http: connections may use plain http, tokens can travel unencrypted"
         );
     }
     let client = kube_client().await?;

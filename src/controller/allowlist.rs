@@ -1,11 +1,15 @@
 //! The GitLab host allow-list. A namespace that can create a `GitlabConnection` must not be able
 //! to point the operator (and the token it holds) at an arbitrary host, so every connection URL
-//! is checked against the hosts the operator was started with.
+//! is checked against the hosts the operator was started with: the scheme (plain `http` only
+//! when the operator runs with `--allow-insecure-http`), the host, and the port (a bare host
+//! allows only the scheme's default port, so `gitlab.example.com` never reaches a side service
+//! on `gitlab.example.com:8081`).
 
 use url::Url;
 
-/// One allowed host: `gitlab.example.com`, `gitlab.example.com:8443`, or `*.example.com`
-/// (any subdomain, not the domain itself).
+/// One allowed host: `gitlab.example.com` (its default port: 443, or 80 for plain http),
+/// `gitlab.example.com:8443` (that port only), or `*.example.com` (any subdomain, not the
+/// domain itself, on the default port).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowedHost {
     host: String,
@@ -29,9 +33,15 @@ pub enum HostError {
     )]
     Credentials,
     #[error(
-        "GitLab host {host:?} is not in the operator's allow-list ({allowed}); ask the cluster admin to add it with --allowed-host"
+        "connection URL {url:?} uses plain http, which would send the token unencrypted; use https://, or (for a test server on a trusted network) ask the cluster admin to start the operator with --allow-insecure-http (GITLAB_ALLOW_INSECURE_HTTP=true)"
     )]
-    NotAllowed { host: String, allowed: String },
+    InsecureHttp { url: String },
+    /// Names only the refused host (and port): the allow-list itself is the cluster admin's
+    /// business, not every tenant's.
+    #[error(
+        "GitLab host {host:?} is not in the operator's allow-list; ask the cluster admin to add it with --allowed-host"
+    )]
+    NotAllowed { host: String },
 }
 
 impl std::str::FromStr for AllowedHost {
@@ -84,15 +94,33 @@ impl std::fmt::Display for AllowedHost {
     }
 }
 
+/// Exactly this address and port (a server the operator's own process started, such as the
+/// sandbox's GitLab emulator).
+impl From<std::net::SocketAddr> for AllowedHost {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        AllowedHost {
+            host: addr.ip().to_string(),
+            port: Some(addr.port()),
+            wildcard: false,
+        }
+    }
+}
+
 impl AllowedHost {
-    fn matches(&self, host: &str, port: u16) -> bool {
+    /// `port` is the URL's explicit port, `None` when it is the scheme's default (the `url`
+    /// crate drops a default port, so `https://h:443` and `https://h` are the same URL).
+    fn matches(&self, host: &str, port: Option<u16>, default_port: u16) -> bool {
         let host_ok = if self.wildcard {
             host.strip_suffix(&self.host)
                 .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
         } else {
             host == self.host
         };
-        host_ok && self.port.is_none_or(|p| p == port)
+        let port_ok = match self.port {
+            None => port.is_none(),
+            Some(p) => port.unwrap_or(default_port) == p,
+        };
+        host_ok && port_ok
     }
 }
 
@@ -100,15 +128,27 @@ impl AllowedHost {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostAllowList {
     hosts: Vec<AllowedHost>,
+    /// `--allow-insecure-http`: plain `http` URLs are accepted (tests, the sandbox, a GitLab
+    /// reached over a trusted network). Off, a token only ever travels over TLS.
+    insecure_http: bool,
 }
 
 impl HostAllowList {
     pub fn new(hosts: Vec<AllowedHost>) -> Self {
-        Self { hosts }
+        Self {
+            hosts,
+            insecure_http: false,
+        }
     }
 
-    /// Parse and check a connection URL: an absolute http(s) URL without credentials whose host
-    /// (and port, where the entry names one) is allowed.
+    /// Accept plain `http` URLs too (`--allow-insecure-http`).
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.insecure_http = allow;
+        self
+    }
+
+    /// Parse and check a connection URL: an absolute https URL (http only when allowed)
+    /// without credentials whose host and port are allowed.
     pub fn check(&self, raw: &str) -> Result<Url, HostError> {
         let url = Url::parse(raw).map_err(|e| HostError::InvalidUrl {
             url: raw.to_string(),
@@ -117,6 +157,11 @@ impl HostAllowList {
         if url.scheme() != "https" && url.scheme() != "http" {
             return Err(HostError::Scheme {
                 scheme: url.scheme().to_string(),
+            });
+        }
+        if url.scheme() == "http" && !self.insecure_http {
+            return Err(HostError::InsecureHttp {
+                url: raw.to_string(),
             });
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -133,20 +178,20 @@ impl HostAllowList {
                 url: raw.to_string(),
                 reason: "no host".into(),
             })?;
-        let port = url.port_or_known_default().unwrap_or(443);
-        if self.hosts.iter().any(|h| h.matches(&host, port)) {
+        let default_port = if url.scheme() == "http" { 80 } else { 443 };
+        if self
+            .hosts
+            .iter()
+            .any(|h| h.matches(&host, url.port(), default_port))
+        {
             Ok(url)
         } else {
-            let allowed = if self.hosts.is_empty() {
-                "the list is empty".to_string()
-            } else {
-                self.hosts
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let host = match url.port() {
+                Some(port) if host.contains(':') => format!("[{host}]:{port}"),
+                Some(port) => format!("{host}:{port}"),
+                None => host,
             };
-            Err(HostError::NotAllowed { host, allowed })
+            Err(HostError::NotAllowed { host })
         }
     }
 }
@@ -163,31 +208,118 @@ mod tests {
     #[test]
     fn urls_are_checked_against_the_list() {
         let allow = list(&["gitlab.example.com", "*.corp.example", "127.0.0.1:8080"]);
-        let cases: &[(&str, &str, bool)] = &[
-            ("exact host", "https://gitlab.example.com", true),
+        let insecure = allow.clone().allow_insecure_http(true);
+        // (case, url, allowed over https only, allowed with --allow-insecure-http)
+        let cases: &[(&str, &str, bool, bool)] = &[
+            ("exact host", "https://gitlab.example.com", true, true),
             (
-                "exact host, any port",
-                "https://gitlab.example.com:8443/",
+                "default port written out",
+                "https://gitlab.example.com:443/",
+                true,
                 true,
             ),
-            ("case-insensitive", "https://GitLab.Example.com", true),
-            ("other host", "https://evil.example.com", false),
-            ("suffix trick", "https://gitlab.example.com.evil.io", false),
-            ("wildcard subdomain", "https://git.corp.example", true),
-            ("wildcard deeper", "https://a.b.corp.example", true),
-            ("wildcard not the apex", "https://corp.example", false),
-            ("wildcard not a lookalike", "https://xcorp.example", false),
-            ("port pinned", "http://127.0.0.1:8080", true),
-            ("port pinned, other port", "http://127.0.0.1:9090", false),
+            (
+                "bare host: other port",
+                "https://gitlab.example.com:8443/",
+                false,
+                false,
+            ),
+            (
+                "bare host: a side service",
+                "https://gitlab.example.com:8081/",
+                false,
+                false,
+            ),
+            (
+                "bare host: http's port over https",
+                "https://gitlab.example.com:80/",
+                false,
+                false,
+            ),
+            ("case-insensitive", "https://GitLab.Example.com", true, true),
+            ("other host", "https://evil.example.com", false, false),
+            (
+                "suffix trick",
+                "https://gitlab.example.com.evil.io",
+                false,
+                false,
+            ),
+            ("wildcard subdomain", "https://git.corp.example", true, true),
+            ("wildcard deeper", "https://a.b.corp.example", true, true),
+            (
+                "wildcard, other port",
+                "https://git.corp.example:8443",
+                false,
+                false,
+            ),
+            (
+                "wildcard not the apex",
+                "https://corp.example",
+                false,
+                false,
+            ),
+            (
+                "wildcard not a lookalike",
+                "https://xcorp.example",
+                false,
+                false,
+            ),
+            (
+                "plain http, bare host",
+                "http://gitlab.example.com/",
+                false,
+                true,
+            ),
+            (
+                "plain http, bare host, other port",
+                "http://gitlab.example.com:8081/",
+                false,
+                false,
+            ),
+            (
+                "plain http, https's port",
+                "http://gitlab.example.com:443/",
+                false,
+                false,
+            ),
+            (
+                "port pinned over http",
+                "http://127.0.0.1:8080",
+                false,
+                true,
+            ),
+            (
+                "port pinned over https",
+                "https://127.0.0.1:8080",
+                true,
+                true,
+            ),
+            (
+                "port pinned, other port",
+                "http://127.0.0.1:9090",
+                false,
+                false,
+            ),
+            (
+                "port pinned, default port",
+                "https://127.0.0.1",
+                false,
+                false,
+            ),
         ];
-        for (name, url, ok) in cases {
-            assert_eq!(allow.check(url).is_ok(), *ok, "case {name}: {url}");
+        for (name, url, https_only, with_http) in cases {
+            assert_eq!(allow.check(url).is_ok(), *https_only, "case {name}: {url}");
+            assert_eq!(
+                insecure.check(url).is_ok(),
+                *with_http,
+                "case {name} with --allow-insecure-http: {url}"
+            );
         }
     }
 
     #[test]
     fn bad_urls_say_what_to_fix() {
-        let allow = list(&["gitlab.example.com"]);
+        let allow = list(&["gitlab.example.com", "gitlab.internal:8443"]);
         assert!(matches!(
             allow.check("gitlab.example.com"),
             Err(HostError::InvalidUrl { .. })
@@ -200,10 +332,33 @@ mod tests {
             allow.check("https://user:secret@gitlab.example.com"),
             Err(HostError::Credentials)
         );
-        let err = allow.check("https://other.example.com").unwrap_err();
-        assert!(err.to_string().contains("--allowed-host"), "{err}");
+        let http = allow.check("http://gitlab.example.com").unwrap_err();
+        assert!(matches!(http, HostError::InsecureHttp { .. }), "{http}");
+        let text = http.to_string();
+        assert!(
+            text.contains("--allow-insecure-http") && text.contains("GITLAB_ALLOW_INSECURE_HTTP"),
+            "says how to allow it: {text}"
+        );
+        // The refusal names the refused host and the flag, never the list itself.
+        for (url, named) in [
+            ("https://other.example.com", "\"other.example.com\""),
+            (
+                "https://gitlab.example.com:8081",
+                "\"gitlab.example.com:8081\"",
+            ),
+        ] {
+            let err = allow.check(url).unwrap_err().to_string();
+            assert!(
+                err.contains("--allowed-host") && err.contains(named),
+                "{err}"
+            );
+            assert!(
+                !err.contains("gitlab.internal"),
+                "lists the allow-list: {err}"
+            );
+        }
         let empty = HostAllowList::default().check("https://gitlab.example.com");
-        assert!(empty.unwrap_err().to_string().contains("the list is empty"));
+        assert!(matches!(empty, Err(HostError::NotAllowed { .. })));
     }
 
     #[test]

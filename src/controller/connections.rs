@@ -42,10 +42,13 @@ pub enum ConnectionError {
         name: String,
         where_: String,
     },
+    /// A ClusterGitlabConnection this namespace may not use: missing, or not serving it. One
+    /// message for both, so a tenant cannot list the cluster connections that exist by
+    /// probing names.
     #[error(
-        "ClusterGitlabConnection {name:?} does not serve namespace {namespace:?}; add the namespace to its spec.namespaces or namespaceSelector"
+        "ClusterGitlabConnection {name:?} does not exist or does not serve namespace {namespace:?}; ask the cluster admin for one that serves it, or set spec.connectionRef to another connection"
     )]
-    NamespaceNotServed { name: String, namespace: String },
+    ClusterConnectionUnavailable { name: String, namespace: String },
     #[error(
         "token Secret {namespace}/{name} not found; create it with the GitLab token under key {key:?}"
     )]
@@ -87,9 +90,8 @@ impl ConnectionError {
     /// Stable category (condition reason, Event reason, metric label).
     pub fn category(&self) -> &'static str {
         match self {
-            ConnectionError::NotFound { .. } | ConnectionError::NamespaceNotServed { .. } => {
-                reason::CONNECTION_MISSING
-            }
+            ConnectionError::NotFound { .. }
+            | ConnectionError::ClusterConnectionUnavailable { .. } => reason::CONNECTION_MISSING,
             ConnectionError::SecretMissing { .. } | ConnectionError::SecretKeyMissing { .. } => {
                 reason::TOKEN_SECRET_MISSING
             }
@@ -153,6 +155,36 @@ impl Connections {
         target: &ConnectionTarget,
         namespace: &str,
     ) -> Result<GitlabClient, ConnectionError> {
+        self.with_resolved(target, namespace, |resolved| self.client_from(resolved))
+    }
+
+    /// What a request through `target` is sent with: the connection (uid and
+    /// resourceVersion) and its token Secret's resourceVersion. A create GitLab refused is
+    /// sent again only when this (or the spec) changes. `None` when the connection cannot be
+    /// resolved; using it then fails with the reason.
+    pub fn identity(&self, target: &ConnectionTarget, namespace: &str) -> Option<String> {
+        self.with_resolved(target, namespace, |conn| {
+            let secret_version = self
+                .caches
+                .secrets
+                .get(
+                    &ObjectRef::new(&conn.settings.token_secret_ref.name)
+                        .within(&conn.secret_namespace),
+                )
+                .and_then(|secret| secret.resource_version())
+                .unwrap_or_default();
+            Ok(format!("{}/{}/{secret_version}", conn.uid, conn.version))
+        })
+        .ok()
+    }
+
+    /// Look `target` up as used from `namespace` and hand it to `then`.
+    fn with_resolved<T>(
+        &self,
+        target: &ConnectionTarget,
+        namespace: &str,
+        then: impl FnOnce(&Resolved<'_>) -> Result<T, ConnectionError>,
+    ) -> Result<T, ConnectionError> {
         // The stores hand out Arcs; keep them alive while `resolved` borrows from them.
         let (namespaced, cluster);
         let resolved = match target.kind {
@@ -175,20 +207,17 @@ impl Connections {
                 }
             }
             ConnectionKind::ClusterGitlabConnection => {
+                let unavailable = || ConnectionError::ClusterConnectionUnavailable {
+                    name: target.name.clone(),
+                    namespace: namespace.to_owned(),
+                };
                 cluster = self
                     .caches
                     .cluster_connections
                     .get(&ObjectRef::new(&target.name))
-                    .ok_or_else(|| ConnectionError::NotFound {
-                        kind: "ClusterGitlabConnection",
-                        name: target.name.clone(),
-                        where_: String::new(),
-                    })?;
+                    .ok_or_else(unavailable)?;
                 if !self.serves(&cluster, namespace) {
-                    return Err(ConnectionError::NamespaceNotServed {
-                        name: target.name.clone(),
-                        namespace: namespace.to_owned(),
-                    });
+                    return Err(unavailable());
                 }
                 Resolved {
                     settings: &cluster.spec.settings,
@@ -199,7 +228,7 @@ impl Connections {
                 }
             }
         };
-        self.client_from(&resolved)
+        then(&resolved)
     }
 
     fn serves(&self, conn: &ClusterGitlabConnection, namespace: &str) -> bool {

@@ -2,6 +2,8 @@
 //! reconcile. Events are emitted on transitions only, so a settled resource never adds one,
 //! and a repeated error is folded by kube's `Recorder` into one Event with a growing series.
 
+use kube::runtime::events::{Event, EventType};
+
 use crate::api::conditions::find_condition;
 use crate::api::deployment::{
     ApprovalState, EnvironmentSyncState, GitlabDeploymentStatus, GitlabStatus,
@@ -14,6 +16,45 @@ pub struct Notice {
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,
+}
+
+/// The API server refuses an events.k8s.io/v1 Event whose `note` is longer than 1,024 bytes
+/// (`note: Invalid value: "": can have at most 1024 characters`; Go counts bytes), and a
+/// refused Event is simply lost. Messages quote user input (a 2,048-character URL or project
+/// path) and GitLab's answers, so every note is cut to fit.
+pub const MAX_NOTE_BYTES: usize = 1024;
+const ELLIPSIS: char = '…';
+
+/// `note` cut to [`MAX_NOTE_BYTES`] on a character boundary, ending in an ellipsis when cut.
+pub fn fit_note(note: &str) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note.to_owned();
+    }
+    let mut end = MAX_NOTE_BYTES - ELLIPSIS.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = note[..end].to_owned();
+    cut.push(ELLIPSIS);
+    cut
+}
+
+impl Notice {
+    /// The Event to publish. Every Event the operator emits is built here, so none can carry a
+    /// note the API server refuses.
+    pub fn to_event(&self) -> Event {
+        Event {
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: self.reason.to_owned(),
+            note: Some(fit_note(&self.note)),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        }
+    }
 }
 
 fn normal(reason: &'static str, note: String) -> Notice {
@@ -174,8 +215,9 @@ pub fn transitions(
     notices
 }
 
-/// Map a condition reason string back to its constant (Event reasons must be `'static`).
-fn stalled_reason(found: &str) -> &'static str {
+/// Map a condition reason string back to its constant (Event and condition reasons must be
+/// `'static`).
+pub fn stalled_reason(found: &str) -> &'static str {
     [
         reason::INVALID_SPEC,
         reason::TOKEN_SECRET_MISSING,
@@ -319,6 +361,45 @@ mod tests {
             reasons(&transitions(&old, &new, "prod", false)),
             vec![reason::SUPERSEDED, reason::DEPLOYMENT_CREATED]
         );
+    }
+
+    #[test]
+    fn notes_fit_the_api_servers_limit_on_a_character_boundary() {
+        let cases: Vec<(&str, String)> = vec![
+            ("empty", String::new()),
+            ("short", "GitLab deployment 1 canceled".into()),
+            ("exactly the limit", "a".repeat(MAX_NOTE_BYTES)),
+            ("one over", "a".repeat(MAX_NOTE_BYTES + 1)),
+            (
+                "a 2 KiB url",
+                format!("connection URL {:?} is refused", "h".repeat(2048)),
+            ),
+            // 3-byte characters: the cut point falls inside one.
+            ("multi-byte", "ü€".repeat(400)),
+            ("emoji", "🚀".repeat(300)),
+        ];
+        for (name, note) in cases {
+            let fitted = fit_note(&note);
+            assert!(
+                fitted.len() <= MAX_NOTE_BYTES,
+                "case {name}: {} bytes",
+                fitted.len()
+            );
+            if note.len() <= MAX_NOTE_BYTES {
+                assert_eq!(fitted, note, "case {name}: short notes are untouched");
+            } else {
+                assert!(fitted.ends_with('…'), "case {name}: {fitted}");
+                let kept = fitted.trim_end_matches('…');
+                assert!(note.starts_with(kept), "case {name}: a prefix is kept");
+                assert!(
+                    kept.len() + 2 * '…'.len_utf8() > MAX_NOTE_BYTES,
+                    "case {name}: as much as fits is kept ({} bytes)",
+                    kept.len()
+                );
+            }
+        }
+        let notice = warning(reason::HOST_NOT_ALLOWED, "x".repeat(5000));
+        assert!(notice.to_event().note.unwrap().len() <= MAX_NOTE_BYTES);
     }
 
     #[test]

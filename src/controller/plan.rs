@@ -452,6 +452,16 @@ fn plan_deployment(
         return Plan::SETTLED;
     };
 
+    // 5. GitLab already refused this very create (4xx) for this generation: a user error stays
+    //    stalled until something changes, and a restart is not a change.
+    let refused = status
+        .refused_create
+        .as_ref()
+        .is_some_and(|r| r.refuses(&wanted, spec.generation));
+    if refused && current.is_none_or(|cur| cur.revision() != wanted) {
+        return Plan::SETTLED;
+    }
+
     match current {
         None => Plan::CreateDeployment {
             revision: wanted,

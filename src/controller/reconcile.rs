@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
@@ -41,7 +41,7 @@ use super::views::{deployment_view, gitlab_status, merge_request_view, write_sta
 use crate::api::deployment::ConnectionKind;
 use crate::api::deployment::{
     DeploymentIntent, EnvironmentRecord, EnvironmentSettings, EnvironmentSyncState,
-    GitlabDeployment, GitlabDeploymentStatus, GitlabStatus,
+    GitlabDeployment, GitlabDeploymentStatus, GitlabStatus, RefusedCreate,
 };
 use crate::api::names::DEFAULT_CONNECTION_NAME;
 use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
@@ -352,17 +352,7 @@ impl Writer<'_> {
 async fn publish(ctx: &Context, obj: &GitlabDeployment, notices: &[Notice]) {
     let reference = obj.object_ref(&());
     for notice in notices {
-        let event = KubeEvent {
-            type_: if notice.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: notice.reason.to_owned(),
-            note: Some(notice.note.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
+        let event = notice.to_event();
         let result = if notice.warning {
             ctx.recorder.publish(&event, &reference).await
         } else {
@@ -483,6 +473,18 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let mut client: Option<GitlabClient> = None;
     let key = ObjectRef::from_obj(obj.as_ref());
     let refresh = ctx.refresh_requested(&obj);
+    // A create GitLab refused is not sent again for the same spec (see `plan`), unless the
+    // connection or its token changed, or a person asked for a fresh look.
+    if status.refused_create.as_ref().is_some_and(|r| {
+        refresh
+            || ctx
+                .connections
+                .identity(&spec.connection, &namespace)
+                .as_deref()
+                != Some(r.connection.as_str())
+    }) {
+        status.refused_create = None;
+    }
     // Read the current deployment first when a person asked for a fresh look (the refresh
     // annotation), or when it is running and this process has not confirmed its recorded
     // status yet (a crash may have lost a PUT's answer; see `Context::verified`).
@@ -648,14 +650,27 @@ async fn act(
                     Ok(None)
                 }
                 Err(err) => {
-                    if err.kind() == gitlab::ErrorKind::User {
+                    let refused = err.kind() == gitlab::ErrorKind::User;
+                    let err = Error::gitlab("create deployment", err);
+                    if refused {
                         // GitLab refused the create (unknown sha, bad environment name, no
-                        // permission): nothing was created, so the claim is void.
+                        // permission): nothing was created, so the claim is void; and the same
+                        // request would be refused again, so it is not repeated.
                         status.intent = None;
+                        status.refused_create = Some(RefusedCreate {
+                            revision,
+                            generation: spec.generation,
+                            reason: err.category().to_owned(),
+                            message: err.to_string(),
+                            connection: ctx
+                                .connections
+                                .identity(&spec.connection, &spec.namespace)
+                                .unwrap_or_default(),
+                        });
                     }
                     // Otherwise the intent stays: whether GitLab created it is unknown, and
                     // the next reconcile looks it up before creating again.
-                    Err(Error::gitlab("create deployment", err))
+                    Err(err)
                 }
             }
         }

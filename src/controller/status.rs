@@ -15,11 +15,12 @@ use crate::api::conditions::{NewCondition, is_true, set_condition, whole_seconds
 use crate::api::deployment::{
     ApprovalRecord, ApprovalRuleRecord, ApprovalState, ApprovalStatus, DeployRevision,
     DeploymentIntent, DeploymentRecord, GitlabDeploymentStatus, GitlabStatus, HistoryEntry,
-    MergeRequestRecord, Phase, RolloutRecord,
+    MergeRequestRecord, Phase, RefusedCreate, RolloutRecord,
 };
 use crate::api::names::condition_type::{READY, RECONCILING, STALLED};
 use crate::api::names::reason;
 use crate::api::validate::SpecError;
+use crate::controller::events::stalled_reason;
 use crate::rollout::{Reason, RolloutState, RolloutStatus};
 
 /// At most this many earlier deployments are kept in `status.history` (oldest dropped).
@@ -203,6 +204,12 @@ pub fn next_status(
     {
         record_rollout(&mut next, rollout, obs.wanted, now);
     }
+    // A refusal is about one revision of one generation; once either moved on it is history.
+    if next.refused_create.as_ref().is_some_and(|r| {
+        r.generation != obs.generation || obs.wanted.is_some_and(|w| *w != r.revision)
+    }) {
+        next.refused_create = None;
+    }
     derive_conditions(&mut next, obs, now);
     next.short_sha = next
         .deployment
@@ -278,6 +285,13 @@ pub fn record_deployment(
         .is_some_and(|i| i.revision == record.revision())
     {
         status.intent = None;
+    }
+    if status
+        .refused_create
+        .as_ref()
+        .is_some_and(|r| r.revision == record.revision())
+    {
+        status.refused_create = None;
     }
     status.deployment = Some(record);
     record_approvals(status, view, now);
@@ -504,6 +518,7 @@ struct StatusView {
     deployment: Option<(GitlabStatus, i64, String)>,
     deployed_sha: Option<String>,
     intent: bool,
+    refused: Option<RefusedCreate>,
     approval: Option<ApprovalState>,
     environment_hint: String,
 }
@@ -516,6 +531,7 @@ fn status_view(status: &GitlabDeploymentStatus) -> StatusView {
             .map(|d| (d.status, d.iid, d.sha.chars().take(7).collect())),
         deployed_sha: status.deployment.as_ref().map(|d| d.sha.clone()),
         intent: status.intent.is_some(),
+        refused: status.refused_create.clone(),
         approval: status.approval.as_ref().map(|a| a.state),
         environment_hint: status
             .approval
@@ -555,6 +571,16 @@ fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Opt
             reconciling(p.reason, p.message.clone())
         };
         return (not_ready(p.reason, p.message.clone()), abnormal);
+    }
+    // A create GitLab refused, not repeated (see `plan`): it stays stalled on GitLab's answer.
+    if let (Some(refused), Some(wanted)) = (&view.refused, obs.wanted)
+        && refused.refuses(wanted, obs.generation)
+    {
+        let why = stalled_reason(&refused.reason);
+        return (
+            not_ready(why, refused.message.clone()),
+            stalled(why, refused.message.clone()),
+        );
     }
     if view.intent && view.deployment.is_none() {
         let m = "Creating the GitLab deployment (intent recorded, id not yet known)".to_owned();

@@ -16,6 +16,7 @@ use super::error::{Error, classify};
 use super::metrics::GitlabMetrics;
 use super::ratelimit::{RateLimit, Throttle, retry_after};
 use super::retry::RetryPolicy;
+use super::types::ProjectId;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -285,6 +286,26 @@ impl GitlabClient {
     }
 
     fn url(&self, call: &Call) -> Result<Url, Error> {
+        // A dot segment (`..`, or `%2e%2e`, which URL resolution reads the same) would step out
+        // of `projects/:id` and send the token to another route: never build one.
+        let dot_segment = call.path.split('/').any(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            !decoded.is_empty() && decoded.bytes().all(|b| b == b'.')
+        });
+        if dot_segment
+            || call
+                .ctx
+                .project
+                .as_ref()
+                .is_some_and(ProjectId::has_dot_segment)
+        {
+            return Err(Error::Config {
+                message: format!(
+                    "refusing to send {}: the project has a part made of dots only, which would leave projects/:id",
+                    call.ctx
+                ),
+            });
+        }
         // The path segments are already percent-encoded (ProjectId::url_segment); `join` keeps
         // `%2F` as is.
         self.inner.base.join(&call.path).map_err(|e| Error::Config {
@@ -525,6 +546,58 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:1/api/v4/projects/group%2Fsub%2Fproj/deployments/3"
+        );
+    }
+
+    #[test]
+    fn no_request_path_has_a_dot_segment() {
+        let client = GitlabClient::builder("http://127.0.0.1:1", Token::private("glpat-x"))
+            .build()
+            .unwrap();
+        let get = |project: ProjectId, path: String| Call {
+            ctx: RequestContext::new(
+                super::super::endpoint::Endpoint::ListDeployments,
+                &project,
+                None,
+            ),
+            path,
+            query: Vec::new(),
+            body: None,
+        };
+        for (name, call) in [
+            (
+                "project ..",
+                get(
+                    ProjectId::Path("..".into()),
+                    "projects/../deployments".into(),
+                ),
+            ),
+            (
+                "project group/..",
+                get(
+                    ProjectId::Path("group/..".into()),
+                    "projects/group%2F..%2Fdeployments".into(),
+                ),
+            ),
+            (
+                "encoded dots",
+                get(ProjectId::Id(1), "projects/%2e%2E/deployments".into()),
+            ),
+            (
+                "a single dot",
+                get(ProjectId::Id(1), "projects/./deployments".into()),
+            ),
+        ] {
+            let err = client.url(&call).unwrap_err();
+            assert_eq!(err.category(), "ConfigError", "case {name}: {err}");
+        }
+        let fine = get(
+            ProjectId::Path("my.group/a..b".into()),
+            "projects/my.group%2Fa..b/deployments".into(),
+        );
+        assert_eq!(
+            client.url(&fine).unwrap().path(),
+            "/api/v4/projects/my.group%2Fa..b/deployments"
         );
     }
 

@@ -30,18 +30,38 @@ impl ProjectId {
     /// Parse user input: all digits → id (GitLab treats numeric-looking strings as ids),
     /// anything else → path. Surrounding slashes and whitespace are trimmed, and an already
     /// encoded path (`group%2Fapp`) is decoded first (GitLab paths cannot contain `%`).
-    pub fn parse(input: &str) -> Option<ProjectId> {
+    /// A path with a dot-only part (`.`, `..`, `group/..`) is refused: no GitLab path has one,
+    /// and in a URL it would step out of `projects/:id` (`projects/../deployments`).
+    pub fn parse(input: &str) -> Result<ProjectId, ProjectIdError> {
         let decoded = percent_encoding::percent_decode_str(input).decode_utf8_lossy();
         let trimmed = decoded.trim().trim_matches('/');
         if trimmed.is_empty() {
-            return None;
+            return Err(ProjectIdError::Empty);
         }
         if trimmed.bytes().all(|b| b.is_ascii_digit())
             && let Ok(id) = trimmed.parse::<u64>()
         {
-            return Some(ProjectId::Id(id));
+            return Ok(ProjectId::Id(id));
         }
-        Some(ProjectId::Path(trimmed.to_owned()))
+        let path = ProjectId::Path(trimmed.to_owned());
+        if path.has_dot_segment() {
+            return Err(ProjectIdError::DotSegment {
+                found: trimmed.to_owned(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Whether a part of the path is made of dots only (`.`, `..`, `...`), which URL
+    /// resolution (and servers that decode `%2F` before routing) would treat as a directory
+    /// step. The WHATWG URL rules also read `%2e%2e` as `..`, so encoding cannot save it.
+    pub fn has_dot_segment(&self) -> bool {
+        match self {
+            ProjectId::Id(_) => false,
+            ProjectId::Path(path) => path
+                .split('/')
+                .any(|part| !part.is_empty() && part.bytes().all(|b| b == b'.')),
+        }
     }
 
     /// The URL path segment: `42` or `group%2Fsub%2Fproj`.
@@ -53,6 +73,17 @@ impl ProjectId {
             }
         }
     }
+}
+
+/// Why a `--project` value is not a project id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectIdError {
+    #[error("the project is empty; give a numeric id or a full path (group/app)")]
+    Empty,
+    #[error(
+        "project {found:?} has a part made of dots only, which no GitLab project path has; give a numeric id or a full path (group/app)"
+    )]
+    DotSegment { found: String },
 }
 
 impl fmt::Display for ProjectId {
@@ -673,14 +704,28 @@ mod tests {
             ("my.group/my-proj_x", Some("my.group%2Fmy-proj_x")),
             ("a b/c", Some("a%20b%2Fc")),
             ("group%2Fsub%2Fproj", Some("group%2Fsub%2Fproj")),
+            ("my..group/a.b...c", Some("my..group%2Fa.b...c")),
             ("", None),
             ("  / ", None),
+            (".", None),
+            ("..", None),
+            ("...", None),
+            ("%2E%2e", None),
+            ("../x", None),
+            ("group/..", None),
+            ("group%2F..%2Fother", None),
+            ("./app", None),
         ];
         for (input, want) in cases {
-            let got = ProjectId::parse(input).map(|p| p.url_segment());
+            let got = ProjectId::parse(input).ok().map(|p| p.url_segment());
             assert_eq!(got.as_deref(), want, "input {input:?}");
         }
-        assert_eq!(ProjectId::parse("7"), Some(ProjectId::Id(7)));
+        assert_eq!(ProjectId::parse("7"), Ok(ProjectId::Id(7)));
+        assert_eq!(ProjectId::parse(" "), Err(ProjectIdError::Empty));
+        assert!(matches!(
+            ProjectId::parse(".."),
+            Err(ProjectIdError::DotSegment { .. })
+        ));
     }
 
     #[test]

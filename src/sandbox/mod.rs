@@ -87,17 +87,15 @@ async fn install_crds(client: &Client) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// The operator as `run` starts it, scoped to loopback GitLab hosts.
-fn operator_config() -> RunConfig {
-    // The allow-list is the operator's guard against a namespace pointing it anywhere; the
-    // sandbox's GitLab is on loopback.
-    #[allow(clippy::expect_used)]
-    let loopback: AllowedHost = "127.0.0.1"
-        .parse()
-        .expect("a literal IPv4 address is a valid allowed host");
+/// The operator as `run` starts it, allowed to reach only the sandbox's GitLab emulator: its
+/// loopback address and port, over plain http (`--allow-insecure-http`: the emulator serves no
+/// TLS, and nothing leaves the machine).
+fn operator_config(gitlab: SocketAddr) -> RunConfig {
+    // The allow-list is the operator's guard against a namespace pointing it anywhere.
+    let only_gitlab = AllowedHost::from(gitlab);
     RunConfig {
         scope: Scope::All,
-        allow: HostAllowList::new(vec![loopback]),
+        allow: HostAllowList::new(vec![only_gitlab]).allow_insecure_http(true),
         concurrency: 4,
         settings: ReconcileSettings::default(),
         operator_namespace: None,
@@ -113,6 +111,7 @@ struct Operator {
 
 async fn start_operator(
     client: Client,
+    gitlab: SocketAddr,
     shutdown: CancellationToken,
 ) -> Result<Operator, SandboxError> {
     let telemetry = Telemetry::default();
@@ -130,8 +129,8 @@ async fn start_operator(
     })?;
     let admin = admin_state.clone();
     let task = tokio::spawn(async move {
-        crate::controller::run::run(client, operator_config(), &telemetry, admin_state, shutdown)
-            .await
+        let config = operator_config(gitlab);
+        crate::controller::run::run(client, config, &telemetry, admin_state, shutdown).await
     });
     Ok(Operator {
         task,
@@ -246,7 +245,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
 
     progress.step("starting the operator…");
     let shutdown = CancellationToken::new();
-    let mut operator = start_operator(client.clone(), shutdown.clone()).await?;
+    let mut operator = start_operator(client.clone(), gitlab.addr(), shutdown.clone()).await?;
     if operator.ready().await? {
         progress.step("  operator running, caches synced");
     } else {

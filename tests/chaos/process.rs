@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 pub struct OperatorProcess {
     child: Option<Child>,
     kubeconfig: PathBuf,
+    /// The GitLab emulator: the only host the operator is allowed to reach.
+    gitlab: SocketAddr,
     log: PathBuf,
     admin: Option<SocketAddr>,
     pub starts: u32,
@@ -27,10 +29,11 @@ fn free_port() -> u16 {
 }
 
 impl OperatorProcess {
-    pub fn new(kubeconfig: &Path, log: PathBuf) -> Self {
+    pub fn new(kubeconfig: &Path, gitlab: SocketAddr, log: PathBuf) -> Self {
         Self {
             child: None,
             kubeconfig: kubeconfig.to_owned(),
+            gitlab,
             log,
             admin: None,
             starts: 0,
@@ -57,7 +60,8 @@ impl OperatorProcess {
             .args([
                 "run",
                 "--allowed-host",
-                "127.0.0.1",
+                &self.gitlab.to_string(),
+                "--allow-insecure-http",
                 "--admin-addr",
                 &admin.to_string(),
                 "--recovery-grace-seconds",
@@ -73,6 +77,7 @@ impl OperatorProcess {
             .env_remove("WATCH_NAMESPACES")
             .env_remove("LEADER_ELECT")
             .env_remove("GITLAB_ALLOWED_HOSTS")
+            .env_remove("GITLAB_ALLOW_INSECURE_HTTP")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gitlab_deployment_operator::admin::AdminState;
 use gitlab_deployment_operator::api::{GitlabConnection, GitlabDeployment};
-use gitlab_deployment_operator::controller::allowlist::HostAllowList;
+use gitlab_deployment_operator::controller::allowlist::{AllowedHost, HostAllowList};
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
 use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
@@ -183,10 +183,22 @@ impl Env {
         api.create(&PostParams::default(), &conn).await.unwrap();
     }
 
+    /// The operator as the tests run it: allowed to reach the GitLab emulator's address only,
+    /// over plain http (`--allow-insecure-http`; the emulators serve http on loopback).
     pub fn config(&self) -> RunConfig {
+        self.config_allowing(&[])
+    }
+
+    /// As [`Env::config`], also allowing the servers at `urls` (`http://127.0.0.1:PORT`).
+    pub fn config_allowing(&self, urls: &[&str]) -> RunConfig {
+        let mut hosts: Vec<AllowedHost> = vec![self.gitlab.addr().into()];
+        for url in urls {
+            let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+            hosts.push(addr.into());
+        }
         RunConfig {
             scope: Scope::All,
-            allow: HostAllowList::new(vec!["127.0.0.1".parse().unwrap()]),
+            allow: HostAllowList::new(hosts).allow_insecure_http(true),
             concurrency: 4,
             settings: ReconcileSettings {
                 recovery_grace: Duration::from_secs(2),

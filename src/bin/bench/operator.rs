@@ -23,6 +23,8 @@ pub struct OperatorProcess {
 pub struct Launch<'a> {
     pub binary: &'a Path,
     pub kubeconfig: &'a Path,
+    /// The GitLab emulator: the only host the operator may reach (plain http on loopback).
+    pub gitlab: SocketAddr,
     pub concurrency: u16,
     pub merge_requests: bool,
     /// Its stderr (logs) goes here.
@@ -41,7 +43,8 @@ impl OperatorProcess {
         let log = std::fs::File::create(&launch.log)?;
         let child = Command::new(launch.binary)
             .arg("run")
-            .args(["--allowed-host", "127.0.0.1"])
+            .args(["--allowed-host", &launch.gitlab.to_string()])
+            .arg("--allow-insecure-http")
             .args(["--admin-addr", &admin.to_string()])
             .args(["--concurrency", &launch.concurrency.to_string()])
             .arg(format!("--merge-requests={}", launch.merge_requests))

@@ -9,7 +9,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::*;
 use crate::api::deployment::{
-    ApprovalStatus, ConnectionKind, DeployRevision, RevisionFrom, RolloutRecord, TargetRef,
+    ApprovalStatus, ConnectionKind, DeployRevision, RefusedCreate, RevisionFrom, RolloutRecord,
+    TargetRef,
 };
 use crate::api::validate::{ConnectionTarget, ProjectRef, RevisionSource};
 use crate::controller::status::{self, GitlabDeploymentView, Observation};
@@ -126,6 +127,17 @@ impl St {
         });
         self
     }
+    /// GitLab refused creating `sha` for `generation` (a 4xx).
+    fn refused(mut self, sha: &str, generation: i64) -> Self {
+        self.0.refused_create = Some(RefusedCreate {
+            revision: rev(sha),
+            generation,
+            reason: "Validation".into(),
+            message: "GitLab refused the create".into(),
+            connection: "uid/1/2".into(),
+        });
+        self
+    }
     fn mrs_fetched(mut self, id: i64) -> Self {
         self.0.merge_requests_for = Some(id);
         self
@@ -196,6 +208,42 @@ fn plan_table() {
             St::default(),
             failed_pde.clone(),
             create(A, Failed),
+        ),
+        // A create GitLab refused (4xx) is not repeated for the same generation.
+        (
+            "refused create, same revision and generation: no call",
+            fixed(A),
+            St::default().refused(A, 1),
+            progressing(),
+            nothing(None),
+        ),
+        (
+            "refused create, rollout now complete: still the same request refused",
+            fixed(A),
+            St::default().refused(A, 1),
+            complete(),
+            nothing(None),
+        ),
+        (
+            "refused create of a newer revision: the old deployment is left alone",
+            fixed(A),
+            St::default().deployment(7, B, Success).refused(A, 1),
+            progressing(),
+            nothing(None),
+        ),
+        (
+            "refused for an older generation: a spec change retries",
+            fixed(A),
+            St::default().refused(A, 0),
+            progressing(),
+            create(A, Running),
+        ),
+        (
+            "refused another revision: this one is created",
+            fixed(A),
+            St::default().refused(B, 1),
+            progressing(),
+            create(A, Running),
         ),
         (
             "nothing to create before the target exists",

@@ -634,3 +634,79 @@ fn intent_is_cleared_by_the_matching_deployment_or_a_failed_lookup() {
     );
     assert!(next.intent.is_none() && next.deployment.is_none());
 }
+
+#[test]
+fn a_refused_create_stays_stalled_until_the_generation_or_revision_moves_on() {
+    let problem = Problem {
+        reason: "Validation",
+        message: "GitLab refused create deployment: 400 commit does not exist".into(),
+        user_error: true,
+    };
+    let mut refused = GitlabDeploymentStatus {
+        refused_create: Some(RefusedCreate {
+            revision: rev(),
+            generation: 1,
+            reason: problem.reason.into(),
+            message: problem.message.clone(),
+            connection: "uid/1/2".into(),
+        }),
+        ..GitlabDeploymentStatus::default()
+    };
+    // As the failed reconcile wrote it.
+    refused = next_status(
+        &refused,
+        &Observation {
+            problem: Some(&problem),
+            ..Observation::new(1)
+        },
+        now(),
+    );
+    let stalled = |s: &GitlabDeploymentStatus| {
+        find_condition(&s.conditions, STALLED)
+            .filter(|c| c.status == "True")
+            .map(|c| {
+                (
+                    c.reason.clone(),
+                    c.message.clone(),
+                    c.last_transition_time.clone(),
+                )
+            })
+    };
+    let at_refusal = stalled(&refused).expect("stalled on the refusal");
+    let progressing = rollout(RolloutState::Succeeded, Reason::RolloutComplete);
+    let wanted = rev();
+    let again = |status: &GitlabDeploymentStatus, generation: i64, wanted: &DeployRevision| {
+        next_status(
+            status,
+            &Observation {
+                rollout: Some(&progressing),
+                wanted: Some(wanted),
+                ..Observation::new(generation)
+            },
+            later(60),
+        )
+    };
+    // A later reconcile (after a restart: no problem of its own) says the same thing.
+    let later_status = again(&refused, 1, &wanted);
+    assert_eq!(stalled(&later_status), Some(at_refusal));
+    assert_eq!(later_status.phase, Some(Phase::Stalled));
+    assert!(later_status.refused_create.is_some());
+    // A new generation or another revision: the refusal is history.
+    assert!(again(&refused, 2, &wanted).refused_create.is_none());
+    let other = DeployRevision {
+        sha: "b".repeat(40),
+        ..rev()
+    };
+    assert!(again(&refused, 1, &other).refused_create.is_none());
+    // The revision created after all: cleared too.
+    let created = vec![(view(1, A, "success"), false)];
+    let next = next_status(
+        &refused,
+        &Observation {
+            deployments: &created,
+            ..Observation::new(1)
+        },
+        now(),
+    );
+    assert!(next.refused_create.is_none());
+}
