@@ -442,7 +442,8 @@ async fn missing_or_empty_token_secrets_stall_and_recover() {
     )
     .await;
 
-    // Nothing lost: the Secrets watch resumes them once the token is there.
+    // Nothing lost: the memo looks at missing and unusable Secrets again (2 s, doubling), and
+    // its reads resume them once the token is there; no watch, no list.
     let token = env.project.maintainer_token.clone();
     put_secret(&env, "absent", json!({"token": token})).await;
     put_secret(&env, "empty", json!({"token": token})).await;

@@ -247,6 +247,11 @@ fn deployment_command_and_env_are_what_the_cli_accepts() {
         env_value(&c, "GITLAB_ALLOW_INSECURE_HTTP").is_none(),
         "the production manifest keeps tokens on TLS"
     );
+    assert_eq!(
+        env_value(&c, "GITLAB_REQUIRE_TOKEN_LABEL").as_deref(),
+        Some("true"),
+        "only labelled token Secrets are sent to GitLab (docs/deploy.md, Secrets)"
+    );
 }
 
 #[test]
@@ -342,8 +347,9 @@ fn assert_no_wildcards_or_escalation(objs: &[Value]) {
                     .contains(&r.as_str()),
                     "no grant on {r}"
                 );
-                if r == "secrets" {
-                    assert_eq!(verbs, ["list", "watch"], "Secrets are only cached");
+                if r == "secrets" || r == "configmaps" {
+                    // Read by name only: never enumerated, never cached wholesale.
+                    assert_eq!(verbs, ["get"], "{r} are read by name only: {rule}");
                 }
             }
         }
@@ -437,7 +443,7 @@ fn namespaced_overlay_grants_per_watched_namespace_only() {
             .map(String::from)
             .collect()
     );
-    // Its own namespace's Secrets (ClusterGitlabConnection tokens) and the lease.
+    // Its own namespace's Secrets (ClusterGitlabConnection tokens, get only) and the lease.
     assert!(binds.contains(&(
         Some(OPERATOR_NS.into()),
         "Role".into(),

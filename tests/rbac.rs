@@ -1,6 +1,7 @@
 //! RBAC by evidence, not by hope (style §8): run the operator end to end against the kube
 //! emulator, elected on its lease as the Deployment runs it (create → success → delete of a
-//! GitlabDeployment, plus StatefulSet and DaemonSet targets), read the emulator's request log,
+//! GitlabDeployment, plus StatefulSet and DaemonSet targets, token Secrets and CA bundles read in
+//! the served namespace and in the operator's own), read the emulator's request log,
 //! and hold the rules rendered from `deploy/` (real `kubectl kustomize`) against it:
 //! - every (group, resource, subresource, verb, namespace) the operator used is granted to its
 //!   ServiceAccount by the rendered bindings;
@@ -20,11 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitlab_deployment_operator::admin::AdminState;
+use gitlab_deployment_operator::api::names::TOKEN_LABEL;
+use gitlab_deployment_operator::api::{ClusterGitlabConnection, GitlabConnection};
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::run::Telemetry;
 use gitlab_deployment_operator::controller::targets::Scope;
-use harness::{Env, NS, gitlab_status};
-use k8s_openapi::api::core::v1::Namespace;
+use harness::{Env, NS, TOKEN_SECRET, gitlab_status};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -217,12 +220,63 @@ async fn apply_workload_of_kind(env: &Env, kind: &str, name: &str) {
     .unwrap();
 }
 
+/// Connections that read every kind of object the operator reads by name, in both places it
+/// reads them: the harness namespace's `default` connection (its token Secret, now labelled,
+/// and a CA bundle ConfigMap) and a ClusterGitlabConnection `shared` whose token Secret and CA
+/// bundle are in the operator's namespace.
+async fn read_sources_everywhere(env: &Env, client: &kube::Client) {
+    let apply = PatchParams::apply("rbac-test").force();
+    for ns in [NS, OPERATOR_NS] {
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let ca = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gitlab-ca"},
+                        "data": {"ca.crt": kube_emulator::tls::CA_PEM}});
+        config_maps
+            .patch("gitlab-ca", &apply, &Patch::Apply(&ca))
+            .await
+            .unwrap();
+    }
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch(
+            TOKEN_SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {TOKEN_LABEL: "true"}}})),
+        )
+        .await
+        .unwrap();
+    let shared_token = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "shared-token", "labels": {TOKEN_LABEL: "true"}},
+        "stringData": {"token": env.project.maintainer_token}});
+    Api::<Secret>::namespaced(client.clone(), OPERATOR_NS)
+        .patch("shared-token", &apply, &Patch::Apply(&shared_token))
+        .await
+        .unwrap();
+    let ca_bundle = json!({"configMapRef": {"name": "gitlab-ca", "key": "ca.crt"}});
+    Api::<GitlabConnection>::namespaced(client.clone(), NS)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"caBundle": ca_bundle}})),
+        )
+        .await
+        .unwrap();
+    let shared = json!({"apiVersion": "gitlab-operator.io/v1alpha1", "kind": "ClusterGitlabConnection",
+        "metadata": {"name": "shared"},
+        "spec": {"url": env.gitlab.base_url(), "secretNamespace": OPERATOR_NS,
+                 "tokenSecretRef": {"name": "shared-token"}, "caBundle": ca_bundle,
+                 "namespaces": [NS]}});
+    Api::<ClusterGitlabConnection>::all(client.clone())
+        .patch("shared", &apply, &Patch::Apply(&shared))
+        .await
+        .unwrap();
+}
+
 /// Start the operator with `scope`, drive one GitlabDeployment through create → success →
 /// delete, and return the operator's own requests.
 async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
     let mut env = Env::start().await;
     let tagged = test_client(&env).await;
-    // The operator's own namespace exists in a real install (its Secrets are cached).
+    // The operator's own namespace exists in a real install (ClusterGitlabConnections keep
+    // their Secrets there).
     let namespaces: Api<Namespace> = Api::all(tagged.clone());
     let ns: Namespace = serde_json::from_value(
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}),
@@ -232,6 +286,7 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
+    read_sources_everywhere(&env, &tagged).await;
 
     let hooks = env.kube.hooks();
     hooks.clear_requests();
@@ -239,6 +294,8 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
     config.scope = scope;
     config.operator_namespace = Some(OPERATOR_NS.into());
     config.instance = Some("gitlab-deployment-operator-0".into());
+    // As deploy/ runs it.
+    config.settings.credentials.require_token_label = true;
     // As the Deployment runs it: --leader-elect with the default lease name, in the operator's
     // namespace (fast timings so the test does not wait).
     let lease = LeaseConfig {
@@ -280,9 +337,21 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
         })
         .await;
     // The other built-in target kinds, so their watches are in the log too.
-    for (kind, name, environment) in [
-        ("StatefulSet", "db", "staging-db"),
-        ("DaemonSet", "agent", "staging-agent"),
+    // The StatefulSet's goes through the ClusterGitlabConnection, whose Secret and CA bundle
+    // are in the operator's namespace.
+    for (kind, name, environment, connection) in [
+        (
+            "StatefulSet",
+            "db",
+            "staging-db",
+            json!({"kind": "ClusterGitlabConnection", "name": "shared"}),
+        ),
+        (
+            "DaemonSet",
+            "agent",
+            "staging-agent",
+            json!({"kind": "GitlabConnection", "name": "default"}),
+        ),
     ] {
         apply_workload_of_kind(&env, kind, name).await;
         let gld = format!("{name}-staging");
@@ -290,7 +359,8 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
             &gld,
             json!({
                 "project": "team/app", "environment": environment, "ref": "main", "sha": sha,
-                "target": {"apiVersion": "apps/v1", "kind": kind, "name": name}
+                "target": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+                "connectionRef": connection
             }),
         )
         .await;

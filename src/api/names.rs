@@ -24,6 +24,11 @@ pub const EVENT_REPORTER: &str = "gitlab-deployment-operator";
 pub const PREFIX: &str = "gitlab-operator.io/";
 /// Annotation a person sets (any new value) to make the operator re-read GitLab now.
 pub const REFRESH_ANNOTATION: &str = "gitlab-operator.io/refresh";
+/// Label a token Secret must carry, with [`TOKEN_LABEL_VALUE`], for the operator to use it when
+/// run with `--require-token-label` (Argo CD's way: only Secrets labelled as credentials are
+/// sent anywhere).
+pub const TOKEN_LABEL: &str = "gitlab-operator.io/token";
+pub const TOKEN_LABEL_VALUE: &str = "true";
 /// Name of the connection used when `spec.connectionRef` is absent.
 pub const DEFAULT_CONNECTION_NAME: &str = "default";
 

@@ -10,6 +10,7 @@ use crate::admin::{self, AdminState};
 use crate::api::deployment::ConnectionKind;
 use crate::api::validate::ConnectionTarget;
 use crate::controller::allowlist::{AllowedHost, HostAllowList};
+use crate::controller::credentials::CredentialPolicy;
 use crate::controller::leader::{ElectedError, LeaseConfig, run_elected};
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
@@ -39,6 +40,12 @@ pub struct RunArgs {
     /// test servers and networks you trust. Without it, only `https://` is accepted.
     #[arg(long, env = "GITLAB_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
+    /// Use a token Secret only when it carries the label `gitlab-operator.io/token: "true"`;
+    /// a connection naming an unlabelled Secret is `Stalled` and nothing is sent to GitLab.
+    /// Keeps someone who may create connections but not read Secrets from having the
+    /// operator send any Secret of the namespace to GitLab.
+    #[arg(long, env = "GITLAB_REQUIRE_TOKEN_LABEL")]
+    pub require_token_label: bool,
     /// Reconciles run at once per served namespace.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -190,6 +197,10 @@ impl RunArgs {
                 recovery_grace: Duration::from_secs(self.recovery_grace_seconds),
                 fetch_merge_requests: self.merge_requests,
                 default_connection: self.default_connection.clone(),
+                credentials: CredentialPolicy {
+                    require_token_label: self.require_token_label,
+                    ..CredentialPolicy::default()
+                },
                 ..ReconcileSettings::default()
             },
             operator_namespace: self.operator_namespace.clone(),

@@ -1,37 +1,40 @@
 //! From a `GitlabDeployment`'s connection reference to a ready [`GitlabClient`].
 //!
-//! Everything is read from reflector caches (connections, Secrets, ConfigMaps, Namespaces), never
-//! fetched per reconcile. Built clients are cached per connection and rebuilt only when the
+//! Connections (and Namespaces, for selectors) come from reflector caches; the token Secrets
+//! and CA bundles they name are read by name through a short-lived memo ([`SourceMemo`]),
+//! never listed or watched. Built clients are kept per connection and rebuilt only when the
 //! connection or one of the objects it reads changes (keyed by their resourceVersions), so a
-//! rotated token is picked up on the next reconcile and the 429 pause and token bucket of a
-//! connection are shared by every resource that uses it.
+//! rotated token is picked up within the memo's lifetime (or at once after a 401/403, see
+//! [`Connections::credentials_changed`]) and the 429 pause and token bucket of a connection
+//! are shared by every resource that uses it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::allowlist::{HostAllowList, HostError};
+use super::credentials::{CredentialPolicy, ReadError, Source, SourceKey, SourceMemo};
 use super::scoped::ScopedStore;
 use crate::api::connection::{
     CaBundleRef, ClusterGitlabConnection, ConnectionSettings, GitlabConnection, TokenType,
 };
 use crate::api::deployment::ConnectionKind;
-use crate::api::names::reason;
+use crate::api::names::{TOKEN_LABEL, TOKEN_LABEL_VALUE, reason};
 use crate::api::validate::{ConnectionTarget, parse_duration};
 use crate::gitlab::{self, GitlabClient, GitlabMetrics, RateLimit, Token, TokenKind};
 
 /// Default per-request timeout when a connection names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a connection could not be turned into a client. All of these need a person: the
-/// resource is marked `Stalled` and resumes when the connection, Secret or ConfigMap changes.
+/// Why a connection could not be turned into a client. All but [`ReadError::Failed`] need a
+/// person: the resource is marked `Stalled` and resumes when the connection changes, or when
+/// the memo sees the Secret or ConfigMap change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
     #[error(
@@ -74,6 +77,19 @@ pub enum ConnectionError {
         name: String,
         key: String,
     },
+    #[error(
+        "token Secret {namespace}/{name} lacks the label {label}: \"{value}\" that this operator requires of token Secrets (--require-token-label); if it holds the GitLab token for this connection, label it: kubectl -n {namespace} label secret {name} {label}={value}",
+        label = TOKEN_LABEL,
+        value = TOKEN_LABEL_VALUE
+    )]
+    SecretNotLabeled { namespace: String, name: String },
+    /// The token Secret (`token`) or a CA bundle could not be read.
+    #[error("{source}")]
+    Read {
+        token: bool,
+        #[source]
+        source: ReadError,
+    },
     #[error("connection {name:?}: {source}")]
     Host {
         name: String,
@@ -92,32 +108,83 @@ impl ConnectionError {
         match self {
             ConnectionError::NotFound { .. }
             | ConnectionError::ClusterConnectionUnavailable { .. } => reason::CONNECTION_MISSING,
-            ConnectionError::SecretMissing { .. } | ConnectionError::SecretKeyMissing { .. } => {
-                reason::TOKEN_SECRET_MISSING
-            }
+            ConnectionError::SecretMissing { .. }
+            | ConnectionError::SecretKeyMissing { .. }
+            | ConnectionError::SecretNotLabeled { .. }
+            | ConnectionError::Read {
+                token: true,
+                source: ReadError::Forbidden { .. },
+            } => reason::TOKEN_SECRET_MISSING,
+            ConnectionError::Read {
+                source: ReadError::Failed { .. },
+                ..
+            } => KUBE_API_ERROR,
             ConnectionError::Host { .. } => reason::HOST_NOT_ALLOWED,
             ConnectionError::CaBundleMissing { .. }
+            | ConnectionError::Read {
+                token: false,
+                source: ReadError::Forbidden { .. },
+            }
             | ConnectionError::Timeout { .. }
             | ConnectionError::Client { .. } => reason::CONNECTION_INVALID,
         }
     }
+
+    /// The Secret or ConfigMap that was read but is of no use as it is (a key missing, the
+    /// label missing): the memo looks at it again soon, so a fix is seen within seconds.
+    fn unusable_source(&self) -> Option<SourceKey> {
+        match self {
+            ConnectionError::SecretKeyMissing {
+                namespace, name, ..
+            }
+            | ConnectionError::SecretNotLabeled { namespace, name } => {
+                Some(SourceKey::secret(namespace, name))
+            }
+            ConnectionError::CaBundleMissing {
+                what,
+                namespace,
+                name,
+                ..
+            } if *what == "ConfigMap" => Some(SourceKey::config_map(namespace, name)),
+            ConnectionError::CaBundleMissing {
+                namespace, name, ..
+            } => Some(SourceKey::secret(namespace, name)),
+            _ => None,
+        }
+    }
+
+    /// Whether it goes away by itself (the API server failed a read): retried with backoff
+    /// instead of marking the resource `Stalled`.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Read {
+                source: ReadError::Failed { .. },
+                ..
+            }
+        )
+    }
 }
+
+/// Category of a Kubernetes API failure that is retried.
+pub const KUBE_API_ERROR: &str = "KubeApiError";
+
+/// After a GitLab 401/403, the token is read again unless it was read this recently.
+const REREAD_MIN_AGE: Duration = Duration::from_secs(1);
 
 /// The reflector caches a connection is resolved from.
 #[derive(Clone)]
 pub struct ConnectionCaches {
     pub connections: ScopedStore<GitlabConnection>,
     pub cluster_connections: Store<ClusterGitlabConnection>,
-    pub secrets: ScopedStore<Secret>,
-    pub config_maps: ScopedStore<ConfigMap>,
     /// Namespace labels, for `namespaceSelector`; `None` when the operator may not list
     /// namespaces (a namespace-scoped install), where selectors match nothing.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// A connection's settings and where its Secrets live, whichever kind it is.
-struct Resolved<'a> {
-    settings: &'a ConnectionSettings,
+struct Resolved {
+    settings: ConnectionSettings,
     /// Namespace of the token Secret and CA bundle.
     secret_namespace: String,
     /// Connection uid: the client cache key.
@@ -127,12 +194,24 @@ struct Resolved<'a> {
     display: String,
 }
 
+/// A client built for one connection, and what it was built from.
+struct Built {
+    /// Connection, token Secret and CA bundle resourceVersions.
+    fingerprint: String,
+    client: GitlabClient,
+    /// The Secrets and ConfigMaps it was built from.
+    reads: Vec<SourceKey>,
+}
+
 /// Builds and caches one client per connection.
 pub struct Connections {
     caches: ConnectionCaches,
     allow: HostAllowList,
     metrics: Arc<GitlabMetrics>,
-    clients: Mutex<HashMap<String, (String, GitlabClient)>>,
+    policy: CredentialPolicy,
+    sources: SourceMemo,
+    /// Keyed by connection uid.
+    clients: Mutex<HashMap<String, Built>>,
 }
 
 impl Connections {
@@ -140,56 +219,63 @@ impl Connections {
         caches: ConnectionCaches,
         allow: HostAllowList,
         metrics: Arc<GitlabMetrics>,
+        policy: CredentialPolicy,
+        sources: SourceMemo,
     ) -> Self {
         Self {
             caches,
             allow,
             metrics,
+            policy,
+            sources,
             clients: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The memo of Secrets and ConfigMaps read for connections.
+    pub fn sources(&self) -> &SourceMemo {
+        &self.sources
+    }
+
     /// The client for `target`, as used from `namespace`.
-    pub fn client_for(
+    pub async fn client_for(
         &self,
         target: &ConnectionTarget,
         namespace: &str,
     ) -> Result<GitlabClient, ConnectionError> {
-        self.with_resolved(target, namespace, |resolved| self.client_from(resolved))
+        let resolved = self.resolve(target, namespace)?;
+        let built = self.client_from(&resolved).await;
+        if let Err(err) = &built
+            && let Some(key) = err.unusable_source()
+        {
+            self.sources.distrust(&key).await;
+        }
+        built
     }
 
     /// What a request through `target` is sent with: the connection (uid and
-    /// resourceVersion) and its token Secret's resourceVersion. A create GitLab refused is
-    /// sent again only when this (or the spec) changes. `None` when the connection cannot be
-    /// resolved; using it then fails with the reason.
-    pub fn identity(&self, target: &ConnectionTarget, namespace: &str) -> Option<String> {
-        self.with_resolved(target, namespace, |conn| {
-            let secret_version = self
-                .caches
-                .secrets
-                .get(
-                    &ObjectRef::new(&conn.settings.token_secret_ref.name)
-                        .within(&conn.secret_namespace),
-                )
-                .and_then(|secret| secret.resource_version())
-                .unwrap_or_default();
-            Ok(format!("{}/{}/{secret_version}", conn.uid, conn.version))
-        })
-        .ok()
+    /// resourceVersion) and its token Secret's resourceVersion (read through the memo). A
+    /// create GitLab refused is sent again only when this (or the spec) changes. `None` when
+    /// the connection cannot be resolved; using it then fails with the reason.
+    pub async fn identity(&self, target: &ConnectionTarget, namespace: &str) -> Option<String> {
+        let conn = self.resolve(target, namespace).ok()?;
+        let token = SourceKey::secret(&conn.secret_namespace, &conn.settings.token_secret_ref.name);
+        let secret_version = match self.sources.get(&token).await {
+            Ok(Some(secret)) => secret.resource_version.clone(),
+            Ok(None) | Err(_) => String::new(),
+        };
+        Some(format!("{}/{}/{secret_version}", conn.uid, conn.version))
     }
 
-    /// Look `target` up as used from `namespace` and hand it to `then`.
-    fn with_resolved<T>(
+    /// Look `target` up as used from `namespace`.
+    fn resolve(
         &self,
         target: &ConnectionTarget,
         namespace: &str,
-        then: impl FnOnce(&Resolved<'_>) -> Result<T, ConnectionError>,
-    ) -> Result<T, ConnectionError> {
-        // The stores hand out Arcs; keep them alive while `resolved` borrows from them.
-        let (namespaced, cluster);
-        let resolved = match target.kind {
+    ) -> Result<Resolved, ConnectionError> {
+        Ok(match target.kind {
             ConnectionKind::GitlabConnection => {
-                namespaced = self
+                let namespaced = self
                     .caches
                     .connections
                     .get(&ObjectRef::new(&target.name).within(namespace))
@@ -199,7 +285,7 @@ impl Connections {
                         where_: format!(" in namespace {namespace:?}"),
                     })?;
                 Resolved {
-                    settings: &namespaced.spec.settings,
+                    settings: namespaced.spec.settings.clone(),
                     secret_namespace: namespace.to_owned(),
                     uid: namespaced.uid().unwrap_or_default(),
                     version: namespaced.resource_version().unwrap_or_default(),
@@ -211,7 +297,7 @@ impl Connections {
                     name: target.name.clone(),
                     namespace: namespace.to_owned(),
                 };
-                cluster = self
+                let cluster = self
                     .caches
                     .cluster_connections
                     .get(&ObjectRef::new(&target.name))
@@ -220,15 +306,14 @@ impl Connections {
                     return Err(unavailable());
                 }
                 Resolved {
-                    settings: &cluster.spec.settings,
+                    settings: cluster.spec.settings.clone(),
                     secret_namespace: cluster.spec.secret_namespace.clone(),
                     uid: cluster.uid().unwrap_or_default(),
                     version: cluster.resource_version().unwrap_or_default(),
                     display: target.name.clone(),
                 }
             }
-        };
-        then(&resolved)
+        })
     }
 
     fn serves(&self, conn: &ClusterGitlabConnection, namespace: &str) -> bool {
@@ -255,8 +340,8 @@ impl Connections {
         selector_matches(selector, labels)
     }
 
-    fn client_from(&self, conn: &Resolved<'_>) -> Result<GitlabClient, ConnectionError> {
-        let settings = conn.settings;
+    async fn client_from(&self, conn: &Resolved) -> Result<GitlabClient, ConnectionError> {
+        let settings = &conn.settings;
         let url = self
             .allow
             .check(&settings.url)
@@ -265,16 +350,27 @@ impl Connections {
                 source,
             })?;
         let secret_ref = &settings.token_secret_ref;
+        let token_key = SourceKey::secret(&conn.secret_namespace, &secret_ref.name);
         let secret = self
-            .caches
-            .secrets
-            .get(&ObjectRef::new(&secret_ref.name).within(&conn.secret_namespace))
+            .sources
+            .get(&token_key)
+            .await
+            .map_err(|source| ConnectionError::Read {
+                token: true,
+                source,
+            })?
             .ok_or_else(|| ConnectionError::SecretMissing {
                 namespace: conn.secret_namespace.clone(),
                 name: secret_ref.name.clone(),
                 key: secret_ref.key.clone(),
             })?;
-        let token = secret_value(&secret, &secret_ref.key)
+        if self.policy.require_token_label && !secret.has_label(TOKEN_LABEL, TOKEN_LABEL_VALUE) {
+            return Err(ConnectionError::SecretNotLabeled {
+                namespace: conn.secret_namespace.clone(),
+                name: secret_ref.name.clone(),
+            });
+        }
+        let token = text_value(&secret, &secret_ref.key)
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ConnectionError::SecretKeyMissing {
@@ -282,27 +378,29 @@ impl Connections {
                 name: secret_ref.name.clone(),
                 key: secret_ref.key.clone(),
             })?;
+        let mut reads = vec![token_key];
         let (ca_pem, ca_version) = match &settings.ca_bundle {
             None => (None, String::new()),
-            Some(bundle) => {
-                let (pem, version) = self.ca_bundle(bundle, &conn.secret_namespace)?;
-                (Some(pem), version)
-            }
+            Some(bundle) => match self.ca_bundle(bundle, &conn.secret_namespace).await? {
+                Some((key, pem, version)) => {
+                    reads.push(key);
+                    (Some(pem), version)
+                }
+                None => (None, String::new()),
+            },
         };
         let fingerprint = format!(
             "{}/{}/{}",
-            conn.version,
-            secret.resource_version().unwrap_or_default(),
-            ca_version
+            conn.version, secret.resource_version, ca_version
         );
         let mut clients = self
             .clients
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some((cached, client)) = clients.get(&conn.uid)
-            && *cached == fingerprint
+        if let Some(built) = clients.get(&conn.uid)
+            && built.fingerprint == fingerprint
         {
-            return Ok(client.clone());
+            return Ok(built.client.clone());
         }
         let timeout = match &settings.timeout {
             None => DEFAULT_TIMEOUT,
@@ -335,63 +433,146 @@ impl Connections {
                 name: conn.display.clone(),
                 message: e.to_string(),
             })?;
-        clients.insert(conn.uid.clone(), (fingerprint, client.clone()));
+        clients.insert(
+            conn.uid.clone(),
+            Built {
+                fingerprint,
+                client: client.clone(),
+                reads,
+            },
+        );
         Ok(client)
     }
 
-    fn ca_bundle(
+    /// The CA bundle's PEM, where it was read from and its version.
+    async fn ca_bundle(
         &self,
         bundle: &CaBundleRef,
         namespace: &str,
-    ) -> Result<(Vec<u8>, String), ConnectionError> {
-        if let Some(key_ref) = &bundle.config_map_ref {
-            let missing = || ConnectionError::CaBundleMissing {
-                what: "ConfigMap",
-                namespace: namespace.to_owned(),
-                name: key_ref.name.clone(),
-                key: key_ref.key.clone(),
+    ) -> Result<Option<(SourceKey, Vec<u8>, String)>, ConnectionError> {
+        let (key, key_ref, what, version_prefix) =
+            match (&bundle.config_map_ref, &bundle.secret_ref) {
+                (Some(r), _) => (
+                    SourceKey::config_map(namespace, &r.name),
+                    r,
+                    "ConfigMap",
+                    "cm",
+                ),
+                (None, Some(r)) => (SourceKey::secret(namespace, &r.name), r, "Secret", "secret"),
+                (None, None) => return Ok(None),
             };
-            let cm = self
-                .caches
-                .config_maps
-                .get(&ObjectRef::new(&key_ref.name).within(namespace))
-                .ok_or_else(missing)?;
-            let pem = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(&key_ref.key))
-                .map(|s| s.as_bytes().to_vec())
-                .or_else(|| {
-                    cm.binary_data
-                        .as_ref()
-                        .and_then(|d| d.get(&key_ref.key))
-                        .map(|b| b.0.clone())
-                })
-                .ok_or_else(missing)?;
-            return Ok((
-                pem,
-                format!("cm:{}", cm.resource_version().unwrap_or_default()),
-            ));
+        let missing = || ConnectionError::CaBundleMissing {
+            what,
+            namespace: namespace.to_owned(),
+            name: key_ref.name.clone(),
+            key: key_ref.key.clone(),
+        };
+        let source = self
+            .sources
+            .get(&key)
+            .await
+            .map_err(|source| ConnectionError::Read {
+                token: false,
+                source,
+            })?
+            .ok_or_else(missing)?;
+        let pem = source.value(&key_ref.key).ok_or_else(missing)?.to_vec();
+        let version = format!("{version_prefix}:{}", source.resource_version);
+        Ok(Some((key, pem, version)))
+    }
+
+    /// GitLab refused `refused` (401 or 403): read the Secrets and ConfigMaps it was built
+    /// from again at once, and say whether the connection's client is now another one (a
+    /// rotated token, a new CA bundle), so the caller retries with it. Also true when the
+    /// connection cannot be resolved any more: the retry then reports why.
+    pub async fn credentials_changed(
+        &self,
+        target: &ConnectionTarget,
+        namespace: &str,
+        refused: &GitlabClient,
+    ) -> bool {
+        let reads = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .find(|built| built.client.same_as(refused))
+            .map(|built| built.reads.clone());
+        // Not cached any more: it was replaced since (the memo saw a change).
+        let Some(reads) = reads else {
+            return true;
+        };
+        for key in &reads {
+            if let Err(err) = self.sources.reread(key, REREAD_MIN_AGE).await {
+                tracing::debug!(object = %key, error = %err, "re-read after a GitLab refusal failed");
+            }
         }
-        if let Some(key_ref) = &bundle.secret_ref {
-            let missing = || ConnectionError::CaBundleMissing {
-                what: "Secret",
-                namespace: namespace.to_owned(),
-                name: key_ref.name.clone(),
-                key: key_ref.key.clone(),
-            };
-            let secret = self
-                .caches
-                .secrets
-                .get(&ObjectRef::new(&key_ref.name).within(namespace))
-                .ok_or_else(missing)?;
-            let pem = secret_value(&secret, &key_ref.key).ok_or_else(missing)?;
-            return Ok((
-                pem.into_bytes(),
-                format!("secret:{}", secret.resource_version().unwrap_or_default()),
-            ));
+        match self.client_for(target, namespace).await {
+            Ok(current) if current.same_as(refused) => {
+                // The same token, refused: look at its Secret again soon rather than within
+                // the lifetime, so a fixed token ends the stall quickly.
+                for key in &reads {
+                    self.sources.distrust(key).await;
+                }
+                false
+            }
+            Ok(_) | Err(_) => true,
         }
-        Ok((Vec::new(), String::new()))
+    }
+
+    /// Every Secret and ConfigMap some connection names.
+    fn named_sources(&self) -> HashSet<SourceKey> {
+        let mut keys = HashSet::new();
+        let mut add = |settings: &ConnectionSettings, namespace: &str| {
+            keys.insert(SourceKey::secret(
+                namespace,
+                &settings.token_secret_ref.name,
+            ));
+            if let Some(bundle) = &settings.ca_bundle {
+                if let Some(r) = &bundle.config_map_ref {
+                    keys.insert(SourceKey::config_map(namespace, &r.name));
+                }
+                if let Some(r) = &bundle.secret_ref {
+                    keys.insert(SourceKey::secret(namespace, &r.name));
+                }
+            }
+        };
+        for conn in self.caches.connections.state() {
+            if let Some(ns) = conn.namespace() {
+                add(&conn.spec.settings, &ns);
+            }
+        }
+        for conn in self.caches.cluster_connections.state() {
+            add(&conn.spec.settings, &conn.spec.secret_namespace);
+        }
+        keys
+    }
+
+    /// Housekeeping, called every second or so: forget Secrets and ConfigMaps no connection
+    /// names and clients of deleted connections, then re-read what is due (changes wake the
+    /// resources that use them).
+    pub async fn refresh(&self) {
+        let named = self.named_sources();
+        self.sources.retain(|key| named.contains(key));
+        let uids: HashSet<String> = self
+            .caches
+            .connections
+            .state()
+            .iter()
+            .filter_map(|c| c.uid())
+            .chain(
+                self.caches
+                    .cluster_connections
+                    .state()
+                    .iter()
+                    .filter_map(|c| c.uid()),
+            )
+            .collect();
+        self.clients
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .retain(|uid, _| uids.contains(uid));
+        self.sources.refresh_due().await;
     }
 
     /// Whether a Secret or ConfigMap change in `namespace` named `name` can affect any
@@ -425,16 +606,9 @@ impl Connections {
     }
 }
 
-/// A Secret key's value as text (`data` wins over `stringData`, which only exists on writes).
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(bytes.0.clone()).ok();
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .cloned()
+/// A key's value as text (a token is UTF-8; anything else is treated as missing).
+fn text_value(source: &Source, key: &str) -> Option<String> {
+    String::from_utf8(source.value(key)?.to_vec()).ok()
 }
 
 /// `matchLabels` and `matchExpressions` (In, NotIn, Exists, DoesNotExist) against labels.

@@ -1,7 +1,7 @@
 //! The reconciler's error: one variant per failing step, each with a stable category (Event
 //! reason, metric label) and a kind that `error_policy` matches on.
 
-use super::connections::ConnectionError;
+use super::connections::{ConnectionError, KUBE_API_ERROR};
 use crate::api::names::reason;
 use crate::api::validate::SpecError;
 use crate::gitlab;
@@ -59,7 +59,7 @@ impl Error {
             Error::TargetKindNotServed(_) => reason::TARGET_KIND_NOT_SERVED,
             Error::Gitlab { source, .. } => source.category(),
             Error::StatusWrite { source, .. } if is_conflict(source) => STALE_OBJECT,
-            Error::StatusWrite { .. } => "KubeApiError",
+            Error::StatusWrite { .. } => KUBE_API_ERROR,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
@@ -79,6 +79,7 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Connection(e) if e.is_transient() => ErrorKind::Transient,
             Error::Spec(_) | Error::Connection(_) | Error::TargetKindNotServed(_) => {
                 ErrorKind::User
             }
@@ -117,9 +118,10 @@ pub fn is_conflict(err: &kube::Error) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::controller::credentials::{ReadError, SourceKey};
 
     #[test]
-    fn user_errors_stall_and_keep_their_category() {
+    fn errors_keep_their_category_and_kind() {
         let cases: Vec<(Error, &str, ErrorKind)> = vec![
             (
                 Error::Spec(SpecError::RefEmpty),
@@ -134,6 +136,45 @@ mod tests {
                 }),
                 reason::TOKEN_SECRET_MISSING,
                 ErrorKind::User,
+            ),
+            (
+                Error::Connection(ConnectionError::SecretNotLabeled {
+                    namespace: "ns".into(),
+                    name: "s".into(),
+                }),
+                reason::TOKEN_SECRET_MISSING,
+                ErrorKind::User,
+            ),
+            (
+                Error::Connection(ConnectionError::Read {
+                    token: true,
+                    source: ReadError::Forbidden {
+                        key: SourceKey::secret("ns", "s"),
+                    },
+                }),
+                reason::TOKEN_SECRET_MISSING,
+                ErrorKind::User,
+            ),
+            (
+                Error::Connection(ConnectionError::Read {
+                    token: false,
+                    source: ReadError::Forbidden {
+                        key: SourceKey::config_map("ns", "ca"),
+                    },
+                }),
+                reason::CONNECTION_INVALID,
+                ErrorKind::User,
+            ),
+            (
+                Error::Connection(ConnectionError::Read {
+                    token: true,
+                    source: ReadError::Failed {
+                        key: SourceKey::secret("ns", "s"),
+                        message: "connection refused".into(),
+                    },
+                }),
+                KUBE_API_ERROR,
+                ErrorKind::Transient,
             ),
             (
                 Error::TargetKindNotServed("no".into()),

@@ -3,6 +3,7 @@
 pub mod allowlist;
 pub mod backoff;
 pub mod connections;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod index;

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use super::backoff::{BackoffPolicy, FailureCounts};
 use super::connections::Connections;
+use super::credentials::CredentialPolicy;
 use super::error::{Error, ErrorKind};
 use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
@@ -77,6 +78,8 @@ pub struct ReconcileSettings {
     pub fetch_merge_requests: bool,
     /// The connection of resources without `spec.connectionRef` (`--default-connection`).
     pub default_connection: ConnectionTarget,
+    /// How token Secrets and CA bundles are read (memo lifetime, `--require-token-label`).
+    pub credentials: CredentialPolicy,
 }
 
 impl Default for ReconcileSettings {
@@ -90,6 +93,7 @@ impl Default for ReconcileSettings {
                 kind: ConnectionKind::GitlabConnection,
                 name: DEFAULT_CONNECTION_NAME.to_owned(),
             },
+            credentials: CredentialPolicy::default(),
         }
     }
 }
@@ -378,7 +382,7 @@ fn problem_of(err: &Error) -> Problem {
 }
 
 /// The connection's client, resolved once per reconcile (and only when a step needs GitLab).
-fn gitlab_client(
+async fn gitlab_client(
     ctx: &Context,
     spec: &ValidatedSpec,
     namespace: &str,
@@ -387,9 +391,47 @@ fn gitlab_client(
     if let Some(client) = cached {
         return Ok(client.clone());
     }
-    let client = ctx.connections.client_for(&spec.connection, namespace)?;
+    let client = ctx
+        .connections
+        .client_for(&spec.connection, namespace)
+        .await?;
     *cached = Some(client.clone());
     Ok(client)
+}
+
+/// GitLab refused the token (401) or its user (403): re-read the connection's Secret at once
+/// rather than wait for the memo to expire. True when the connection now has other
+/// credentials (a rotated token): `used` is cleared and the caller retries once with them.
+async fn rotated_after_refusal(
+    ctx: &Context,
+    spec: &ValidatedSpec,
+    namespace: &str,
+    err: &Error,
+    used: &mut Option<GitlabClient>,
+) -> bool {
+    let refused = matches!(
+        err,
+        Error::Gitlab {
+            source: gitlab::Error::Unauthorized { .. } | gitlab::Error::Forbidden { .. },
+            ..
+        }
+    );
+    let Some(client) = used.as_ref().filter(|_| refused) else {
+        return false;
+    };
+    if !ctx
+        .connections
+        .credentials_changed(&spec.connection, namespace, client)
+        .await
+    {
+        return false;
+    }
+    tracing::info!(
+        category = err.category(),
+        "GitLab refused the token, and its Secret changed: retrying with the new one"
+    );
+    *used = None;
+    true
 }
 
 /// Validate, and resolve a missing `connectionRef` to the operator's default connection.
@@ -471,18 +513,20 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let mut learned = Learned::default();
     let mut requeue: Option<Duration> = None;
     let mut client: Option<GitlabClient> = None;
+    let mut rotated = false;
     let key = ObjectRef::from_obj(obj.as_ref());
     let refresh = ctx.refresh_requested(&obj);
     // A create GitLab refused is not sent again for the same spec (see `plan`), unless the
     // connection or its token changed, or a person asked for a fresh look.
-    if status.refused_create.as_ref().is_some_and(|r| {
-        refresh
+    if let Some(refused) = status.refused_create.as_ref()
+        && (refresh
             || ctx
                 .connections
                 .identity(&spec.connection, &namespace)
+                .await
                 .as_deref()
-                != Some(r.connection.as_str())
-    }) {
+                != Some(refused.connection.as_str()))
+    {
         status.refused_create = None;
     }
     // Read the current deployment first when a person asked for a fresh look (the refresh
@@ -498,7 +542,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
             id,
             after: Duration::ZERO,
         };
-        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client) {
+        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client).await {
             Ok(c) => c,
             Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
         };
@@ -514,6 +558,10 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         )
         .await;
         if let Err(err) = done {
+            if rotated_after_refusal(ctx, &spec, &namespace, &err, &mut client).await {
+                // Start over with the new token (the re-read comes first again).
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
             return fail(&mut writer, &status, err, generation, now, ctx, &spec).await;
         }
     }
@@ -523,7 +571,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
             requeue = r;
             break;
         }
-        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client) {
+        let gitlab = match gitlab_client(ctx, &spec, &namespace, &mut client).await {
             Ok(c) => c,
             Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
         };
@@ -545,6 +593,16 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
                 break;
             }
             Ok(None) => {}
+            Err(err)
+                if !rotated
+                    && rotated_after_refusal(ctx, &spec, &namespace, &err, &mut client).await =>
+            {
+                // The same plan again, with the new token (a refused create left no intent,
+                // and its refusal was the old token's).
+                rotated = true;
+                status.refused_create = None;
+                continue;
+            }
             Err(err) => return fail(&mut writer, &status, err, generation, now, ctx, &spec).await,
         }
         requeue = Some(Duration::ZERO);
@@ -665,6 +723,7 @@ async fn act(
                             connection: ctx
                                 .connections
                                 .identity(&spec.connection, &spec.namespace)
+                                .await
                                 .unwrap_or_default(),
                         });
                     }
@@ -958,18 +1017,26 @@ async fn cleanup(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Er
             || u64::try_from(deleting_for).unwrap_or(0)
                 >= ctx.settings.cleanup_give_up_after.as_secs()
     };
+    let mut client: Option<GitlabClient> = None;
+    let mut rotated = false;
     for _ in 0..3 {
         let step = plan_cleanup(spec.deletion_policy, Some(&status));
         if step == Cleanup::Nothing {
             return Ok(ctx.forget(&obj));
         }
         let result = async {
-            let gitlab = ctx.connections.client_for(&spec.connection, &namespace)?;
+            let gitlab = gitlab_client(ctx, &spec, &namespace, &mut client).await?;
             let project = project_id(&spec.project);
             run_cleanup(step, &gitlab, &project, &mut status, now).await
         }
         .await;
         match result {
+            Err(err)
+                if !rotated
+                    && rotated_after_refusal(ctx, &spec, &namespace, &err, &mut client).await =>
+            {
+                rotated = true;
+            }
             Ok(Some(notice)) => {
                 publish(ctx, &obj, &[notice]).await;
                 return Ok(ctx.forget(&obj));

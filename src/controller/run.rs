@@ -6,9 +6,12 @@
 //!   still get through.
 //! - Targets: one watch per followed kind, started on first use ([`TargetWatches`]); their
 //!   events wake exactly the resources that follow the changed object.
-//! - Connections, Secrets, ConfigMaps (CA bundles), Namespaces (selectors): caches the
-//!   connection resolver reads; a change wakes the resources that use it, so a fixed Secret
-//!   ends a `Stalled` state without anyone touching the resource.
+//! - Connections and Namespaces (selectors): caches the connection resolver reads; a change
+//!   wakes the resources that use it.
+//! - Token Secrets and CA bundles are never listed or watched: they are read by name through
+//!   a short-lived memo ([`SourceMemo`]), refreshed in the background; a change it sees wakes
+//!   the resources that use it, so a fixed Secret ends a `Stalled` state without anyone
+//!   touching the resource.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt, future};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::allowlist::HostAllowList;
 use super::connections::{ConnectionCaches, Connections};
+use super::credentials::SourceMemo;
 use super::index::{IndexChange, TargetIndex, TargetKey, TargetKind};
 use super::own_writes::OwnWrites;
 use super::reconcile::{Context, ReconcileSettings, error_policy, reconcile};
@@ -50,8 +54,8 @@ pub struct RunConfig {
     /// Reconciles in flight at once (per namespace controller).
     pub concurrency: u16,
     pub settings: ReconcileSettings,
-    /// Namespace the operator runs in: Secrets of ClusterGitlabConnections are usually here,
-    /// so its Secrets are cached even when it is not a served namespace.
+    /// Namespace the operator runs in (where ClusterGitlabConnections usually keep their
+    /// Secrets; they are read by name, so nothing here depends on it any more).
     pub operator_namespace: Option<String>,
     /// `reportingInstance` of Events (the pod name).
     pub instance: Option<String>,
@@ -360,18 +364,8 @@ pub async fn run(
     let gate = SyncGate::new(admin.clone());
 
     // Connection caches.
-    let mut secret_namespaces = namespaces.clone();
-    if let Some(own) = &config.operator_namespace
-        && !secret_namespaces.contains(&None)
-        && !secret_namespaces.contains(&Some(own.clone()))
-    {
-        secret_namespaces.push(Some(own.clone()));
-    }
     let (connections, connection_events) =
         reflect_scoped::<GitlabConnection>(&client, &namespaces, &gate);
-    let (secrets, secret_events) = reflect_scoped::<Secret>(&client, &secret_namespaces, &gate);
-    let (config_maps, config_map_events) =
-        reflect_scoped::<ConfigMap>(&client, &secret_namespaces, &gate);
     let (cluster_connections, cluster_writer) = reflector::store::<ClusterGitlabConnection>();
     let cluster_events = watcher(
         Api::<ClusterGitlabConnection>::all(client.clone()),
@@ -441,11 +435,20 @@ pub async fn run(
     let caches = ConnectionCaches {
         connections: connections.clone(),
         cluster_connections: cluster_connections.clone(),
-        secrets: secrets.clone(),
-        config_maps: config_maps.clone(),
         namespaces: namespace_store,
     };
-    let resolver = Connections::new(caches, config.allow.clone(), Arc::clone(&telemetry.gitlab));
+    let (source_changes, mut changed_sources) = mpsc::unbounded_channel();
+    let resolver = Connections::new(
+        caches,
+        config.allow.clone(),
+        Arc::clone(&telemetry.gitlab),
+        config.settings.credentials.clone(),
+        SourceMemo::new(
+            client.clone(),
+            config.settings.credentials.memo_lifetime,
+            source_changes,
+        ),
+    );
     let reporter = Reporter {
         controller: EVENT_REPORTER.to_owned(),
         instance: config.instance.clone(),
@@ -497,26 +500,30 @@ pub async fn run(
             }
             future::ready(())
         }));
-        let ctx_s = Arc::clone(&ctx);
-        let wake_s = wake.clone();
-        tasks.spawn(secret_events.for_each(move |event| {
-            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = &event {
-                let ns = s.namespace().unwrap_or_default();
-                for conn in ctx_s.connections.connections_reading(&ns, &s.name_any()) {
-                    wake_s(conn, Some(ns.clone()));
+        // A Secret or ConfigMap the memo saw change (created, rotated, deleted).
+        let ctx_changes = Arc::clone(&ctx);
+        tasks.spawn(async move {
+            while let Some(key) = changed_sources.recv().await {
+                for conn in ctx_changes
+                    .connections
+                    .connections_reading(&key.namespace, &key.name)
+                {
+                    wake(conn, Some(key.namespace.clone()));
                 }
             }
-            future::ready(())
-        }));
-        tasks.spawn(config_map_events.for_each(move |event| {
-            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
-                let ns = c.namespace().unwrap_or_default();
-                for conn in ctx.connections.connections_reading(&ns, &c.name_any()) {
-                    wake(conn, Some(ns.clone()));
+        });
+        // The memo's housekeeping: drop what no connection names, re-read what is due.
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => ctx.connections.refresh().await,
                 }
             }
-            future::ready(())
-        }));
+        });
     }
 
     // Resources by phase and watched kinds, for dashboards.

@@ -203,6 +203,12 @@ impl GitlabClient {
         }
     }
 
+    /// Whether `other` is a clone of this client (one connection, one token), not merely one
+    /// built from equal settings.
+    pub fn same_as(&self, other: &GitlabClient) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The API root this client talks to (`…/api/v4/`), without credentials.
     pub fn api_url(&self) -> &Url {
         &self.inner.base

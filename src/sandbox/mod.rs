@@ -23,6 +23,7 @@ use crate::admin::{self, AdminState};
 use crate::api::{ClusterGitlabConnection, GitlabConnection, GitlabDeployment};
 use crate::cli::sandbox::{SandboxArgs, SandboxError};
 use crate::controller::allowlist::{AllowedHost, HostAllowList};
+use crate::controller::credentials::CredentialPolicy;
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry};
 use crate::controller::targets::Scope;
@@ -97,7 +98,14 @@ fn operator_config(gitlab: SocketAddr) -> RunConfig {
         scope: Scope::All,
         allow: HostAllowList::new(vec![only_gitlab]).allow_insecure_http(true),
         concurrency: 4,
-        settings: ReconcileSettings::default(),
+        // As deploy/ runs it: only labelled token Secrets (the example's is).
+        settings: ReconcileSettings {
+            credentials: CredentialPolicy {
+                require_token_label: true,
+                ..CredentialPolicy::default()
+            },
+            ..ReconcileSettings::default()
+        },
         operator_namespace: None,
         instance: Some("sandbox".to_owned()),
     }

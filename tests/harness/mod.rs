@@ -112,6 +112,14 @@ impl Env {
     async fn start_with(options: kube_emulator::KubeEmulatorOptions) -> Env {
         install_tracing();
         let kube = options.start().await.expect("kube emulator starts");
+        // deploy/ grants only `get` on Secrets and ConfigMaps (the operator reads the ones its
+        // connections name, by name): take list and watch away as that RBAC would, so every
+        // end-to-end test holds with those rights.
+        for resource in ["secrets", "configmaps"] {
+            for verb in ["list", "watch"] {
+                kube.hooks().forbid(verb, "", resource);
+            }
+        }
         let gitlab = GitlabEmulator::start().expect("gitlab emulator starts");
         let project = gitlab.handle().seed_project("team/app", "main", 5);
         let client = kube.client().await;

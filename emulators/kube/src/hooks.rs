@@ -31,9 +31,18 @@ pub struct Fault {
     pub retry_after_seconds: Option<u64>,
 }
 
+/// A request kind the emulator's stand-in authorizer refuses (see [`Hooks::forbid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Forbidden {
+    verb: String,
+    group: String,
+    resource: String,
+}
+
 #[derive(Default)]
 struct HookState {
     faults: Mutex<Vec<Fault>>,
+    forbidden: Mutex<Vec<Forbidden>>,
     latency_ms: AtomicU64,
     force_expired_watches: AtomicUsize,
     log: Mutex<Vec<RequestRecord>>,
@@ -110,6 +119,24 @@ impl Hooks {
         let out = f.clone();
         faults.retain(|f| f.remaining > 0);
         Some(out)
+    }
+
+    /// Refuse every `verb` on `resource` (with `/subresource` if any) of API `group` with a
+    /// 403 Forbidden shaped like the real authorizer's: the emulator enforces no RBAC, so a
+    /// test that must hold with fewer rights (no list/watch of Secrets, say) takes them away
+    /// here. Applies to every client, for the emulator's life.
+    pub fn forbid(&self, verb: &str, group: &str, resource: &str) {
+        lock(&self.0.forbidden).push(Forbidden {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+        });
+    }
+
+    pub(crate) fn is_forbidden(&self, verb: &str, group: &str, resource: &str) -> bool {
+        lock(&self.0.forbidden)
+            .iter()
+            .any(|f| f.verb == verb && f.group == group && f.resource == resource)
     }
 
     pub fn clear_faults(&self) {

@@ -243,6 +243,27 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let full_resource = if record.subresource.is_empty() {
+        record.resource.clone()
+    } else {
+        format!("{}/{}", record.resource, record.subresource)
+    };
+    if state
+        .hooks()
+        .is_forbidden(verb, &record.group, &full_resource)
+    {
+        let resp = forbidden(
+            verb,
+            &record.group,
+            &full_resource,
+            &record.namespace,
+            &record.name,
+        )
+        .into_response();
+        record.code = resp.status().as_u16();
+        state.hooks().record(record);
+        return resp;
+    }
     let resp = match state.hooks().take_fault(&path) {
         Some(f) => {
             let (reason, message) = match f.code {
@@ -280,6 +301,34 @@ async fn handle(
     record.code = resp.status().as_u16();
     state.hooks().record(record);
     resp
+}
+
+/// The real authorizer's refusal (`kubectl` and kube-rs show its message as is).
+fn forbidden(verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> ApiError {
+    let scope = if namespace.is_empty() {
+        "at the cluster scope".to_owned()
+    } else {
+        format!("in the namespace \"{namespace}\"")
+    };
+    let (kind, _) = resource.split_once('/').unwrap_or((resource, ""));
+    let mut details = json!({"group": group, "kind": kind});
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
+    let subject = if name.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource} \"{name}\"")
+    };
+    ApiError::Status {
+        code: 403,
+        reason: "Forbidden",
+        message: format!(
+            "{subject} is forbidden: User \"system:serviceaccount:emulator:client\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+        ),
+        details: Some(details),
+        retry_after: None,
+    }
 }
 
 fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
