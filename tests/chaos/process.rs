@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 
 pub struct OperatorProcess {
     child: Option<Child>,
+    binary: PathBuf,
     kubeconfig: PathBuf,
     /// The GitLab emulator: the only host the operator is allowed to reach.
     gitlab: SocketAddr,
@@ -32,6 +33,7 @@ impl OperatorProcess {
     pub fn new(kubeconfig: &Path, gitlab: SocketAddr, log: PathBuf) -> Self {
         Self {
             child: None,
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_gitlab-deployment-operator")),
             kubeconfig: kubeconfig.to_owned(),
             gitlab,
             log,
@@ -40,6 +42,27 @@ impl OperatorProcess {
             kills: 0,
             reconciles: 0,
         }
+    }
+
+    /// Run another build of the operator (an older one, to compare).
+    #[allow(dead_code)] // tests/secret_memory.rs uses it, tests/chaos.rs does not
+    pub fn with_binary(mut self, binary: PathBuf) -> Self {
+        self.binary = binary;
+        self
+    }
+
+    /// Resident memory of the running process (`VmRSS`), in KiB.
+    #[allow(dead_code)] // tests/secret_memory.rs uses it, tests/chaos.rs does not
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     pub fn is_running(&self) -> bool {
@@ -56,7 +79,7 @@ impl OperatorProcess {
             .open(&self.log)
             .expect("open the operator log");
         let err = log.try_clone().expect("clone the log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_gitlab-deployment-operator"))
+        let child = Command::new(&self.binary)
             .args([
                 "run",
                 "--allowed-host",

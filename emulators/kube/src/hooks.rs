@@ -124,13 +124,18 @@ impl Hooks {
     /// Refuse every `verb` on `resource` (with `/subresource` if any) of API `group` with a
     /// 403 Forbidden shaped like the real authorizer's: the emulator enforces no RBAC, so a
     /// test that must hold with fewer rights (no list/watch of Secrets, say) takes them away
-    /// here. Applies to every client, for the emulator's life.
+    /// here. Applies to every client, until [`Hooks::clear_forbidden`].
     pub fn forbid(&self, verb: &str, group: &str, resource: &str) {
         lock(&self.0.forbidden).push(Forbidden {
             verb: verb.into(),
             group: group.into(),
             resource: resource.into(),
         });
+    }
+
+    /// Undo every [`Hooks::forbid`].
+    pub fn clear_forbidden(&self) {
+        lock(&self.0.forbidden).clear();
     }
 
     pub(crate) fn is_forbidden(&self, verb: &str, group: &str, resource: &str) -> bool {
