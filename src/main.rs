@@ -5,7 +5,7 @@ use gitlab_deployment_operator::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = Cli::parse_from(cli::argv_for(std::env::args_os().collect()));
     match cli::dispatch(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

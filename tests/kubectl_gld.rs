@@ -62,7 +62,7 @@ async fn kubectl_get_gld_shows_the_rollout_and_its_approvals() {
         return;
     }
     let env = Env::start_tls().await;
-    let cache = tempdir();
+    let cache = harness::tempdir("kubectl-cache");
     let token = env.protect_production();
     env.apply_workload(
         "web",
@@ -180,24 +180,4 @@ async fn kubectl_get_gld_shows_the_rollout_and_its_approvals() {
     .await;
     assert!(described.contains("DeploymentSucceeded"), "{described}");
     op.stop().await;
-}
-
-fn tempdir() -> TempDir {
-    let path = std::env::temp_dir().join(format!("kubectl-cache-{}", std::process::id()));
-    std::fs::create_dir_all(&path).unwrap();
-    TempDir(path)
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -341,20 +341,7 @@ fn resolve_connection(
                     .to_owned(),
             )
         })?;
-    let token = match &args.token {
-        Some(t) => Token::new(args.token_kind.into(), t.clone()),
-        None => non_empty("GITLAB_TOKEN")
-            .map(Token::private)
-            .or_else(|| non_empty("GITLAB_OAUTH_TOKEN").map(Token::oauth))
-            .or_else(|| non_empty("CI_JOB_TOKEN").map(Token::job))
-            .ok_or_else(|| {
-                DeploymentsError::Usage(
-                    "no GitLab token: set GITLAB_TOKEN (personal/project access token with the \
-                     `api` scope), GITLAB_OAUTH_TOKEN or CI_JOB_TOKEN"
-                        .to_owned(),
-                )
-            })?,
-    };
+    let token = resolve_token(args.token.as_deref(), args.token_kind, env)?;
     let project_text = args
         .project
         .clone()
@@ -370,36 +357,70 @@ fn resolve_connection(
     Ok((url, token, project))
 }
 
-fn build_client(
-    args: &DeploymentsArgs,
+/// The user's token: `--token` (of `kind`), else `GITLAB_TOKEN`, `GITLAB_OAUTH_TOKEN`,
+/// `CI_JOB_TOKEN`, in that order. Shared with `kubectl gld`, which acts as the person too.
+pub(crate) fn resolve_token(
+    flag: Option<&str>,
+    kind: TokenKindArg,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Token, DeploymentsError> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    match flag {
+        Some(t) => Ok(Token::new(kind.into(), t.to_owned())),
+        None => non_empty("GITLAB_TOKEN")
+            .map(Token::private)
+            .or_else(|| non_empty("GITLAB_OAUTH_TOKEN").map(Token::oauth))
+            .or_else(|| non_empty("CI_JOB_TOKEN").map(Token::job))
+            .ok_or_else(|| {
+                DeploymentsError::Usage(
+                    "no GitLab token: set GITLAB_TOKEN (personal/project access token with the \
+                     `api` scope), GITLAB_OAUTH_TOKEN or CI_JOB_TOKEN"
+                        .to_owned(),
+                )
+            }),
+    }
+}
+
+/// A client for a person at a shell: per-request timeout, optional private CA, retries
+/// unless `no_retry`. Shared with `kubectl gld`.
+pub(crate) fn client_builder(
     url: String,
     token: Token,
-) -> Result<GitlabClient, DeploymentsError> {
-    if args.timeout == 0 {
+    timeout_seconds: u64,
+    no_retry: bool,
+    ca_file: Option<&std::path::Path>,
+) -> Result<gitlab::GitlabClientBuilder, DeploymentsError> {
+    if timeout_seconds == 0 {
         return Err(DeploymentsError::Usage(
             "--timeout must be at least 1 second".to_owned(),
         ));
     }
-    let mut builder = GitlabClient::builder(url, token).timeout(Duration::from_secs(args.timeout));
-    if args.no_retry {
+    let mut builder =
+        GitlabClient::builder(url, token).timeout(Duration::from_secs(timeout_seconds));
+    if no_retry {
         builder = builder.retry(RetryPolicy::none());
     }
-    if let Some(path) = &args.ca_file {
+    if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| {
             DeploymentsError::Usage(format!("cannot read --ca-file {}: {e}", path.display()))
         })?;
         builder = builder.ca_bundle_pem(pem);
     }
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 /// Run `deployments …`.
 pub async fn run(args: DeploymentsArgs) -> Result<(), DeploymentsError> {
     let (url, token, project) = resolve_connection(&args, &|k| std::env::var(k).ok())?;
-    let client = build_client(&args, url, token)?;
-    let out = Printer {
-        format: args.output,
-    };
+    let client = client_builder(
+        url,
+        token,
+        args.timeout,
+        args.no_retry,
+        args.ca_file.as_deref(),
+    )?
+    .build()?;
+    let out = Printer::new(args.output);
     match args.command.as_ref() {
         DeploymentsCommand::List(a) => {
             let query = ListDeployments {
@@ -497,7 +518,8 @@ pub async fn run(args: DeploymentsArgs) -> Result<(), DeploymentsError> {
 // Output
 // ---------------------------------------------------------------------------------------------
 
-struct Printer {
+/// Writes results as a table/key-value block or as JSON (`-o json`). Shared with `kubectl gld`.
+pub(crate) struct Printer {
     format: OutputFormat,
 }
 
@@ -554,14 +576,21 @@ fn page_footer<T>(page: &Page<T>, noun: &str) -> Option<String> {
 }
 
 impl Printer {
-    fn write(&self, text: &str) -> Result<(), DeploymentsError> {
+    pub(crate) fn new(format: OutputFormat) -> Self {
+        Self { format }
+    }
+
+    pub(crate) fn write(&self, text: &str) -> Result<(), DeploymentsError> {
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(text.as_bytes())?;
         stdout.flush()?;
         Ok(())
     }
 
-    fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), DeploymentsError> {
+    pub(crate) fn json<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<(), DeploymentsError> {
         let mut text = serde_json::to_string_pretty(value)
             .map_err(|e| DeploymentsError::Output(std::io::Error::other(e)))?;
         text.push('\n');
@@ -618,7 +647,7 @@ impl Printer {
         Ok(())
     }
 
-    fn deployment(&self, d: &Deployment) -> Result<(), DeploymentsError> {
+    pub(crate) fn deployment(&self, d: &Deployment) -> Result<(), DeploymentsError> {
         if self.format == OutputFormat::Json {
             return self.json(d);
         }
@@ -741,7 +770,7 @@ impl Printer {
         Ok(())
     }
 
-    fn approval(&self, id: u64, a: &DeploymentApproval) -> Result<(), DeploymentsError> {
+    pub(crate) fn approval(&self, id: u64, a: &DeploymentApproval) -> Result<(), DeploymentsError> {
         if self.format == OutputFormat::Json {
             return self.json(a);
         }

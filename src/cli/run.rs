@@ -92,7 +92,7 @@ pub struct RunArgs {
     pub retry_period: Duration,
 }
 
-fn parse_connection(text: &str) -> Result<ConnectionTarget, String> {
+pub(crate) fn parse_connection(text: &str) -> Result<ConnectionTarget, String> {
     let (kind, name) = text.split_once('/').ok_or_else(|| {
         format!("{text:?}: write GitlabConnection/NAME or ClusterGitlabConnection/NAME")
     })?;
