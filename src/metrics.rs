@@ -32,6 +32,15 @@ pub struct OperatorMetrics {
     pub queue_depth: Gauge,
     pub resources: Family<PhaseLabels, Gauge>,
     pub watched_kinds: Gauge,
+    /// From a workload's rollout finishing (`status.rollout.finishedAt`, whole seconds) to
+    /// GitLab accepting its `success`/`failed`: what an on-call person means by "GitLab is
+    /// behind".
+    pub report_latency: Histogram,
+    /// GitlabDeployments whose GitLab deployment waits for approval.
+    pub approvals_pending: Gauge,
+    /// Age in seconds of the oldest approval still pending (0 when none), for "approval
+    /// pending longer than X" alerts without a per-object label.
+    pub approval_pending_max_seconds: Gauge,
 }
 
 impl Default for OperatorMetrics {
@@ -45,6 +54,10 @@ impl Default for OperatorMetrics {
             queue_depth: Gauge::default(),
             resources: Family::default(),
             watched_kinds: Gauge::default(),
+            // 0.25 s … ~8.5 min: normally a second or two, minutes while GitLab is away.
+            report_latency: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
+            approvals_pending: Gauge::default(),
+            approval_pending_max_seconds: Gauge::default(),
         }
     }
 }
@@ -82,6 +95,21 @@ impl OperatorMetrics {
             "watched_kinds",
             "Workload kinds watched because some GitlabDeployment follows them",
             self.watched_kinds.clone(),
+        );
+        registry.register(
+            "report_latency_seconds",
+            "Time from a rollout finishing to GitLab accepting its success or failed status",
+            self.report_latency.clone(),
+        );
+        registry.register(
+            "approvals_pending",
+            "GitlabDeployments whose GitLab deployment waits for approval",
+            self.approvals_pending.clone(),
+        );
+        registry.register(
+            "approval_pending_max_seconds",
+            "Age of the oldest approval still pending, 0 when none",
+            self.approval_pending_max_seconds.clone(),
         );
     }
 
@@ -136,6 +164,9 @@ mod tests {
             "gitlab_operator_queue_depth 0",
             "gitlab_operator_resources{phase=\"Ready\"} 2",
             "gitlab_operator_watched_kinds 0",
+            "gitlab_operator_report_latency_seconds_bucket",
+            "gitlab_operator_approvals_pending 0",
+            "gitlab_operator_approval_pending_max_seconds 0",
         ] {
             assert!(text.contains(family), "missing {family} in:\n{text}");
         }

@@ -615,6 +615,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         ..Observation::new(generation)
     };
     let next = next_status(&status, &obs, now);
+    observe_report_latency(ctx, &old, &next, now);
     writer.write(next.clone()).await?;
     // Status now holds GitLab's last answer about the current deployment.
     ctx.set_verified(&key, next.deployment.as_ref().map(|d| d.id));
@@ -892,6 +893,33 @@ fn environment_update(
             .filter(|a| current.cluster_agent.as_ref().map(|c| c.id) != Some(*a)),
         kubernetes_namespace: differs(&wanted.kubernetes_namespace, &current.kubernetes_namespace),
         flux_resource_path: differs(&wanted.flux_resource_path, &current.flux_resource_path),
+    }
+}
+
+/// Count how long GitLab waited to learn that the rollout finished, when this reconcile got
+/// GitLab to accept `success` or `failed` for the current deployment (by a create or an
+/// update). `finishedAt` is recorded in this same reconcile the first time the finish is seen.
+fn observe_report_latency(
+    ctx: &Context,
+    old: &GitlabDeploymentStatus,
+    new: &GitlabDeploymentStatus,
+    now: Timestamp,
+) {
+    let reported = |s: &GitlabDeploymentStatus| {
+        s.deployment
+            .as_ref()
+            .filter(|d| matches!(d.status, GitlabStatus::Success | GitlabStatus::Failed))
+            .map(|d| (d.id, d.status))
+    };
+    let Some(now_reported) = reported(new) else {
+        return;
+    };
+    if reported(old) == Some(now_reported) {
+        return;
+    }
+    if let Some(finished) = new.rollout.as_ref().and_then(|r| r.finished_at.as_ref()) {
+        let millis = (now.as_millisecond() - finished.0.as_millisecond()).max(0);
+        ctx.metrics.report_latency.observe(millis as f64 / 1000.0);
     }
 }
 

@@ -40,7 +40,7 @@ use super::scoped::ScopedStore;
 use super::targets::{Scope, TargetWatches};
 use crate::admin::AdminState;
 use crate::api::connection::{ClusterGitlabConnection, GitlabConnection};
-use crate::api::deployment::{ConnectionKind, GitlabDeployment};
+use crate::api::deployment::{ApprovalState, ConnectionKind, GitlabDeployment};
 use crate::api::names::{EVENT_REPORTER, REFRESH_ANNOTATION};
 use crate::api::validate::ConnectionTarget;
 use crate::gitlab::GitlabMetrics;
@@ -540,7 +540,19 @@ pub async fn run(
                     _ = tick.tick() => {}
                 }
                 let mut counts: HashMap<String, i64> = HashMap::new();
+                let now = k8s_openapi::jiff::Timestamp::now();
+                let (mut pending, mut oldest) = (0_i64, 0_i64);
                 for gd in deployments.state() {
+                    if let Some(a) = gd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.approval.as_ref())
+                        .filter(|a| a.state == ApprovalState::Pending)
+                    {
+                        pending += 1;
+                        let since = a.pending_since.as_ref().map_or(now, |t| t.0);
+                        oldest = oldest.max(now.as_second() - since.as_second());
+                    }
                     let phase = gd
                         .status
                         .as_ref()
@@ -556,6 +568,8 @@ pub async fn run(
                         .get_or_create(&PhaseLabels { phase })
                         .set(n);
                 }
+                metrics.approvals_pending.set(pending);
+                metrics.approval_pending_max_seconds.set(oldest.max(0));
                 metrics
                     .watched_kinds
                     .set(i64::try_from(targets.watched_kinds()).unwrap_or(i64::MAX));
