@@ -6,15 +6,20 @@ use gitlab_deployment_operator::api::crds::{CRDS_FILE, crds_yaml};
 
 #[test]
 fn committed_crds_match_generated() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CRDS_FILE);
     let generated = crds_yaml().expect("CRDs render");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{} is stale; regenerate it with: cargo run -p gitlab-deployment-operator -- crd > {}",
-        path.display(),
-        CRDS_FILE
-    );
+    // The generated file, and the Helm chart's copy (Helm installs only files in its chart).
+    for file in [
+        CRDS_FILE,
+        "deploy/helm/gitlab-deployment-operator/crds/crds.yaml",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale; regenerate it with: cargo run -p gitlab-deployment-operator -- crd > {file}",
+            path.display(),
+        );
+    }
 }
 
 #[test]
