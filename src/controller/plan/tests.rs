@@ -1453,3 +1453,36 @@ fn environment_settings_are_set_once_per_change_and_never_hold_up_a_rollout() {
         assert_eq!(plan(&spec, &st, &rollout, now()), want, "case {name}");
     }
 }
+
+/// With hooks announcing approvals, a pending approval is re-read only every safety-net
+/// interval: what polling re-reads after 100 s waits for the full interval.
+#[test]
+fn approval_safety_net_replaces_the_backoff() {
+    let status = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(100), Some(60))
+        .0;
+    let spec = fixed(A);
+    let polled = plan(&spec, &status, &complete(), now());
+    assert!(
+        matches!(polled, Plan::PollApprovals { id: 7, .. }),
+        "{polled:?}"
+    );
+    let net = ApprovalPoll::safety_net(Duration::from_secs(600));
+    assert_eq!(
+        plan_polled(&spec, &status, &complete(), now(), net),
+        nothing(Some(540)),
+        "checked 60 s ago: the next read is 540 s away"
+    );
+    let due = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(900), Some(600))
+        .0;
+    assert_eq!(
+        plan_polled(&spec, &due, &complete(), now(), net),
+        Plan::PollApprovals {
+            id: 7,
+            after: Duration::from_secs(600)
+        }
+    );
+}
