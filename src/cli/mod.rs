@@ -21,7 +21,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions as YAML (`... crd | kubectl apply -f -`).
     Crd(crd::CrdArgs),
     /// Use GitLab's Deployments API from a shell: list, get, create, update, delete,
-    /// merge-requests, approve.
+    /// merge-requests, approve, and the project hooks that feed the webhook receiver.
     Deployments(Box<deployments::DeploymentsArgs>),
     /// Run the operator: watch GitlabDeployments and report their rollouts to GitLab.
     Run(Box<run::RunArgs>),
