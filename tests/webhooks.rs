@@ -304,3 +304,111 @@ async fn a_lost_hook_is_caught_by_the_safety_net() {
     );
     op.stop().await;
 }
+
+/// Figures for docs/benchmarks.md (not a check): approve in GitLab → `Approved` on the
+/// resource, with the receiver and with polling alone, over `SAMPLES` approvals given at random
+/// moments 0–30 s after each became pending. Run with
+/// `cargo nextest run --test webhooks --run-ignored only --no-capture approval_latency_figures`.
+#[tokio::test]
+#[ignore = "measures for ~1 minute; prints figures"]
+async fn approval_latency_figures() {
+    const SAMPLES: usize = 10;
+    for hooked in [true, false] {
+        let env = Env::start().await;
+        let op = if hooked {
+            start_hooked(&env, Duration::from_secs(600)).await.0
+        } else {
+            env.start_operator()
+        };
+        let gl = env.gitlab.handle();
+        let (approver, approver_token) = gl.add_user_with_token("approver");
+        gl.add_member(env.project.id, approver, gitlab_emulator::Role::Developer);
+        env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+            .await;
+        for i in 0..SAMPLES {
+            let environment = format!("prod-{i}");
+            gl.protect_environment(
+                env.project.id,
+                &environment,
+                vec![gitlab_emulator::DeployAccess::Role(
+                    gitlab_emulator::Role::Maintainer,
+                )],
+                vec![gitlab_emulator::ApprovalRuleSpec::role(
+                    gitlab_emulator::Role::Developer,
+                    1,
+                )],
+            );
+            env.apply_gld(
+                &environment,
+                env.fixed_spec(&environment, env.project.head()),
+            )
+            .await;
+        }
+        let mut samples = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..SAMPLES {
+            let name = format!("prod-{i}");
+            let pending = env.wait_for_approval(&name, ApprovalState::Pending).await;
+            let id = deployment_id(&pending);
+            let delay = Duration::from_millis(rand_millis(i, 30_000));
+            let token = approver_token.clone();
+            let client = env.client.clone();
+            let base = env.gitlab.base_url();
+            let project = env.project.id;
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                approve(&base, project, &token, id).await;
+                let started = Instant::now();
+                let api: Api<gitlab_deployment_operator::api::GitlabDeployment> =
+                    Api::namespaced(client, NS);
+                loop {
+                    let gd = api.get(&name).await.unwrap();
+                    if gd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.approval.as_ref())
+                        .is_some_and(|a| a.state == ApprovalState::Approved)
+                    {
+                        return started.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }));
+        }
+        for t in tasks {
+            samples.push(t.await.unwrap());
+        }
+        samples.sort();
+        let pct = |p: f64| {
+            let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+            samples[i]
+        };
+        println!(
+            "{}: approve → Approved over {} approvals: p50 {:?}, p99 {:?}, max {:?}",
+            if hooked { "receiver" } else { "polling" },
+            samples.len(),
+            pct(0.5),
+            pct(0.99),
+            samples[samples.len() - 1]
+        );
+        op.stop().await;
+    }
+}
+
+/// A spread of delays without a random number generator: sample `i` of a fixed sequence.
+fn rand_millis(i: usize, max: u64) -> u64 {
+    (u64::try_from(i).unwrap() * 7919 + 1237) % max
+}
+
+async fn approve(base: &str, project: u64, token: &str, id: i64) {
+    let r = http()
+        .post(format!(
+            "{base}/api/v4/projects/{project}/deployments/{id}/approval"
+        ))
+        .header("PRIVATE-TOKEN", token)
+        .json(&json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

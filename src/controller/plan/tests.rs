@@ -1486,3 +1486,45 @@ fn approval_safety_net_replaces_the_backoff() {
         }
     );
 }
+
+/// GitLab reads one pending approval costs, hour by hour, as the reconciler would make them:
+/// it acts on `PollApprovals` (recording `checked_at`) and sleeps the requeue in between.
+/// docs/benchmarks.md quotes these figures.
+fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
+    let spec = fixed(A);
+    let start = now();
+    let mut status = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(0), None)
+        .0;
+    let mut reads = vec![0; usize::try_from(hours).unwrap()];
+    let mut at = start;
+    let end = start + SignedDuration::from_secs(i64::try_from(hours * 3600).unwrap());
+    while at < end {
+        let step = plan_polled(&spec, &status, &complete(), at, poll);
+        let wait = match step {
+            Plan::PollApprovals { after, .. } => {
+                let hour = usize::try_from(at.duration_since(start).as_secs() / 3600).unwrap();
+                reads[hour] += 1;
+                if let Some(a) = status.approval.as_mut() {
+                    a.checked_at = Some(Time(at));
+                }
+                after
+            }
+            Plan::Nothing { requeue: Some(d) } => d,
+            other => panic!("unexpected step {other:?}"),
+        };
+        at += SignedDuration::try_from(wait.max(Duration::from_secs(1))).unwrap();
+    }
+    reads
+}
+
+#[test]
+fn approval_reads_per_hour_with_and_without_hooks() {
+    // Polling alone: 10 s doubling to 5 min.
+    assert_eq!(approval_reads(ApprovalPoll::POLLING, 3), vec![17, 12, 12]);
+    // Hooks announce approvals; the safety net reads every 10 min (the default) or every hour.
+    let net = |s| ApprovalPoll::safety_net(Duration::from_secs(s));
+    assert_eq!(approval_reads(net(600), 3), vec![6, 6, 6]);
+    assert_eq!(approval_reads(net(3600), 3), vec![1, 1, 1]);
+}
