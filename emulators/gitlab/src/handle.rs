@@ -32,7 +32,7 @@ pub(crate) struct Inner {
     pub state_file: Option<PathBuf>,
     /// Faults for the next hook deliveries: (fault, remaining count; `None` = sticky).
     pub hook_faults: VecDeque<(HookFault, Option<u32>)>,
-    /// Every hook delivery attempt, oldest first.
+    /// Hook delivery attempts, oldest first (the last `REQUEST_LOG_CAPACITY`).
     pub hook_deliveries: Vec<HookDelivery>,
     /// `gitlab.yml` `webhook_timeout` (default 10 s).
     pub webhook_timeout: std::time::Duration,
@@ -285,7 +285,11 @@ impl EmulatorHandle {
     }
 
     pub(crate) fn record_hook_delivery(&self, delivery: HookDelivery) {
-        self.lock().hook_deliveries.push(delivery);
+        let mut g = self.lock();
+        if g.hook_deliveries.len() >= REQUEST_LOG_CAPACITY {
+            g.hook_deliveries.remove(0);
+        }
+        g.hook_deliveries.push(delivery);
     }
 
     /// The project hooks (tokens included, for tests).
