@@ -212,6 +212,8 @@ async fn deliver(h: EmulatorHandle, job: Job) {
         let fault = g.take_hook_fault();
         (fault, g.webhook_timeout, g.external_url.clone())
     };
+    // One per (hook, originating request), kept by a Sidekiq retry as the job's arguments are
+    // (unverified for the recursion UUID; documented for `Idempotency-Key`).
     let event_uuid = random_uuid();
     let status = job.payload["status"]
         .as_str()

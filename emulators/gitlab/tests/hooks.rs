@@ -333,3 +333,57 @@ async fn approval_events_only_behind_the_option() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_timed_out_delivery_is_retried_with_the_same_event_uuid() {
+    let f = fx();
+    f.h.set_allow_local_webhooks(true);
+    f.h.set_webhook_timeout(Duration::from_millis(100));
+    let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&calls);
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::post(move |headers: HeaderMap| {
+            let sink = Arc::clone(&sink);
+            async move {
+                let uuid = headers
+                    .get("x-gitlab-event-uuid")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                sink.lock().unwrap().push(uuid);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "late"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let path = format!("/projects/{}/hooks", f.p.id);
+    f.json(
+        "POST",
+        &path,
+        &f.tok,
+        json!({"url": format!("http://{addr}/slow"), "deployment_events": true}),
+    )
+    .await;
+    f.create("staging", f.p.head(), "running").await;
+    wait_for("five attempts", || {
+        f.h.hook_deliveries()
+            .iter()
+            .filter(|d| d.outcome == "timeout")
+            .count()
+            == 5
+    })
+    .await;
+    let attempts = f.h.hook_deliveries();
+    let uuids: Vec<&str> = attempts.iter().map(|d| d.event_uuid.as_str()).collect();
+    assert!(uuids.iter().all(|u| *u == uuids[0]), "{uuids:?}");
+    assert_eq!(
+        attempts.iter().map(|d| d.attempt).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(calls.lock().unwrap().len(), 5);
+    assert!(calls.lock().unwrap().iter().all(|u| u == uuids[0]));
+}
