@@ -927,29 +927,6 @@ fn webhooks_component_opens_the_receiver_port_behind_a_service() {
         &svc["spec"]["selector"],
         &deployment["spec"]["template"]["metadata"]["labels"]
     ));
-    // The receiver may `get` exactly the Secret `--webhook-secret` names by default.
-    let role = find(&objs, "Role", "gitlab-deployment-operator-webhooks");
-    assert_eq!(role["metadata"]["namespace"], OPERATOR_NS);
-    let rules = role["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(strings(&rules[0]["verbs"]), ["get"]);
-    let secret_flag = Cli::command()
-        .find_subcommand("run")
-        .unwrap()
-        .get_arguments()
-        .find(|a| a.get_id() == "webhook_secret")
-        .unwrap()
-        .get_default_values()
-        .iter()
-        .map(|v| v.to_string_lossy().into_owned())
-        .collect::<Vec<_>>();
-    assert_eq!(strings(&rules[0]["resourceNames"]), secret_flag);
-    let binding = find(&objs, "RoleBinding", "gitlab-deployment-operator-webhooks");
-    assert_eq!(
-        binding["roleRef"]["name"],
-        "gitlab-deployment-operator-webhooks"
-    );
-    assert_eq!(binding["subjects"][0]["name"], SA);
     // Without the component the receiver stays off: no env, no port.
     let base = container(&kustomize(&deploy_dir()));
     assert_eq!(env_value(&base, "GITLAB_WEBHOOK_ADDR"), None);
