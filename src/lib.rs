@@ -12,3 +12,4 @@ pub mod gitlab;
 pub mod metrics;
 pub mod rollout;
 pub mod telemetry;
+pub mod webhook;

@@ -515,3 +515,70 @@ fn dot_only_projects_are_refused_before_any_request() {
     let r = cli.run(&["-o", "json", "get", &id.to_string()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn hooks_create_list_delete() {
+    let cli = setup();
+    let h = cli.gl.handle();
+    h.set_allow_local_webhooks(true);
+    let url = cli.gl.base_url();
+    let env = [
+        ("GITLAB_URL", url.as_str()),
+        ("GITLAB_TOKEN", SECRET),
+        ("GITLAB_WEBHOOK_TOKEN", "hook-CLISECRET"),
+    ];
+    let created = cli.command(
+        &env,
+        &[
+            "--project",
+            "team/app",
+            "-o",
+            "json",
+            "hooks",
+            "create",
+            "--hook-url",
+            "http://127.0.0.1:9443/hooks/gitlab",
+        ],
+    );
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let hook = created.json()[0].clone();
+    assert_eq!(hook["deployment_events"], true);
+    assert_eq!(hook["push_events"], false);
+    let stored = h.hooks();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].token.as_deref(), Some("hook-CLISECRET"));
+
+    // Without a secret token the hook is not created: the receiver would refuse its hooks.
+    let refused = cli.command(
+        &env[..2],
+        &[
+            "--project",
+            "team/app",
+            "hooks",
+            "create",
+            "--hook-url",
+            "http://127.0.0.1:9443/hooks/gitlab",
+        ],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("GITLAB_WEBHOOK_TOKEN"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(h.hooks().len(), 1);
+
+    let listed = cli.run(&["hooks", "list"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains("http://127.0.0.1:9443/hooks/gitlab"),
+        "{}",
+        listed.stdout
+    );
+    let id = hook["id"].as_u64().unwrap().to_string();
+    let deleted = cli.run(&["hooks", "delete", &id]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert!(h.hooks().is_empty());
+    // GitLab's hooks routes are Maintainer-only; a missing hook is 404.
+    assert_eq!(cli.run(&["hooks", "delete", &id]).code, 5);
+}

@@ -892,3 +892,58 @@ async fn namespaced_overlay_applies_server_side_to_the_kube_emulator() {
     // The watched namespaces exist before the install (they are the users' namespaces).
     apply_and_check(&deploy_dir().join("overlays/namespaced"), &["apps"]).await;
 }
+
+/// The webhooks component turns the receiver on where the CLI reads it, and the Service and
+/// the example Ingress reach the container port it listens on.
+#[test]
+fn webhooks_component_opens_the_receiver_port_behind_a_service() {
+    let dir = scratch_dir("webhooks");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &deploy_dir()),
+            relative(&dir, &deploy_dir().join("components/webhooks"))
+        ),
+    )
+    .unwrap();
+    let objs = kustomize(&dir);
+    let c = container(&objs);
+    let addr: std::net::SocketAddr = env_value(&c, "GITLAB_WEBHOOK_ADDR")
+        .expect("the component sets GITLAB_WEBHOOK_ADDR")
+        .parse()
+        .unwrap();
+    let port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "webhooks")
+        .expect("a named container port for the receiver");
+    assert_eq!(port["containerPort"], u64::from(addr.port()));
+    let svc = find(&objs, "Service", "gitlab-deployment-operator-webhooks");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhooks");
+    let deployment = find(&objs, "Deployment", NAME);
+    assert!(labels_match(
+        &svc["spec"]["selector"],
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    ));
+    // Without the component the receiver stays off: no env, no port.
+    let base = container(&kustomize(&deploy_dir()));
+    assert_eq!(env_value(&base, "GITLAB_WEBHOOK_ADDR"), None);
+
+    let ingress = parse_yaml_stream(
+        &std::fs::read_to_string(deploy_dir().join("components/webhooks/ingress-example.yaml"))
+            .unwrap(),
+    );
+    let backend = &ingress[0]["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(backend["path"], "/hooks/gitlab");
+    assert_eq!(
+        backend["backend"]["service"]["name"],
+        svc["metadata"]["name"]
+    );
+    assert_eq!(
+        backend["backend"]["service"]["port"]["name"],
+        svc["spec"]["ports"][0]["name"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@
 //! gitlab-deployment-operator deployments -p 42 create --environment staging --sha abc123 --ref main --status running
 //! gitlab-deployment-operator deployments -p 42 update 1001 --status success
 //! gitlab-deployment-operator deployments -p 42 -o json list --all
+//! GITLAB_WEBHOOK_TOKEN=… gitlab-deployment-operator deployments -p 42 hooks create --hook-url https://hooks.example.com/hooks/gitlab
 //! ```
 //!
 //! Connection: `--url` or `GITLAB_URL` (inside GitLab CI `CI_SERVER_URL` is the default), the
@@ -43,10 +44,10 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use futures::TryStreamExt;
 
 use crate::gitlab::{
-    self, ApprovalStatus, ApproveDeployment, CreateDeployment, Deployment, DeploymentApproval,
-    DeploymentOrderBy, DeploymentStatus, GitlabClient, ListDeployments, ListMergeRequests,
-    MergeRequest, MergeRequestOrderBy, MergeRequestState, Page, ProjectId, RetryPolicy, SortOrder,
-    Token, TokenKind, WriteStatus,
+    self, ApprovalStatus, ApproveDeployment, CreateDeployment, CreateHook, Deployment,
+    DeploymentApproval, DeploymentOrderBy, DeploymentStatus, GitlabClient, ListDeployments,
+    ListMergeRequests, MergeRequest, MergeRequestOrderBy, MergeRequestState, Page, ProjectHook,
+    ProjectId, RetryPolicy, SortOrder, Token, TokenKind, WriteStatus,
 };
 
 /// A clap parser listing GitLab's wire values and yielding the typed value.
@@ -152,6 +153,45 @@ pub enum DeploymentsCommand {
     MergeRequests(MergeRequestsArgs),
     /// Approve or reject a blocked deployment (POST …/:deployment_id/approval; GitLab EE).
     Approve(ApproveArgs),
+    /// Project webhooks that send Deployment Hooks to the operator's receiver
+    /// (/projects/:id/hooks; Maintainer). See docs/webhooks.md.
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HooksCommand {
+    /// Create a hook for deployment events only (POST /projects/:id/hooks). The secret token
+    /// comes from GITLAB_WEBHOOK_TOKEN or --secret-file, never from the command line.
+    Create(CreateHookArgs),
+    /// List the project's hooks (GET /projects/:id/hooks).
+    List,
+    /// Delete a hook (DELETE /projects/:id/hooks/:hook_id).
+    Delete(HookIdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateHookArgs {
+    /// Where GitLab posts, e.g. https://gitlab-hooks.example.com/hooks/gitlab (`--url` is
+    /// GitLab's own URL).
+    #[arg(long, value_name = "URL")]
+    pub hook_url: String,
+    /// File holding the secret token (the value of the connection's key in the operator's
+    /// webhook Secret) [default: env GITLAB_WEBHOOK_TOKEN].
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Name shown in GitLab's webhook list.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Let GitLab skip TLS verification of the receiver (not recommended).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HookIdArgs {
+    /// Hook id.
+    pub hook_id: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -511,7 +551,57 @@ pub async fn run(args: DeploymentsArgs) -> Result<(), DeploymentsError> {
                 .await?;
             out.approval(a.deployment_id, &approval)
         }
+        DeploymentsCommand::Hooks(HooksCommand::List) => {
+            out.hooks(&client.list_hooks(&project).await?)
+        }
+        DeploymentsCommand::Hooks(HooksCommand::Create(a)) => {
+            let token = hook_secret(a, &|k| std::env::var(k).ok())?;
+            let request = CreateHook {
+                url: a.hook_url.clone(),
+                token: Some(token),
+                name: a.name.clone(),
+                deployment_events: true,
+                push_events: false,
+                enable_ssl_verification: !a.insecure_skip_tls_verify,
+            };
+            out.hooks(&[client.create_hook(&project, &request).await?])
+        }
+        DeploymentsCommand::Hooks(HooksCommand::Delete(a)) => {
+            client.delete_hook(&project, a.hook_id).await?;
+            match out.format {
+                OutputFormat::Json => out.json(&serde_json::json!({ "deleted_hook": a.hook_id })),
+                OutputFormat::Table => out.write(&format!("deleted hook {}\n", a.hook_id)),
+            }
+        }
     }
+}
+
+/// The hook's secret token: `--secret-file` (trailing newline dropped), else
+/// `GITLAB_WEBHOOK_TOKEN`. Never a flag value (it would show in `ps`).
+fn hook_secret(
+    args: &CreateHookArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, DeploymentsError> {
+    let token = match &args.secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                DeploymentsError::Usage(format!(
+                    "cannot read --secret-file {}: {e}",
+                    path.display()
+                ))
+            })?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        None => env("GITLAB_WEBHOOK_TOKEN").unwrap_or_default(),
+    };
+    if token.trim().is_empty() {
+        return Err(DeploymentsError::Usage(
+            "no webhook secret token: set GITLAB_WEBHOOK_TOKEN or pass --secret-file; the \
+             operator refuses hooks without one"
+                .to_owned(),
+        ));
+    }
+    Ok(token)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -719,6 +809,28 @@ impl Printer {
         // Drop the header line: a key/value block reads better without it.
         let body: String = table.lines().skip(1).map(|l| format!("{l}\n")).collect();
         self.write(&body)
+    }
+
+    fn hooks(&self, items: &[ProjectHook]) -> Result<(), DeploymentsError> {
+        if self.format == OutputFormat::Json {
+            return self.json(items);
+        }
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|h| {
+                vec![
+                    h.id.to_string(),
+                    h.url.clone(),
+                    h.deployment_events.to_string(),
+                    h.enable_ssl_verification.to_string(),
+                    h.alert_status.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        self.write(&render_table(
+            &["ID", "URL", "DEPLOYMENT EVENTS", "SSL VERIFY", "STATUS"],
+            &rows,
+        ))
     }
 
     fn deleted(&self, id: u64) -> Result<(), DeploymentsError> {

@@ -22,7 +22,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions as YAML (`... crd | kubectl apply -f -`).
     Crd(crd::CrdArgs),
     /// Use GitLab's Deployments API from a shell: list, get, create, update, delete,
-    /// merge-requests, approve.
+    /// merge-requests, approve, and the project hooks that feed the webhook receiver.
     Deployments(Box<deployments::DeploymentsArgs>),
     /// The kubectl plugin (`kubectl gld status|approve|reject|refresh|open NAME`): this
     /// binary runs it when called as `kubectl-gld`.

@@ -16,6 +16,8 @@ use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
 use crate::controller::targets::Scope;
 use crate::telemetry::{self, LogFormat};
+use crate::webhook::WebhookConfig;
+use crate::webhook::tokens::SecretName;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -90,6 +92,22 @@ pub struct RunArgs {
     /// How often candidates look at the lease and the leader renews it.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
+    /// Address of the GitLab webhook receiver (`POST /hooks/gitlab`), e.g. `0.0.0.0:8443`.
+    /// Off when absent: no port is opened. See docs/webhooks.md.
+    #[arg(long, env = "GITLAB_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Secret with one webhook token per connection (keys `GitlabConnection.<ns>.<name>`,
+    /// `ClusterGitlabConnection.<name>`): `NAME` in the operator's namespace, or `NS/NAME`.
+    #[arg(
+        long,
+        default_value = "gitlab-webhook-tokens",
+        env = "GITLAB_WEBHOOK_SECRET"
+    )]
+    pub webhook_secret: String,
+    /// Approval polling for connections whose GitLab sends approval events: only a safety
+    /// net for a lost hook.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub webhook_safety_net: Duration,
 }
 
 pub(crate) fn parse_connection(text: &str) -> Result<ConnectionTarget, String> {
@@ -133,6 +151,10 @@ pub enum RunCmdError {
         "--lease-duration must exceed --renew-deadline, which must exceed --retry-period, so a leader stops before another can take over"
     )]
     LeaseTimings,
+    #[error(
+        "--webhook-secret {0:?} needs a namespace: write NS/NAME or set --operator-namespace (POD_NAMESPACE)"
+    )]
+    WebhookSecretNamespace(String),
     #[error("cannot start the admin server on {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -151,7 +173,9 @@ impl RunCmdError {
             RunCmdError::Elected(ElectedError::Run(RunError::CrdMissing(_))) => 3,
             RunCmdError::Elected(ElectedError::Run(_)) => 4,
             RunCmdError::Elected(ElectedError::LostLease(_)) => 6,
-            RunCmdError::LeaseNamespace | RunCmdError::LeaseTimings => 2,
+            RunCmdError::LeaseNamespace
+            | RunCmdError::LeaseTimings
+            | RunCmdError::WebhookSecretNamespace(_) => 2,
         }
     }
 }
@@ -183,6 +207,30 @@ impl RunArgs {
         }))
     }
 
+    /// The receiver's settings, when `--webhook-addr` turns it on.
+    fn webhook(&self) -> Result<Option<WebhookConfig>, RunCmdError> {
+        let Some(addr) = self.webhook_addr else {
+            return Ok(None);
+        };
+        let secret = match self.webhook_secret.split_once('/') {
+            Some((namespace, name)) => SecretName {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+            None => SecretName {
+                namespace: self.operator_namespace.clone().ok_or_else(|| {
+                    RunCmdError::WebhookSecretNamespace(self.webhook_secret.clone())
+                })?,
+                name: self.webhook_secret.clone(),
+            },
+        };
+        Ok(Some(WebhookConfig {
+            addr,
+            secret,
+            safety_net: self.webhook_safety_net,
+        }))
+    }
+
     fn config(&self) -> RunConfig {
         RunConfig {
             scope: if self.namespaces.is_empty() {
@@ -205,6 +253,7 @@ impl RunArgs {
             },
             operator_namespace: self.operator_namespace.clone(),
             instance: self.identity.clone(),
+            webhook: None,
         }
     }
 }
@@ -250,7 +299,8 @@ async fn shutdown_signal() {
 
 pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
     telemetry::init(args.log_format);
-    let config = args.config();
+    let mut config = args.config();
+    config.webhook = args.webhook()?;
     let lease = args.lease()?;
     if config.allow == HostAllowList::default() {
         tracing::warn!(
@@ -289,4 +339,76 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
         None => run_operator(client, config, &telemetry, admin_state, shutdown).await?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["gitlab-deployment-operator", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_webhook_receiver_is_off_by_default() {
+        // The environment variable would turn it on; this asserts the flag default.
+        if std::env::var_os("GITLAB_WEBHOOK_ADDR").is_some() {
+            return;
+        }
+        let args = run_args(&[]);
+        assert_eq!(args.webhook().unwrap(), None);
+        assert_eq!(args.config().webhook, None);
+    }
+
+    #[test]
+    fn webhook_flags() {
+        let args = run_args(&[
+            "--webhook-addr",
+            "127.0.0.1:9443",
+            "--operator-namespace",
+            "ops",
+            "--webhook-safety-net",
+            "2m",
+        ]);
+        assert_eq!(
+            args.webhook().unwrap(),
+            Some(WebhookConfig {
+                addr: "127.0.0.1:9443".parse().unwrap(),
+                secret: SecretName {
+                    namespace: "ops".into(),
+                    name: "gitlab-webhook-tokens".into(),
+                },
+                safety_net: Duration::from_secs(120),
+            })
+        );
+        let args = run_args(&[
+            "--webhook-addr",
+            "127.0.0.1:9443",
+            "--webhook-secret",
+            "x/y",
+        ]);
+        assert_eq!(
+            args.webhook().unwrap().unwrap().secret,
+            SecretName {
+                namespace: "x".into(),
+                name: "y".into(),
+            }
+        );
+        let args = run_args(&["--webhook-addr", "127.0.0.1:9443"]);
+        if std::env::var_os("POD_NAMESPACE").is_none() {
+            assert!(matches!(
+                args.webhook(),
+                Err(RunCmdError::WebhookSecretNamespace(_))
+            ));
+        }
+    }
 }

@@ -34,6 +34,30 @@ pub const PROGRESS_REQUEUE: Duration = Duration::from_secs(30);
 /// First approval poll interval; doubles up to [`APPROVAL_POLL_MAX`].
 pub const APPROVAL_POLL_MIN: Duration = Duration::from_secs(10);
 pub const APPROVAL_POLL_MAX: Duration = Duration::from_secs(300);
+
+/// Bounds of the approval poll interval: it starts at `min` and doubles with the time the
+/// approval has been pending, up to `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovalPoll {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl ApprovalPoll {
+    /// Polling alone finds approvals: [`APPROVAL_POLL_MIN`] doubling to [`APPROVAL_POLL_MAX`].
+    pub const POLLING: ApprovalPoll = ApprovalPoll {
+        min: APPROVAL_POLL_MIN,
+        max: APPROVAL_POLL_MAX,
+    };
+
+    /// GitLab's hooks announce approvals; polling is only a safety net for a lost hook.
+    pub fn safety_net(every: Duration) -> ApprovalPoll {
+        ApprovalPoll {
+            min: every,
+            max: every,
+        }
+    }
+}
 /// GitLab links merge requests asynchronously after `success` (seconds); wait this long after
 /// the success before the one fetch. (Delay length unverified; GitLab documents no bound.)
 pub const MERGE_REQUEST_DELAY: Duration = Duration::from_secs(5);
@@ -377,7 +401,18 @@ pub fn plan(
     rollout: &RolloutStatus,
     now: Timestamp,
 ) -> Plan {
-    match plan_deployment(spec, status, rollout, now) {
+    plan_polled(spec, status, rollout, now, ApprovalPoll::POLLING)
+}
+
+/// [`plan`], with pending approvals re-read within the bounds of `poll`.
+pub fn plan_polled(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    now: Timestamp,
+    poll: ApprovalPoll,
+) -> Plan {
+    match plan_deployment(spec, status, rollout, now, poll) {
         Plan::Nothing { requeue } => {
             environment_step(spec, status).unwrap_or(Plan::Nothing { requeue })
         }
@@ -403,6 +438,7 @@ fn plan_deployment(
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
     now: Timestamp,
+    poll: ApprovalPoll,
 ) -> Plan {
     // 1. A claimed create whose id was never recorded: recover before anything else, or a
     //    crash between POST and the id write would become a duplicate.
@@ -442,7 +478,7 @@ fn plan_deployment(
                 .filter(|d| !d.status.is_finished())
                 .map(|_| PROGRESS_REQUEUE)
         };
-        return follow_up(status, current, now).unwrap_or(Plan::Nothing {
+        return follow_up(status, current, now, poll).unwrap_or(Plan::Nothing {
             requeue: requeue.or(Some(PROGRESS_REQUEUE)),
         });
     };
@@ -468,7 +504,7 @@ fn plan_deployment(
             initial_status: desired,
         },
         Some(cur) if cur.revision() == wanted => {
-            same_revision(spec, status, cur, rollout, desired, now)
+            same_revision(spec, status, cur, rollout, desired, now, poll)
         }
         Some(cur) => {
             // A newer revision (or a rollback: an older sha is a new revision too).
@@ -495,6 +531,7 @@ fn same_revision(
     rollout: &RolloutStatus,
     desired: GitlabStatus,
     now: Timestamp,
+    poll: ApprovalPoll,
 ) -> Plan {
     if !cur.status.is_finished() && cur.status != desired && cur.status.can_transition_to(desired) {
         return Plan::UpdateStatus {
@@ -502,7 +539,7 @@ fn same_revision(
             to: desired,
         };
     }
-    if let Some(next) = follow_up(status, Some(cur), now) {
+    if let Some(next) = follow_up(status, Some(cur), now, poll) {
         return next;
     }
     if cur.status.is_finished() {
@@ -522,6 +559,7 @@ fn follow_up(
     status: &GitlabDeploymentStatus,
     current: Option<&DeploymentRecord>,
     now: Timestamp,
+    poll: ApprovalPoll,
 ) -> Option<Plan> {
     let cur = current?;
     if let Some(approval) = status
@@ -530,9 +568,7 @@ fn follow_up(
         .filter(|a| a.state == ApprovalState::Pending)
     {
         let since = approval.pending_since.as_ref().map(|t| t.0).unwrap_or(now);
-        let interval = |at: Timestamp| {
-            clamp_duration(since_secs(since, at), APPROVAL_POLL_MIN, APPROVAL_POLL_MAX)
-        };
+        let interval = |at: Timestamp| clamp_duration(since_secs(since, at), poll.min, poll.max);
         return Some(match approval.checked_at.as_ref().map(|t| t.0) {
             Some(checked) => {
                 let wait = interval(checked);

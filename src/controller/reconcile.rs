@@ -31,8 +31,8 @@ use super::events::{Notice, transitions};
 use super::index::{TargetKey, TargetKind};
 use super::own_writes::OwnWrites;
 use super::plan::{
-    Cleanup, Evaluation, Plan, cleanup as plan_cleanup, evaluate_rollout, plan,
-    record_workload_revision, reported_new_sha, wanted_revision,
+    ApprovalPoll, Cleanup, Evaluation, Plan, cleanup as plan_cleanup, evaluate_rollout,
+    plan_polled, record_workload_revision, reported_new_sha, wanted_revision,
 };
 use super::status::{
     Observation, Problem, next_status, record_deployment, record_merge_requests, with_intent,
@@ -53,6 +53,7 @@ use crate::gitlab::{
 };
 use crate::metrics::OperatorMetrics;
 use crate::rollout::TrackCtx;
+use crate::webhook::{HookHints, HookSource};
 
 /// At most this many plan steps in one reconcile (e.g. cancel the old deployment, write the
 /// intent and create the new one, fetch merge requests); then the reconcile requeues.
@@ -124,6 +125,9 @@ pub struct Context {
     /// unread could cancel a finished deployment. Such a deployment is read once first.
     /// Keyed by resource (one deployment each), so forgetting one is not a pass over all.
     verified: Mutex<HashMap<ObjectRef<GitlabDeployment>, i64>>,
+    /// What GitLab's hooks said: resources to re-read now, connections whose approvals are
+    /// announced (their polling slows to a safety net). Empty without the receiver.
+    pub hints: Arc<HookHints>,
 }
 
 impl Context {
@@ -148,7 +152,14 @@ impl Context {
             own_writes,
             refreshes: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            hints: Arc::new(HookHints::default()),
         }
+    }
+
+    /// Share the webhook receiver's hints.
+    pub fn with_hints(mut self, hints: Arc<HookHints>) -> Self {
+        self.hints = hints;
+        self
     }
 
     /// Whether the refresh annotation carries a value not acted on yet (remembering it). The
@@ -181,6 +192,7 @@ impl Context {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         self.failures.reset(&key);
+        self.hints.take(&key);
         Action::await_change()
     }
 
@@ -529,14 +541,20 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     {
         status.refused_create = None;
     }
+    let hinted = ctx.hints.take(&key);
     // Read the current deployment first when a person asked for a fresh look (the refresh
-    // annotation), or when it is running and this process has not confirmed its recorded
-    // status yet (a crash may have lost a PUT's answer; see `Context::verified`).
+    // annotation) or a GitLab hook named it, or when it is running and this process has not
+    // confirmed its recorded status yet (a crash may have lost a PUT's answer; see
+    // `Context::verified`).
     let reread = status
         .deployment
         .as_ref()
-        .filter(|d| refresh || (!d.status.is_finished() && !ctx.is_verified(&key, d.id)))
+        .filter(|d| refresh || hinted || (!d.status.is_finished() && !ctx.is_verified(&key, d.id)))
         .map(|d| d.id);
+    let poll = ctx
+        .hints
+        .safety_net_for(&HookSource::of(&spec.connection, &namespace))
+        .map_or(ApprovalPoll::POLLING, ApprovalPoll::safety_net);
     if let Some(id) = reread {
         let step = Plan::PollApprovals {
             id,
@@ -566,7 +584,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
     }
     for _ in 0..MAX_STEPS {
-        let step = plan(&spec, &status, &rollout, now);
+        let step = plan_polled(&spec, &status, &rollout, now, poll);
         if let Plan::Nothing { requeue: r } = step {
             requeue = r;
             break;

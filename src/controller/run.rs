@@ -45,6 +45,10 @@ use crate::api::names::{EVENT_REPORTER, REFRESH_ANNOTATION};
 use crate::api::validate::ConnectionTarget;
 use crate::gitlab::GitlabMetrics;
 use crate::metrics::{OperatorMetrics, PhaseLabels};
+use crate::webhook::ids::DeploymentIds;
+use crate::webhook::server::{Receiver, source_of};
+use crate::webhook::tokens::HookTokens;
+use crate::webhook::{HookHints, WebhookConfig, WebhookMetrics, hints::SAFETY_NET};
 
 /// How the operator runs (from the command line).
 #[derive(Clone, Debug)]
@@ -59,6 +63,8 @@ pub struct RunConfig {
     pub operator_namespace: Option<String>,
     /// `reportingInstance` of Events (the pod name).
     pub instance: Option<String>,
+    /// The GitLab webhook receiver; `None` (the default) opens no port.
+    pub webhook: Option<WebhookConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,12 @@ pub enum RunError {
     CrdMissing(String),
     #[error("cannot reach the Kubernetes API server: {0}")]
     Kube(#[source] kube::Error),
+    #[error("cannot start the webhook receiver on {addr}: {source}")]
+    Webhook {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The shared metrics and registry of one operator process.
@@ -78,6 +90,7 @@ pub struct Telemetry {
     pub registry: Arc<Registry>,
     pub operator: Arc<OperatorMetrics>,
     pub gitlab: Arc<GitlabMetrics>,
+    pub webhook: Arc<WebhookMetrics>,
 }
 
 impl Default for Telemetry {
@@ -86,10 +99,13 @@ impl Default for Telemetry {
         let operator = Arc::new(OperatorMetrics::default());
         operator.register(&mut registry);
         let gitlab = Arc::new(GitlabMetrics::register(&mut registry));
+        let webhook = Arc::new(WebhookMetrics::default());
+        webhook.register(&mut registry);
         Self {
             registry: Arc::new(registry),
             operator,
             gitlab,
+            webhook,
         }
     }
 }
@@ -289,6 +305,37 @@ fn index_event(
     }
 }
 
+type DeploymentIdIndex = Mutex<DeploymentIds<ObjectRef<GitlabDeployment>>>;
+
+/// Apply one `GitlabDeployment` watch event to the deployment id index of the webhook
+/// receiver. After a relist of `scope`, owners its store no longer holds are dropped.
+fn index_deployment_ids(
+    event: &watcher::Event<GitlabDeployment>,
+    scope: Option<&str>,
+    store: &Store<GitlabDeployment>,
+    ids: &DeploymentIdIndex,
+    default: &ConnectionTarget,
+) {
+    let mut ids = ids.lock().unwrap_or_else(|poison| poison.into_inner());
+    match event {
+        watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+            let held = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.deployment.as_ref())
+                .map(|d| d.id)
+                .zip(source_of(obj, default));
+            ids.apply(ObjectRef::from_obj(obj), held);
+        }
+        watcher::Event::Delete(obj) => ids.remove(&ObjectRef::from_obj(obj)),
+        watcher::Event::InitDone => ids.retain(|owner| {
+            scope.is_some_and(|ns| owner.namespace.as_deref() != Some(ns))
+                || store.get(owner).is_some()
+        }),
+        watcher::Event::Init => {}
+    }
+}
+
 /// GitlabDeployments that use `connection` (as seen from namespace `ns` for namespaced ones).
 fn users_of(
     deployments: &ScopedStore<GitlabDeployment>,
@@ -391,6 +438,12 @@ pub async fn run(
             None
         };
 
+    // Webhook hints and the deployment id index (kept even without the receiver: small).
+    let hints = Arc::new(HookHints::new(
+        config.webhook.as_ref().map_or(SAFETY_NET, |w| w.safety_net),
+    ));
+    let deployment_ids: Arc<DeploymentIdIndex> = Arc::new(Mutex::new(DeploymentIds::default()));
+
     // GitlabDeployment watches, one per namespace.
     let own_writes = Arc::new(OwnWrites::default());
     let mut deployment_stores = ScopedStore::<GitlabDeployment>::default();
@@ -404,6 +457,9 @@ pub async fn run(
         let mut synced = gate.watch();
         let own_writes = Arc::clone(&own_writes);
         let wake = triggers.clone();
+        let ids = Arc::clone(&deployment_ids);
+        let id_store = reader.clone();
+        let default = config.settings.default_connection.clone();
         let stream = watcher(
             api_for::<GitlabDeployment>(&client, ns),
             watcher::Config::default(),
@@ -415,6 +471,7 @@ pub async fn run(
         .reflect(writer)
         .inspect_ok(move |event| {
             index_event(event, scope.as_deref(), &index, &targets);
+            index_deployment_ids(event, scope.as_deref(), &id_store, &ids, &default);
             if let watcher::Event::Apply(obj) = event
                 && own_writes.observed(obj)
             {
@@ -453,15 +510,45 @@ pub async fn run(
         controller: EVENT_REPORTER.to_owned(),
         instance: config.instance.clone(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        resolver,
-        Arc::clone(&targets),
-        reporter,
-        Arc::clone(&telemetry.operator),
-        config.settings.clone(),
-        own_writes,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            resolver,
+            Arc::clone(&targets),
+            reporter,
+            Arc::clone(&telemetry.operator),
+            config.settings.clone(),
+            own_writes,
+        )
+        .with_hints(Arc::clone(&hints)),
+    );
+
+    if let Some(webhook) = &config.webhook {
+        let wake = triggers.clone();
+        let receiver = Receiver {
+            tokens: HookTokens::new(client.clone(), &webhook.secret),
+            ids: Arc::clone(&deployment_ids),
+            hints: Arc::clone(&hints),
+            deployments: deployment_stores.clone(),
+            wake: Arc::new(move |owner| wake.send(owner)),
+            metrics: Arc::clone(&telemetry.webhook),
+        };
+        let stop = shutdown.clone();
+        let (addr, server) = crate::webhook::server::bind(webhook.addr, receiver, async move {
+            stop.cancelled().await;
+        })
+        .await
+        .map_err(|source| RunError::Webhook {
+            addr: webhook.addr,
+            source,
+        })?;
+        tracing::info!(%addr, "webhook receiver listening");
+        tasks.spawn(async move {
+            if let Err(err) = server.await {
+                tracing::warn!(error = %err, "webhook receiver stopped");
+            }
+        });
+    }
 
     // Dependents of connections, Secrets and ConfigMaps.
     {

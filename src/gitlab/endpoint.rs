@@ -22,10 +22,14 @@ pub enum Endpoint {
     GetEnvironment,
     UpdateEnvironment,
     ListClusterAgents,
+    /// Project webhooks (`deployments hooks`).
+    ListHooks,
+    CreateHook,
+    DeleteHook,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::ListDeployments,
         Endpoint::GetDeployment,
         Endpoint::CreateDeployment,
@@ -37,6 +41,9 @@ impl Endpoint {
         Endpoint::GetEnvironment,
         Endpoint::UpdateEnvironment,
         Endpoint::ListClusterAgents,
+        Endpoint::ListHooks,
+        Endpoint::CreateHook,
+        Endpoint::DeleteHook,
     ];
 
     /// Route template relative to `/api/v4`, the `endpoint` metric label.
@@ -55,6 +62,8 @@ impl Endpoint {
                 "/projects/:id/environments/:environment_id"
             }
             Endpoint::ListClusterAgents => "/projects/:id/cluster_agents",
+            Endpoint::ListHooks | Endpoint::CreateHook => "/projects/:id/hooks",
+            Endpoint::DeleteHook => "/projects/:id/hooks/:hook_id",
         }
     }
 
@@ -65,6 +74,7 @@ impl Endpoint {
                 "environment"
             }
             Endpoint::ListClusterAgents => "agent",
+            Endpoint::ListHooks | Endpoint::CreateHook | Endpoint::DeleteHook => "hook",
             _ => "deployment",
         }
     }
@@ -76,10 +86,13 @@ impl Endpoint {
             | Endpoint::ListMergeRequests
             | Endpoint::ListEnvironments
             | Endpoint::GetEnvironment
-            | Endpoint::ListClusterAgents => Method::GET,
-            Endpoint::CreateDeployment | Endpoint::ApproveDeployment => Method::POST,
+            | Endpoint::ListClusterAgents
+            | Endpoint::ListHooks => Method::GET,
+            Endpoint::CreateDeployment | Endpoint::ApproveDeployment | Endpoint::CreateHook => {
+                Method::POST
+            }
             Endpoint::UpdateDeployment | Endpoint::UpdateEnvironment => Method::PUT,
-            Endpoint::DeleteDeployment => Method::DELETE,
+            Endpoint::DeleteDeployment | Endpoint::DeleteHook => Method::DELETE,
         }
     }
 
@@ -89,7 +102,7 @@ impl Endpoint {
     pub fn idempotent(self) -> bool {
         !matches!(
             self,
-            Endpoint::CreateDeployment | Endpoint::ApproveDeployment
+            Endpoint::CreateDeployment | Endpoint::ApproveDeployment | Endpoint::CreateHook
         )
     }
 }

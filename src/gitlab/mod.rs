@@ -27,6 +27,7 @@ mod deployments;
 mod endpoint;
 mod environments;
 mod error;
+mod hooks;
 pub mod metrics;
 mod paginate;
 mod ratelimit;
@@ -40,6 +41,7 @@ pub use client::{
 pub use endpoint::{Endpoint, RequestContext};
 pub use environments::{ClusterAgent, Environment, UpdateEnvironment};
 pub use error::{Error, ErrorKind, Missing};
+pub use hooks::{CreateHook, ProjectHook};
 pub use metrics::GitlabMetrics;
 pub use ratelimit::{RateLimit, retry_after};
 pub use retry::RetryPolicy;

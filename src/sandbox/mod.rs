@@ -108,6 +108,7 @@ fn operator_config(gitlab: SocketAddr) -> RunConfig {
         },
         operator_namespace: None,
         instance: Some("sandbox".to_owned()),
+        webhook: None,
     }
 }
 

@@ -214,6 +214,7 @@ impl Env {
             },
             operator_namespace: None,
             instance: Some("test-operator".into()),
+            webhook: None,
         }
     }
 

@@ -5,8 +5,9 @@
 use crate::clock::Clock;
 use crate::faults::{Fault, RateLimit};
 use crate::model::*;
-use crate::records::{CounterKey, DeploymentRecord, Endpoint, RequestRecord};
+use crate::records::{CounterKey, DeploymentRecord, Endpoint, HookDelivery, RequestRecord};
 use crate::state::{Data, environment_slug, fake_sha, guess_tier};
+use crate::webhooks::HookFault;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -29,11 +30,30 @@ pub(crate) struct Inner {
     /// identity → (window start in epoch seconds, count).
     pub rate_windows: HashMap<String, (i64, u64)>,
     pub state_file: Option<PathBuf>,
+    /// Faults for the next hook deliveries: (fault, remaining count; `None` = sticky).
+    pub hook_faults: VecDeque<(HookFault, Option<u32>)>,
+    /// Hook delivery attempts, oldest first (the last `REQUEST_LOG_CAPACITY`).
+    pub hook_deliveries: Vec<HookDelivery>,
+    /// `gitlab.yml` `webhook_timeout` (default 10 s).
+    pub webhook_timeout: std::time::Duration,
 }
 
 impl Inner {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The fault for the next hook delivery, if one is set (counting it down).
+    pub fn take_hook_fault(&mut self) -> Option<HookFault> {
+        let (fault, remaining) = self.hook_faults.front_mut()?;
+        let fault = *fault;
+        if let Some(n) = remaining {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.hook_faults.pop_front();
+            }
+        }
+        Some(fault)
     }
 
     /// Writes the data to the state file, if any: tmp file + rename, so a crash never leaves
@@ -210,6 +230,9 @@ impl EmulatorHandle {
                 rate_limit: None,
                 rate_windows: HashMap::new(),
                 state_file: None,
+                hook_faults: VecDeque::new(),
+                hook_deliveries: Vec::new(),
+                webhook_timeout: std::time::Duration::from_secs(10),
             })),
         }
     }
@@ -230,6 +253,49 @@ impl EmulatorHandle {
     }
 
     // ---- instance settings -------------------------------------------------------------
+
+    /// `allow_local_requests_from_web_hooks_and_services`: hooks may point at loopback and
+    /// private addresses (off by default, as in GitLab).
+    pub fn set_allow_local_webhooks(&self, allow: bool) {
+        self.write(|d, _| d.allow_local_webhooks = allow);
+    }
+
+    /// Send the approval lifecycle events (`approved`/`rejected`) of MR !239337.
+    pub fn set_approval_webhooks(&self, on: bool) {
+        self.write(|d, _| d.approval_webhooks = on);
+    }
+
+    /// `webhook_timeout`: how long a delivery waits for the receiver.
+    pub fn set_webhook_timeout(&self, timeout: std::time::Duration) {
+        self.lock().webhook_timeout = timeout;
+    }
+
+    /// Apply `fault` to the next `times` hook deliveries (`None`: until cleared).
+    pub fn fault_hook_deliveries(&self, fault: HookFault, times: Option<u32>) {
+        self.lock().hook_faults.push_back((fault, times));
+    }
+
+    pub fn clear_hook_faults(&self) {
+        self.lock().hook_faults.clear();
+    }
+
+    /// Every hook delivery attempt so far, oldest first.
+    pub fn hook_deliveries(&self) -> Vec<HookDelivery> {
+        self.lock().hook_deliveries.clone()
+    }
+
+    pub(crate) fn record_hook_delivery(&self, delivery: HookDelivery) {
+        let mut g = self.lock();
+        if g.hook_deliveries.len() >= REQUEST_LOG_CAPACITY {
+            g.hook_deliveries.remove(0);
+        }
+        g.hook_deliveries.push(delivery);
+    }
+
+    /// The project hooks (tokens included, for tests).
+    pub fn hooks(&self) -> Vec<ProjectHook> {
+        self.lock().data.hooks.values().cloned().collect()
+    }
 
     pub fn set_edition(&self, edition: Edition) {
         self.write(|d, _| d.edition = edition);

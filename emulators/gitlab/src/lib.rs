@@ -18,6 +18,7 @@ pub mod handle;
 pub mod model;
 pub mod records;
 pub mod state;
+pub mod webhooks;
 
 mod api;
 mod params;
@@ -34,6 +35,7 @@ pub use handle::{
 pub use model::{
     DeployAccess, DeploymentStatus, Edition, Role, Scope, Token, TokenKind, Visibility,
 };
-pub use records::{CounterKey, DeploymentRecord, Endpoint, RequestRecord};
+pub use records::{CounterKey, DeploymentRecord, Endpoint, HookDelivery, RequestRecord};
 pub use server::{GitlabEmulator, router, serve};
 pub use state::Compat;
+pub use webhooks::HookFault;

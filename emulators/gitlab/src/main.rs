@@ -34,6 +34,13 @@ struct Args {
     rate_limit: Option<u64>,
     #[arg(long, default_value_t = 60)]
     rate_period: u64,
+    /// Let project hooks point at loopback and private addresses (GitLab's "allow requests to
+    /// the local network from webhooks"; off by default, as in GitLab).
+    #[arg(long)]
+    allow_local_webhooks: bool,
+    /// Send the approval lifecycle events (`approved`/`rejected` Deployment Hooks, MR !239337).
+    #[arg(long)]
+    approval_webhooks: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,12 @@ async fn run(args: Args) -> Result<(), CliError> {
         ))
     };
     h.set_state_file(args.state.clone());
+    if args.allow_local_webhooks {
+        h.set_allow_local_webhooks(true);
+    }
+    if args.approval_webhooks {
+        h.set_approval_webhooks(true);
+    }
     if let Some(n) = args.rate_limit {
         h.set_rate_limit(Some(RateLimit::new(n, args.rate_period)));
     }

@@ -307,6 +307,23 @@ pub struct Project {
     pub next_mr_iid: u64,
 }
 
+/// A project webhook (`web_hooks` row, project scope). Only the events the emulator sends are
+/// stored; the other flags are echoed as GitLab's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectHook {
+    pub id: u64,
+    pub project_id: u64,
+    pub url: String,
+    /// Write-only: sent as `X-Gitlab-Token`, never rendered.
+    pub token: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub push_events: bool,
+    pub deployment_events: bool,
+    pub enable_ssl_verification: bool,
+    pub created_at: DateTime<Utc>,
+}
+
 /// CE (FOSS) or EE build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Edition {

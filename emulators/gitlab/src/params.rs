@@ -375,6 +375,18 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `optional :name, type: Boolean`: absent → `None`.
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        let v = self.get(name)?;
+        match coerce_bool(v) {
+            Ok(b) => b,
+            Err(()) => {
+                self.err(name, "is invalid");
+                None
+            }
+        }
+    }
+
     /// `requires :name, type: Integer` for a route parameter.
     pub fn required_int(&mut self, name: &str, raw: &str) -> Option<i64> {
         match coerce_int(&PVal::Str(raw.to_string())) {

@@ -17,6 +17,10 @@ pub enum Endpoint {
     GetEnvironment,
     UpdateEnvironment,
     ListClusterAgents,
+    ListHooks,
+    GetHook,
+    CreateHook,
+    DeleteHook,
     /// GitLab's catch-all route (`404 Not Found`).
     NotFound,
 }
@@ -38,6 +42,8 @@ impl Endpoint {
                 "/projects/:id/environments/:environment_id"
             }
             Endpoint::ListClusterAgents => "/projects/:id/cluster_agents",
+            Endpoint::ListHooks | Endpoint::CreateHook => "/projects/:id/hooks",
+            Endpoint::GetHook | Endpoint::DeleteHook => "/projects/:id/hooks/:hook_id",
             Endpoint::NotFound => "*path",
         }
     }
@@ -92,4 +98,23 @@ pub struct DeploymentRecord {
     /// `(username, status)` of every approval/rejection.
     pub approvals: Vec<(String, String)>,
     pub merge_request_iids: Vec<u64>,
+}
+
+/// One webhook delivery attempt (what GitLab shows under a hook's "Recent events").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookDelivery {
+    pub hook_id: u64,
+    pub url: String,
+    /// The payload's `status` (`running`, `success`, `approved`, ...).
+    pub event_status: String,
+    pub deployment_id: u64,
+    /// `X-Gitlab-Event-UUID` of the delivery (the same on a retry).
+    pub event_uuid: String,
+    /// 1 for the first try.
+    pub attempt: u32,
+    /// The receiver's HTTP status, or `None` when no answer came.
+    pub response_status: Option<u16>,
+    /// `ok`, `failed`, `timeout`, `dropped` (fault), `error: ...`.
+    pub outcome: String,
+    pub at: DateTime<Utc>,
 }

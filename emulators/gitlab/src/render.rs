@@ -297,3 +297,80 @@ pub fn merge_request(d: &Data, m: &MergeRequest, base: &str) -> MergeRequestBasi
         blocking_discussions_resolved: true,
     }
 }
+
+/// `ProjectHook` (B.4), in entity key order; `token` is never shown. `url_variables` and
+/// `custom_headers` (always empty here) appear only on the single-hook routes.
+#[derive(Serialize)]
+pub struct ProjectHookEntity {
+    id: u64,
+    url: String,
+    name: Option<String>,
+    description: Option<String>,
+    created_at: String,
+    push_events: bool,
+    tag_push_events: bool,
+    merge_requests_events: bool,
+    repository_update_events: bool,
+    enable_ssl_verification: bool,
+    alert_status: &'static str,
+    disabled_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url_variables: Option<Vec<Value>>,
+    push_events_branch_filter: Option<String>,
+    branch_filter_strategy: &'static str,
+    custom_webhook_template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_headers: Option<Vec<Value>>,
+    project_id: u64,
+    issues_events: bool,
+    confidential_issues_events: bool,
+    note_events: bool,
+    confidential_note_events: bool,
+    pipeline_events: bool,
+    wiki_page_events: bool,
+    deployment_events: bool,
+    feature_flag_events: bool,
+    job_events: bool,
+    releases_events: bool,
+    milestone_events: bool,
+    emoji_events: bool,
+    resource_access_token_events: bool,
+    vulnerability_events: bool,
+}
+
+pub fn project_hook(d: &Data, h: &ProjectHook, full: bool) -> ProjectHookEntity {
+    ProjectHookEntity {
+        id: h.id,
+        url: h.url.clone(),
+        name: h.name.clone(),
+        description: h.description.clone(),
+        created_at: ts(d, &h.created_at),
+        push_events: h.push_events,
+        tag_push_events: false,
+        merge_requests_events: false,
+        repository_update_events: false,
+        enable_ssl_verification: h.enable_ssl_verification,
+        alert_status: "executable",
+        disabled_until: None,
+        url_variables: full.then(Vec::new),
+        push_events_branch_filter: None,
+        branch_filter_strategy: "wildcard",
+        custom_webhook_template: None,
+        custom_headers: full.then(Vec::new),
+        project_id: h.project_id,
+        issues_events: false,
+        confidential_issues_events: false,
+        note_events: false,
+        confidential_note_events: false,
+        pipeline_events: false,
+        wiki_page_events: false,
+        deployment_events: h.deployment_events,
+        feature_flag_events: false,
+        job_events: false,
+        releases_events: false,
+        milestone_events: false,
+        emoji_events: false,
+        resource_access_token_events: false,
+        vulnerability_events: false,
+    }
+}

@@ -55,6 +55,28 @@ pub struct Data {
     /// Instance time zone as a UTC offset in seconds (0: UTC, timestamps end in `Z`).
     #[serde(default)]
     pub time_zone_offset_secs: i32,
+    /// Project webhooks by id.
+    #[serde(default)]
+    pub hooks: BTreeMap<u64, ProjectHook>,
+    /// Send the approval lifecycle events of MR !239337 (`approved`/`rejected` Deployment
+    /// Hooks, EE 19.x). Off: an older server that sends none.
+    #[serde(default)]
+    pub approval_webhooks: bool,
+    /// `allow_local_requests_from_web_hooks_and_services`: off (GitLab's default) refuses hook
+    /// URLs on loopback and private networks.
+    #[serde(default)]
+    pub allow_local_webhooks: bool,
+    /// Deployment Hook payloads waiting to be handed to the delivery tasks (not persisted: a
+    /// restart loses them, as a Sidekiq queue without Redis persistence would).
+    #[serde(skip)]
+    pub outbox: Vec<HookEvent>,
+}
+
+/// One event for the project's hooks that have `deployment_events` set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookEvent {
+    pub project_id: u64,
+    pub payload: serde_json::Value,
 }
 
 /// Switches for the version differences the spec documents, so clients can be tested
@@ -96,6 +118,10 @@ impl Default for Data {
             seq: Sequences::default(),
             compat: Compat::default(),
             time_zone_offset_secs: 0,
+            hooks: BTreeMap::new(),
+            approval_webhooks: false,
+            allow_local_webhooks: false,
+            outbox: Vec::new(),
         }
     }
 }

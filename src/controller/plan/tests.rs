@@ -1453,3 +1453,78 @@ fn environment_settings_are_set_once_per_change_and_never_hold_up_a_rollout() {
         assert_eq!(plan(&spec, &st, &rollout, now()), want, "case {name}");
     }
 }
+
+/// With hooks announcing approvals, a pending approval is re-read only every safety-net
+/// interval: what polling re-reads after 100 s waits for the full interval.
+#[test]
+fn approval_safety_net_replaces_the_backoff() {
+    let status = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(100), Some(60))
+        .0;
+    let spec = fixed(A);
+    let polled = plan(&spec, &status, &complete(), now());
+    assert!(
+        matches!(polled, Plan::PollApprovals { id: 7, .. }),
+        "{polled:?}"
+    );
+    let net = ApprovalPoll::safety_net(Duration::from_secs(600));
+    assert_eq!(
+        plan_polled(&spec, &status, &complete(), now(), net),
+        nothing(Some(540)),
+        "checked 60 s ago: the next read is 540 s away"
+    );
+    let due = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(900), Some(600))
+        .0;
+    assert_eq!(
+        plan_polled(&spec, &due, &complete(), now(), net),
+        Plan::PollApprovals {
+            id: 7,
+            after: Duration::from_secs(600)
+        }
+    );
+}
+
+/// GitLab reads one pending approval costs, hour by hour, as the reconciler would make them:
+/// it acts on `PollApprovals` (recording `checked_at`) and sleeps the requeue in between.
+/// docs/benchmarks.md quotes these figures.
+fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
+    let spec = fixed(A);
+    let start = now();
+    let mut status = St::default()
+        .deployment(7, A, Success)
+        .approval(ApprovalState::Pending, Some(0), None)
+        .0;
+    let mut reads = vec![0; usize::try_from(hours).unwrap()];
+    let mut at = start;
+    let end = start + SignedDuration::from_secs(i64::try_from(hours * 3600).unwrap());
+    while at < end {
+        let step = plan_polled(&spec, &status, &complete(), at, poll);
+        let wait = match step {
+            Plan::PollApprovals { after, .. } => {
+                let hour = usize::try_from(at.duration_since(start).as_secs() / 3600).unwrap();
+                reads[hour] += 1;
+                if let Some(a) = status.approval.as_mut() {
+                    a.checked_at = Some(Time(at));
+                }
+                after
+            }
+            Plan::Nothing { requeue: Some(d) } => d,
+            other => panic!("unexpected step {other:?}"),
+        };
+        at += SignedDuration::try_from(wait.max(Duration::from_secs(1))).unwrap();
+    }
+    reads
+}
+
+#[test]
+fn approval_reads_per_hour_with_and_without_hooks() {
+    // Polling alone: 10 s doubling to 5 min.
+    assert_eq!(approval_reads(ApprovalPoll::POLLING, 3), vec![17, 12, 12]);
+    // Hooks announce approvals; the safety net reads every 10 min (the default) or every hour.
+    let net = |s| ApprovalPoll::safety_net(Duration::from_secs(s));
+    assert_eq!(approval_reads(net(600), 3), vec![6, 6, 6]);
+    assert_eq!(approval_reads(net(3600), 3), vec![1, 1, 1]);
+}

@@ -73,6 +73,8 @@ pub(super) fn approve_deployment(
     };
     let dep_id = dep.id;
     let dep = d.deployments.get_mut(&dep_id).ok_or(ApiError::NotFound)?;
+    // A repeated identical decision saves nothing and fires no event (B.9).
+    let mut changed = true;
     let idx = match dep
         .approvals
         .iter()
@@ -83,6 +85,8 @@ pub(super) fn approve_deployment(
             if a.status != status {
                 a.status = status;
                 a.comment = comment;
+            } else {
+                changed = false;
             }
             i
         }
@@ -97,6 +101,9 @@ pub(super) fn approve_deployment(
             dep.approvals.len() - 1
         }
     };
+    if changed {
+        crate::webhooks::approval_recorded(d, dep_id, idx, base);
+    }
     let dep = d.deployments.get(&dep_id).ok_or(ApiError::NotFound)?;
     let a = dep.approvals.get(idx).ok_or(ApiError::NotFound)?;
     Ok(Reply::entity(201, &render::approval(d, a, base)))

@@ -140,6 +140,7 @@ pub(super) fn apply_status(
     dep_id: u64,
     status: DeploymentStatus,
     now: DateTime<Utc>,
+    base: &str,
 ) {
     let Some(dep) = d.deployments.get_mut(&dep_id) else {
         return;
@@ -149,6 +150,10 @@ pub(super) fn apply_status(
     if status.is_finished() {
         dep.finished_at = Some(now);
     }
+    crate::webhooks::status_changed(d, dep_id, now, base);
+    let Some(dep) = d.deployments.get_mut(&dep_id) else {
+        return;
+    };
     if status == DeploymentStatus::Success {
         let snapshot = dep.clone();
         let to_link = d.merge_requests_to_link(&snapshot);
@@ -267,7 +272,7 @@ pub(super) fn create_deployment(
             merge_request_ids: Vec::new(),
         },
     );
-    apply_status(d, id, status, now);
+    apply_status(d, id, status, now, base);
     let dep = d.deployments.get(&id).ok_or(ApiError::NotFound)?;
     Ok(Reply::entity(201, &render::deployment(d, dep, base, true)))
 }
@@ -308,7 +313,7 @@ pub(super) fn update_deployment(
         ));
     }
     let id = dep.id;
-    apply_status(d, id, status, now);
+    apply_status(d, id, status, now, base);
     let dep = d.deployments.get(&id).ok_or(ApiError::NotFound)?;
     Ok(Reply::entity(200, &render::deployment(d, dep, base, true)))
 }

@@ -6,6 +6,7 @@ mod approvals;
 mod auth;
 mod deployments;
 mod environments;
+mod hooks;
 mod merge_requests;
 mod pagination;
 mod reply;
@@ -15,6 +16,7 @@ use approvals::*;
 use auth::*;
 use deployments::*;
 use environments::*;
+use hooks::*;
 use merge_requests::*;
 use pagination::*;
 use reply::*;
@@ -62,6 +64,8 @@ fn handle(g: &mut Inner, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
             | Endpoint::DeleteDeployment
             | Endpoint::ApproveDeployment
             | Endpoint::UpdateEnvironment
+            | Endpoint::CreateHook
+            | Endpoint::DeleteHook
     );
     check_scope(&caller, write)?;
     let now = g.now();
@@ -78,6 +82,10 @@ fn handle(g: &mut Inner, req: &ApiRequest<'_>) -> Result<Reply, ApiError> {
         Endpoint::GetEnvironment => get_environment(&g.data, &caller, req, &base),
         Endpoint::UpdateEnvironment => update_environment(&mut g.data, &caller, req, &base, now),
         Endpoint::ListClusterAgents => list_cluster_agents(&g.data, &caller, req, &base),
+        Endpoint::ListHooks => list_hooks(&g.data, &caller, req),
+        Endpoint::GetHook => get_hook(&g.data, &caller, req),
+        Endpoint::CreateHook => create_hook(&mut g.data, &caller, req, now),
+        Endpoint::DeleteHook => delete_hook(&mut g.data, &caller, req),
         Endpoint::NotFound => Err(ApiError::RouteNotFound),
     }
 }
@@ -214,6 +222,8 @@ pub(crate) async fn dispatch(State(h): State<EmulatorHandle>, req: Request) -> R
             if method != "GET" {
                 g.persist();
             }
+            drop(g);
+            crate::webhooks::spawn_deliveries(&h);
             reply
         }
     };

@@ -71,6 +71,9 @@ pub(super) enum ApiError {
     Message(serde_json::Value),
     #[error("412 Precondition Failed")]
     PreconditionFailed,
+    /// A model validation failure answered as 422 with the given body.
+    #[error("422 {0}")]
+    Unprocessable(serde_json::Value),
 }
 
 impl ApiError {
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Message(_) => "Unprocessable",
             ApiError::PreconditionFailed => "PreconditionFailed",
+            ApiError::Unprocessable(_) => "Unprocessable",
         }
     }
 
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::PreconditionFailed => {
                 Reply::json(412, json!({"message": "412 Precondition Failed"}))
             }
+            ApiError::Unprocessable(v) => Reply::json(422, v.clone()),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct Route {
     pub endpoint: Endpoint,
     pub id: String,
-    /// The second path parameter: `:deployment_id`, or `:environment_id` on environment routes.
+    /// The second path parameter: `:deployment_id`, `:environment_id` or `:hook_id`.
     pub deployment_id: Option<String>,
 }
 
@@ -52,6 +52,10 @@ pub(super) fn match_route(method: &str, path: &str, edition: Edition) -> Option<
         ("environments", 3, "GET", _) => Endpoint::GetEnvironment,
         ("environments", 3, "PUT", _) => Endpoint::UpdateEnvironment,
         ("cluster_agents", 2, "GET", _) => Endpoint::ListClusterAgents,
+        ("hooks", 2, "GET", _) => Endpoint::ListHooks,
+        ("hooks", 2, "POST", _) => Endpoint::CreateHook,
+        ("hooks", 3, "GET", _) => Endpoint::GetHook,
+        ("hooks", 3, "DELETE", _) => Endpoint::DeleteHook,
         _ => return None,
     };
     Some(Route {
