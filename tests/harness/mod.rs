@@ -3,6 +3,11 @@
 //! operator running in-process against both through kube's real `Client` and real HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod backend;
+pub mod cluster;
+
+pub use backend::Backend;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +17,6 @@ use gitlab_deployment_operator::controller::allowlist::HostAllowList;
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
 use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
-use gitlab_deployment_operator::controller::targets::Scope;
 use gitlab_emulator::{GitlabEmulator, SeededProject};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -54,10 +58,16 @@ impl Operator {
 }
 
 pub struct Env {
-    pub kube: KubeEmulator,
+    /// The kube emulator; `None` on [`Backend::Real`] (see [`Env::emulator`]).
+    pub kube: Option<KubeEmulator>,
     pub gitlab: GitlabEmulator,
     pub client: Client,
     pub project: SeededProject,
+    /// Which Kubernetes this test runs against.
+    pub backend: Backend,
+    /// The test's namespace: `apps` on the emulator (one per test), a fresh one on the shared
+    /// real cluster.
+    pub ns: String,
 }
 
 pub fn install_tracing() {
@@ -86,9 +96,18 @@ impl Env {
     async fn start_with(options: kube_emulator::KubeEmulatorOptions) -> Env {
         install_tracing();
         let kube = options.start().await.expect("kube emulator starts");
+        let client = kube.client().await;
+        Self::start_on_client(Some(kube), client, Backend::Emulator, NS.to_owned()).await
+    }
+
+    async fn start_on_client(
+        kube: Option<KubeEmulator>,
+        client: Client,
+        backend: Backend,
+        ns: String,
+    ) -> Env {
         let gitlab = GitlabEmulator::start().expect("gitlab emulator starts");
         let project = gitlab.handle().seed_project("team/app", "main", 5);
-        let client = kube.client().await;
 
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in [
@@ -97,7 +116,14 @@ impl Env {
             gitlab_deployment_operator::api::ClusterGitlabConnection::crd(),
         ] {
             let name = crd.metadata.name.clone().unwrap();
-            crds.create(&PostParams::default(), &crd).await.unwrap();
+            // Server-side apply: the real cluster is shared by the tests of a binary.
+            crds.patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
             tokio::time::timeout(
                 Duration::from_secs(10),
                 await_condition(crds.clone(), &name, conditions::is_crd_established()),
@@ -111,8 +137,10 @@ impl Env {
             gitlab,
             client,
             project,
+            backend,
+            ns,
         };
-        env.create_namespace(NS).await;
+        env.create_namespace(&env.ns).await;
         env.put_token(&env.project.maintainer_token.clone()).await;
         env.create_connection("default", &env.gitlab.base_url())
             .await;
@@ -130,7 +158,7 @@ impl Env {
 
     /// Create or replace the token Secret.
     pub async fn put_token(&self, token: &str) {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": TOKEN_SECRET},
@@ -146,7 +174,7 @@ impl Env {
     }
 
     pub async fn create_connection(&self, name: &str, url: &str) {
-        let api: Api<GitlabConnection> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<GitlabConnection> = Api::namespaced(self.client.clone(), &self.ns);
         let conn: GitlabConnection = serde_json::from_value(json!({
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabConnection",
             "metadata": {"name": name},
@@ -159,7 +187,7 @@ impl Env {
 
     pub fn config(&self) -> RunConfig {
         RunConfig {
-            scope: Scope::All,
+            scope: self.backend.scope(&self.ns),
             allow: HostAllowList::new(vec!["127.0.0.1".parse().unwrap()]),
             concurrency: 4,
             settings: ReconcileSettings {
@@ -230,14 +258,14 @@ impl Env {
 
     /// A Deployment `name` running `image`, with the emulator's rollout annotations.
     pub async fn apply_workload(&self, name: &str, image: &str, extra: serde_json::Value) {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
         let mut annotations = json!({"emulator.gitlab-operator.io/rollout-step": "100ms"});
         if let (Some(a), Some(e)) = (annotations.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 a.insert(k.clone(), v.clone());
             }
         }
-        let deployment = json!({
+        let mut deployment = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "annotations": annotations},
             "spec": {
@@ -250,6 +278,7 @@ impl Env {
                 }
             }
         });
+        self.backend.adapt_workload(&mut deployment);
         api.patch(
             name,
             &PatchParams::apply("test").force(),
@@ -260,7 +289,7 @@ impl Env {
     }
 
     pub async fn apply_gld(&self, name: &str, spec: serde_json::Value) {
-        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), &self.ns);
         let obj = json!({
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
             "metadata": {"name": name},
@@ -276,7 +305,7 @@ impl Env {
     }
 
     pub fn glds(&self) -> Api<GitlabDeployment> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     /// Wait (on a watch) until `check` holds for the resource, or fail with its last status.
@@ -339,7 +368,7 @@ impl Env {
     /// Reasons of the Events recorded for a GitlabDeployment.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), NS);
+            Api::namespaced(self.client.clone(), &self.ns);
         let mut events: Vec<_> = api
             .list(&Default::default())
             .await
