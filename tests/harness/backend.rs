@@ -32,6 +32,15 @@ impl Backend {
         }
     }
 
+    /// Where leader-election Leases go: `kube-system` on a test's own emulator, the test's
+    /// namespace on the real cluster that other tests share at the same time.
+    pub fn lease_namespace(self, ns: &str) -> String {
+        match self {
+            Backend::Emulator => "kube-system".to_owned(),
+            Backend::Real => ns.to_owned(),
+        }
+    }
+
     /// Carry the emulator's rollout annotations (`rollout-step`, `rollout-outcome`)
     /// over to a Deployment for the real cluster, where the deployment controller decides:
     /// pods become Ready after the step (the fake kubelet's `ready-after`), a failing rollout

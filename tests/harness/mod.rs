@@ -203,12 +203,13 @@ impl Env {
         self.start_operator_with(self.config())
     }
 
-    /// An operator that campaigns for the lease `leader` in namespace `kube-system` with fast
+    /// An operator that campaigns for the lease `leader` in namespace `kube-system` (the
+    /// test's own namespace on the shared real cluster) with fast
     /// timings (lease 3 s, renew deadline 2 s, retry 250 ms), as replica `identity`.
     pub fn start_elected(&self, identity: &str) -> Operator {
         let lease = LeaseConfig {
             name: "leader".into(),
-            namespace: "kube-system".into(),
+            namespace: self.backend.lease_namespace(&self.ns),
             identity: identity.into(),
             lease_duration: Duration::from_secs(3),
             renew_deadline: Duration::from_secs(2),
