@@ -87,17 +87,24 @@ impl Env {
         match backend {
             Backend::Emulator => Env::start().await,
             Backend::Real => {
-                super::install_tracing();
-                let cluster = tokio::task::spawn_blocking(cluster::shared).await.unwrap();
-                let client = cluster::admin_client(cluster).await;
                 let ns = format!(
                     "t{}-{}",
                     std::process::id(),
                     NAMESPACES.fetch_add(1, Ordering::Relaxed)
                 );
-                Env::start_on_client(None, client, Backend::Real, ns).await
+                Env::start_real_in(ns).await
             }
         }
+    }
+
+    /// As [`Env::start_on`] with [`Backend::Real`], in namespace `ns` (for a test that needs
+    /// a namespace named by something it reads, such as a rendered install; it must then be
+    /// the only test of its binary using that name).
+    pub async fn start_real_in(ns: String) -> Env {
+        super::install_tracing();
+        let cluster = tokio::task::spawn_blocking(cluster::shared).await.unwrap();
+        let client = cluster::admin_client(cluster).await;
+        Env::start_on_client(None, client, Backend::Real, ns).await
     }
 
     /// The kube emulator, for tests that steer it (latency, faults); they run on it only.
