@@ -89,7 +89,9 @@ func main() {
 	}
 	go wait.UntilWithContext(ctx, k.heartbeat, 10*time.Second)
 
-	factory := informers.NewSharedInformerFactory(client, 0)
+	// A resync every 5 s re-queues every pod: a pod whose event was handled while the cache
+	// still held its predecessor of the same name (a StatefulSet pod) is looked at again.
+	factory := informers.NewSharedInformerFactory(client, 5*time.Second)
 	podInformer := factory.Core().V1().Pods().Informer()
 	k.pods = podInformer.GetIndexer()
 	enqueue := func(obj any) {
