@@ -168,14 +168,14 @@ async fn chaos(shape: Shape) {
     );
     let env = Arc::new(Env::start().await);
     let gl = env.gitlab.handle();
-    let hooks = env.kube.hooks();
+    let hooks = env.emulator().hooks();
     let shas = gl.push_commits(env.project.id, "main", shape.rollouts_per_resource);
 
     let log =
         std::env::temp_dir().join(format!("chaos-operator-{seed}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let op = Arc::new(tokio::sync::Mutex::new(OperatorProcess::new(
-        env.kube.kubeconfig_path(),
+        &env.kubeconfig_path(),
         env.gitlab.addr(),
         log.clone(),
     )));

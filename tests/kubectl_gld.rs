@@ -13,7 +13,7 @@ use serde_json::json;
 async fn kubectl(env: &Env, cache: &std::path::Path, args: &[&str]) -> String {
     let out = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
-        .arg(env.kube.kubeconfig_path())
+        .arg(env.kubeconfig_path())
         .arg("--cache-dir")
         .arg(cache)
         .args(args)

@@ -47,7 +47,7 @@ impl Kubectl<'_> {
         let mut cmd = tokio::process::Command::new("kubectl");
         cmd.args(args)
             .env("PATH", path)
-            .env("KUBECONFIG", self.env.kube.kubeconfig_path())
+            .env("KUBECONFIG", self.env.emulator().kubeconfig_path())
             .env("KUBECACHEDIR", &self.cache)
             .env_remove("GITLAB_URL")
             .env_remove("GITLAB_TOKEN")
@@ -239,7 +239,7 @@ async fn kubectl_gld_status_open_approve_reject_refresh_end_to_end() {
                 "--comment",
                 "canary is clean",
                 "--kubeconfig",
-                &env.kube.kubeconfig_path().display().to_string(),
+                &env.emulator().kubeconfig_path().display().to_string(),
             ],
             as_approver,
         )
@@ -289,7 +289,7 @@ async fn kubectl_gld_status_open_approve_reject_refresh_end_to_end() {
 
     // Never the operator's token Secret: the plugin's requests, by their User-Agent.
     let plugin_requests: Vec<_> = env
-        .kube
+        .emulator()
         .hooks()
         .requests()
         .into_iter()

@@ -1,13 +1,15 @@
-//! Two operator replicas against one pair of emulators: only the leader acts, and a leader
-//! killed mid-rollout is replaced without a duplicate GitLab deployment or a lost transition.
+//! Two operator replicas against the GitLab emulator and, as a parameter, the kube emulator or
+//! real Kubernetes: only the leader acts, and a leader killed mid-rollout is replaced without a
+//! duplicate GitLab deployment or a lost transition.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::time::Duration;
 
 use gitlab_emulator::Endpoint;
-use harness::{Env, Operator, gitlab_status};
+use harness::{Backend, Env, Operator, gitlab_status};
 use serde_json::json;
 
 async fn until(what: &str, mut check: impl FnMut() -> bool) {
@@ -27,9 +29,10 @@ fn leader_of<'a>(a: &'a Operator, b: &'a Operator) -> Option<&'a str> {
     }
 }
 
-#[tokio::test]
-async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicates() {
-    let env = Env::start().await;
+async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicates(
+    backend: Backend,
+) {
+    let env = Env::start_on(backend).await;
     let a = env.start_elected("replica-a");
     let b = env.start_elected("replica-b");
     until("a leader is elected", || leader_of(&a, &b).is_some()).await;
@@ -67,9 +70,8 @@ async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicat
     follower.stop().await;
 }
 
-#[tokio::test]
-async fn a_leader_that_stops_gracefully_hands_over_within_a_couple_of_seconds() {
-    let env = Env::start().await;
+async fn a_leader_that_stops_gracefully_hands_over_within_a_couple_of_seconds(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let a = env.start_elected("replica-a");
     until("a leads", || a.is_leader()).await;
     let b = env.start_elected("replica-b");
@@ -86,3 +88,8 @@ async fn a_leader_that_stops_gracefully_hands_over_within_a_couple_of_seconds() 
     );
     b.stop().await;
 }
+
+both_backends!(
+    only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicates,
+    a_leader_that_stops_gracefully_hands_over_within_a_couple_of_seconds,
+);

@@ -1,7 +1,10 @@
-//! The operator end to end: both emulators over loopback, kube's real `Client`, real watches.
-//! Each test gets its own pair of emulators, so they run in parallel.
+//! The operator end to end: the GitLab emulator and, as a parameter, either the kube emulator
+//! or the pinned upstream control plane (tests/cluster), over loopback through kube's real
+//! `Client` and real watches. Each body runs on both (`both_backends!`): `<test>::emulator`
+//! and `<test>::real`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::time::Duration;
@@ -10,7 +13,7 @@ use gitlab_deployment_operator::api::deployment::ApprovalState;
 use gitlab_deployment_operator::api::names::reason;
 use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_emulator::{Endpoint, Fault};
-use harness::{Env, gitlab_status};
+use harness::{Backend, Env, gitlab_status};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -23,9 +26,8 @@ fn is(status: &'static str) -> impl Fn(&gitlab_deployment_operator::api::GitlabD
     move |gd| gitlab_status(gd).as_deref() == Some(status)
 }
 
-#[tokio::test]
-async fn happy_path_creates_once_and_reports_success_with_two_writes() {
-    let env = Env::start().await;
+async fn happy_path_creates_once_and_reports_success_with_two_writes(backend: Backend) {
+    let env = Env::start_on(backend).await;
     // Slow enough that the create happens while the rollout is still in progress.
     env.apply_workload(
         "web",
@@ -68,14 +70,13 @@ async fn happy_path_creates_once_and_reports_success_with_two_writes() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn an_already_rolled_out_workload_costs_one_call() {
-    let env = Env::start().await;
+async fn an_already_rolled_out_workload_costs_one_call(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     // Let the emulated rollout finish before anything follows it.
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(env.client.clone(), harness::NS);
+        kube::Api::namespaced(env.client.clone(), &env.ns);
     tokio::time::timeout(
         Duration::from_secs(20),
         kube::runtime::wait::await_condition(
@@ -99,9 +100,8 @@ async fn an_already_rolled_out_workload_costs_one_call() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_failed_rollout_is_reported_failed() {
-    let env = Env::start().await;
+async fn a_failed_rollout_is_reported_failed(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload(
         "web",
         "registry.example/app:1.0.0",
@@ -120,9 +120,10 @@ async fn a_failed_rollout_is_reported_failed() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_revision() {
-    let env = Env::start().await;
+async fn a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_revision(
+    backend: Backend,
+) {
+    let env = Env::start_on(backend).await;
     let shas = env.project.shas.clone();
     let slow = json!({"emulator.gitlab-operator.io/rollout-step": "500ms"});
     env.apply_workload(
@@ -175,9 +176,8 @@ async fn a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_r
     op.stop().await;
 }
 
-#[tokio::test]
-async fn revision_from_an_annotation() {
-    let env = Env::start().await;
+async fn revision_from_an_annotation(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let sha = env.project.shas[1].clone();
     env.apply_workload(
         "web",
@@ -200,9 +200,8 @@ async fn revision_from_an_annotation() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create() {
-    let env = Env::start().await;
+async fn a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     // GitLab stores the deployment but the answer never arrives: as if the operator died
@@ -228,9 +227,8 @@ async fn a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create(
     op.stop().await;
 }
 
-#[tokio::test]
-async fn two_operators_at_once_make_one_deployment() {
-    let env = Env::start().await;
+async fn two_operators_at_once_make_one_deployment(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload(
         "web",
         "registry.example/app:1.0.0",
@@ -256,9 +254,8 @@ async fn two_operators_at_once_make_one_deployment() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn a_restart_when_settled_costs_no_gitlab_call() {
-    let env = Env::start().await;
+async fn a_restart_when_settled_costs_no_gitlab_call(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     let op = env.start_operator();
@@ -288,9 +285,8 @@ async fn a_restart_when_settled_costs_no_gitlab_call() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn gitlab_5xx_and_429_bursts_are_retried_without_duplicates() {
-    let env = Env::start().await;
+async fn gitlab_5xx_and_429_bursts_are_retried_without_duplicates(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload(
         "web",
         "registry.example/app:1.0.0",
@@ -313,9 +309,8 @@ async fn gitlab_5xx_and_429_bursts_are_retried_without_duplicates() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_wrong_token_stalls_and_fixing_the_secret_recovers() {
-    let env = Env::start().await;
+async fn a_wrong_token_stalls_and_fixing_the_secret_recovers(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.put_token("glpat-wrong").await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
@@ -343,9 +338,8 @@ async fn a_wrong_token_stalls_and_fixing_the_secret_recovers() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn an_invalid_spec_is_rejected_by_the_crd() {
-    let env = Env::start().await;
+async fn an_invalid_spec_is_rejected_by_the_crd(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let api = env.glds();
     let bad = json!({
         "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
@@ -366,9 +360,8 @@ async fn an_invalid_spec_is_rejected_by_the_crd() {
     }
 }
 
-#[tokio::test]
-async fn deletion_policies_cancel_orphan_and_delete() {
-    let env = Env::start().await;
+async fn deletion_policies_cancel_orphan_and_delete(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload(
         "web",
         "registry.example/app:1.0.0",
@@ -419,9 +412,8 @@ async fn deletion_policies_cancel_orphan_and_delete() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn approval_pending_then_approved_is_on_status() {
-    let env = Env::start().await;
+async fn approval_pending_then_approved_is_on_status(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let approver = env.protect_production();
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
@@ -452,9 +444,8 @@ async fn approval_pending_then_approved_is_on_status() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_rejection_is_a_condition_and_an_event() {
-    let env = Env::start().await;
+async fn a_rejection_is_a_condition_and_an_event(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let approver = env.protect_production();
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
@@ -482,9 +473,8 @@ async fn a_rejection_is_a_condition_and_an_event() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn merge_requests_shipped_are_on_status() {
-    let env = Env::start().await;
+async fn merge_requests_shipped_are_on_status(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let gl = env.gitlab.handle();
     let merge_commit = env.project.shas[3].clone();
     gl.add_merge_request(
@@ -514,9 +504,8 @@ async fn merge_requests_shipped_are_on_status() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_rotated_token_is_picked_up_from_its_secret() {
-    let env = Env::start().await;
+async fn a_rotated_token_is_picked_up_from_its_secret(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
     let op = env.start_operator();
@@ -539,9 +528,8 @@ async fn a_rotated_token_is_picked_up_from_its_secret() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_spec_the_crd_could_not_catch_is_stalled_by_the_controller() {
-    let env = Env::start().await;
+async fn a_spec_the_crd_could_not_catch_is_stalled_by_the_controller(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let op = env.start_operator();
     // Schema-valid, but the target kind does not exist in this cluster.
     env.apply_gld(
@@ -593,9 +581,8 @@ async fn stalled_message(env: &Env, name: &str, reason: &'static str) -> String 
     stalled.status.unwrap().conditions[0].message.clone()
 }
 
-#[tokio::test]
-async fn a_host_outside_the_allow_list_is_refused() {
-    let env = Env::start().await;
+async fn a_host_outside_the_allow_list_is_refused(backend: Backend) {
+    let env = Env::start_on(backend).await;
     env.create_connection("elsewhere", "https://gitlab.evil.example")
         .await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
@@ -628,7 +615,7 @@ async fn apply_json(
     let ar =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     let api: kube::Api<DynamicObject> =
-        kube::Api::namespaced_with(env.client.clone(), harness::NS, &ar);
+        kube::Api::namespaced_with(env.client.clone(), &env.ns, &ar);
     let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
     api.patch(
         &name,
@@ -652,9 +639,8 @@ fn target_spec(
     })
 }
 
-#[tokio::test]
-async fn statefulsets_and_daemonsets_are_followed() {
-    let env = Env::start().await;
+async fn statefulsets_and_daemonsets_are_followed(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let op = env.start_operator();
     let template = json!({
         "metadata": {"labels": {"app": "db"}},
@@ -690,10 +676,9 @@ async fn statefulsets_and_daemonsets_are_followed() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_custom_kind_with_kstatus_conditions_is_followed() {
+async fn a_custom_kind_with_kstatus_conditions_is_followed(backend: Backend) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let env = Env::start().await;
+    let env = Env::start_on(backend).await;
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "widgets.example.com"},
@@ -705,7 +690,13 @@ async fn a_custom_kind_with_kstatus_conditions_is_followed() {
     }))
     .unwrap();
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(env.client.clone());
-    crds.create(&Default::default(), &crd).await.unwrap();
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
     tokio::time::timeout(
         Duration::from_secs(10),
         kube::runtime::wait::await_condition(
@@ -729,7 +720,7 @@ async fn a_custom_kind_with_kstatus_conditions_is_followed() {
     // The widget's controller (this test) reports progress, then readiness, kstatus-style.
     let widgets: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         env.client.clone(),
-        harness::NS,
+        &env.ns,
         &kube::api::ApiResource::from_gvk_with_plural(
             &kube::api::GroupVersionKind::gvk("example.com", "v1", "Widget"),
             "widgets",
@@ -762,9 +753,8 @@ async fn a_custom_kind_with_kstatus_conditions_is_followed() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn a_new_sha_is_not_reported_successful_before_the_workload_rolls_it_out() {
-    let env = Env::start().await;
+async fn a_new_sha_is_not_reported_successful_before_the_workload_rolls_it_out(backend: Backend) {
+    let env = Env::start_on(backend).await;
     let shas = env.project.shas.clone();
     env.apply_workload("web", "registry.example/app:1", json!({}))
         .await;
@@ -850,3 +840,27 @@ async fn a_cluster_connection_as_the_default_serves_only_its_namespaces() {
     );
     op.stop().await;
 }
+
+both_backends!(
+    happy_path_creates_once_and_reports_success_with_two_writes,
+    an_already_rolled_out_workload_costs_one_call,
+    a_failed_rollout_is_reported_failed,
+    a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_revision,
+    revision_from_an_annotation,
+    a_crash_between_post_and_id_is_recovered_by_lookup_not_a_second_create,
+    two_operators_at_once_make_one_deployment,
+    a_restart_when_settled_costs_no_gitlab_call,
+    gitlab_5xx_and_429_bursts_are_retried_without_duplicates,
+    a_wrong_token_stalls_and_fixing_the_secret_recovers,
+    an_invalid_spec_is_rejected_by_the_crd,
+    deletion_policies_cancel_orphan_and_delete,
+    approval_pending_then_approved_is_on_status,
+    a_rejection_is_a_condition_and_an_event,
+    merge_requests_shipped_are_on_status,
+    a_rotated_token_is_picked_up_from_its_secret,
+    a_spec_the_crd_could_not_catch_is_stalled_by_the_controller,
+    a_host_outside_the_allow_list_is_refused,
+    statefulsets_and_daemonsets_are_followed,
+    a_custom_kind_with_kstatus_conditions_is_followed,
+    a_new_sha_is_not_reported_successful_before_the_workload_rolls_it_out,
+);

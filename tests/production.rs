@@ -27,7 +27,9 @@ async fn readyz_waits_for_the_caches_and_metrics_have_every_family() {
     env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
         .await;
     // A slow API server: the initial lists take a while.
-    env.kube.hooks().set_latency(Duration::from_millis(300));
+    env.emulator()
+        .hooks()
+        .set_latency(Duration::from_millis(300));
     let op = env.start_operator();
     let (addr, _server) = admin::serve(
         "127.0.0.1:0".parse().unwrap(),
@@ -52,7 +54,7 @@ async fn readyz_waits_for_the_caches_and_metrics_have_every_family() {
         assert!(tokio::time::Instant::now() < deadline, "never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    env.kube.hooks().set_latency(Duration::ZERO);
+    env.emulator().hooks().set_latency(Duration::ZERO);
     env.wait_for("web-staging", "success", |gd| {
         gitlab_status(gd).as_deref() == Some("success")
     })
@@ -106,7 +108,7 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
         .args(["run", "--allowed-host", &env.gitlab.addr().to_string()])
         .args(["--allow-insecure-http", "--log-format", "json"])
         .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
-        .env("KUBECONFIG", env.kube.kubeconfig_path())
+        .env("KUBECONFIG", env.kubeconfig_path())
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

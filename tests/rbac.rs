@@ -176,7 +176,7 @@ fn describe(r: &RequestRecord) -> String {
 
 /// A client for the test's own calls: same server and credentials, its own User-Agent.
 async fn test_client(env: &Env) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(env.kube.kubeconfig_path()).unwrap();
+    let kc = kube::config::Kubeconfig::read_from(env.kubeconfig_path()).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
@@ -288,7 +288,7 @@ async fn operator_requests(scope: Scope) -> Vec<RequestRecord> {
         .unwrap();
     read_sources_everywhere(&env, &tagged).await;
 
-    let hooks = env.kube.hooks();
+    let hooks = env.emulator().hooks();
     hooks.clear_requests();
     let mut config = env.config();
     config.scope = scope;

@@ -37,7 +37,7 @@ const BUDGET_KIB: u64 = 5 * 1024;
 /// then take the highest of a few RSS samples; stop it.
 async fn settled_rss_kib(env: &Env, binary: Option<&PathBuf>, log: &str) -> u64 {
     let log = std::env::temp_dir().join(format!("{log}-{}.log", std::process::id()));
-    let mut op = OperatorProcess::new(env.kube.kubeconfig_path(), env.gitlab.addr(), log.clone());
+    let mut op = OperatorProcess::new(env.emulator().kubeconfig_path(), env.gitlab.addr(), log.clone());
     if let Some(binary) = binary {
         op = op.with_binary(binary.clone());
     }
@@ -78,7 +78,7 @@ async fn unrelated_secrets_cost_the_operator_no_memory() {
     let env = Env::start().await;
     let other_build = std::env::var_os("SECRET_MEMORY_OPERATOR_BIN").map(PathBuf::from);
     if other_build.is_some() {
-        env.kube.hooks().clear_forbidden();
+        env.emulator().hooks().clear_forbidden();
     }
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;

@@ -82,7 +82,7 @@ fn using(env: &Env, environment: &str, connection: &str) -> serde_json::Value {
 }
 
 fn secret_and_config_map_reads(env: &Env) -> Vec<RequestRecord> {
-    env.kube
+    env.emulator()
         .hooks()
         .requests()
         .into_iter()
@@ -144,7 +144,7 @@ async fn secrets_and_config_maps_are_read_by_name_never_listed_or_watched() {
     .await;
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
-    env.kube.hooks().clear_requests();
+    env.emulator().hooks().clear_requests();
     let op = env.start_operator();
     for (name, conn) in [("one", "default"), ("two", "with-ca"), ("three", "with-ca")] {
         env.apply_gld(name, using(&env, name, conn)).await;

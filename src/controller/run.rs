@@ -184,6 +184,8 @@ where
 struct SyncGate {
     remaining: std::sync::atomic::AtomicUsize,
     admin: AdminState,
+    /// `true` once every watch has listed: reconciles wait for it (see [`SyncGate::synced`]).
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl SyncGate {
@@ -191,7 +193,20 @@ impl SyncGate {
         Arc::new(Self {
             remaining: std::sync::atomic::AtomicUsize::new(0),
             admin,
+            synced: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Resolves once every watch has delivered its first full list. A reconcile that ran
+    /// earlier would judge a GitlabDeployment on empty connection and Secret caches: "connection
+    /// not found", and on deletion it would let the finalizer go without canceling the GitLab
+    /// deployment (seen against the real kube-apiserver, whose lists return in no fixed order).
+    fn synced(self: &Arc<Self>) -> impl Future<Output = ()> + Send + use<> {
+        let mut rx = self.synced.subscribe();
+        async move {
+            // An error means the gate is gone: the run is ending anyway.
+            let _ = rx.wait_for(|synced| *synced).await;
+        }
     }
 
     /// Register one more watch; the returned closure marks it synced (only its first call
@@ -208,6 +223,7 @@ impl SyncGate {
                     .remaining
                     .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 if before == 1 {
+                    gate.synced.send_replace(true);
                     gate.admin.set_ready(true);
                     tracing::info!("caches synced; ready");
                 }
@@ -550,7 +566,10 @@ pub async fn run(
         });
     }
 
-    // Dependents of connections, Secrets and ConfigMaps.
+    // Dependents of connections, Secrets and ConfigMaps. The initial list wakes them too: a
+    // GitlabDeployment reconciled before its connection's first list arrived was judged on
+    // an empty cache ("not found") and would otherwise wait for the next change (seen
+    // against the real kube-apiserver, whose lists come back in no fixed order).
     {
         let deployments = deployment_stores.clone();
         let triggers = triggers.clone();
@@ -563,7 +582,10 @@ pub async fn run(
         };
         let wake_conn = wake.clone();
         tasks.spawn(connection_events.for_each(move |event| {
-            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
+            if let watcher::Event::Apply(c)
+            | watcher::Event::InitApply(c)
+            | watcher::Event::Delete(c) = &event
+            {
                 wake_conn(
                     ConnectionTarget {
                         kind: ConnectionKind::GitlabConnection,
@@ -576,7 +598,10 @@ pub async fn run(
         }));
         let wake_cluster = wake.clone();
         tasks.spawn(cluster_events.for_each(move |event| {
-            if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &event {
+            if let watcher::Event::Apply(c)
+            | watcher::Event::InitApply(c)
+            | watcher::Event::Delete(c) = &event
+            {
                 wake_cluster(
                     ConnectionTarget {
                         kind: ConnectionKind::ClusterGitlabConnection,
@@ -681,7 +706,20 @@ pub async fn run(
             )
             .reconcile_on(trigger_stream)
             .graceful_shutdown_on(async move { shutdown.cancelled().await })
-            .run(reconcile, error_policy, Arc::clone(&ctx))
+            .run(
+                {
+                    let gate = Arc::clone(&gate);
+                    move |obj, ctx| {
+                        let synced = gate.synced();
+                        async move {
+                            synced.await;
+                            reconcile(obj, ctx).await
+                        }
+                    }
+                },
+                error_policy,
+                Arc::clone(&ctx),
+            )
             .for_each(|result| {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "reconcile did not run");

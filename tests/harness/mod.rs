@@ -3,6 +3,12 @@
 //! operator running in-process against both through kube's real `Client` and real HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod backend;
+pub mod cluster;
+pub mod rbac_real;
+
+pub use backend::Backend;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +18,6 @@ use gitlab_deployment_operator::controller::allowlist::{AllowedHost, HostAllowLi
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
 use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
-use gitlab_deployment_operator::controller::targets::Scope;
 use gitlab_emulator::{GitlabEmulator, SeededProject};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -80,10 +85,16 @@ impl Operator {
 }
 
 pub struct Env {
-    pub kube: KubeEmulator,
+    /// The kube emulator; `None` on [`Backend::Real`] (see [`Env::emulator`]).
+    pub kube: Option<KubeEmulator>,
     pub gitlab: GitlabEmulator,
     pub client: Client,
     pub project: SeededProject,
+    /// Which Kubernetes this test runs against.
+    pub backend: Backend,
+    /// The test's namespace: `apps` on the emulator (one per test), a fresh one on the shared
+    /// real cluster.
+    pub ns: String,
 }
 
 pub fn install_tracing() {
@@ -120,9 +131,18 @@ impl Env {
                 kube.hooks().forbid(verb, "", resource);
             }
         }
+        let client = kube.client().await;
+        Self::start_on_client(Some(kube), client, Backend::Emulator, NS.to_owned()).await
+    }
+
+    async fn start_on_client(
+        kube: Option<KubeEmulator>,
+        client: Client,
+        backend: Backend,
+        ns: String,
+    ) -> Env {
         let gitlab = GitlabEmulator::start().expect("gitlab emulator starts");
         let project = gitlab.handle().seed_project("team/app", "main", 5);
-        let client = kube.client().await;
 
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in [
@@ -131,7 +151,14 @@ impl Env {
             gitlab_deployment_operator::api::ClusterGitlabConnection::crd(),
         ] {
             let name = crd.metadata.name.clone().unwrap();
-            crds.create(&PostParams::default(), &crd).await.unwrap();
+            // Server-side apply: the real cluster is shared by the tests of a binary.
+            crds.patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
             tokio::time::timeout(
                 Duration::from_secs(10),
                 await_condition(crds.clone(), &name, conditions::is_crd_established()),
@@ -145,8 +172,10 @@ impl Env {
             gitlab,
             client,
             project,
+            backend,
+            ns,
         };
-        env.create_namespace(NS).await;
+        env.create_namespace(&env.ns).await;
         env.put_token(&env.project.maintainer_token.clone()).await;
         env.create_connection("default", &env.gitlab.base_url())
             .await;
@@ -164,7 +193,7 @@ impl Env {
 
     /// Create or replace the token Secret.
     pub async fn put_token(&self, token: &str) {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": TOKEN_SECRET},
@@ -180,7 +209,7 @@ impl Env {
     }
 
     pub async fn create_connection(&self, name: &str, url: &str) {
-        let api: Api<GitlabConnection> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<GitlabConnection> = Api::namespaced(self.client.clone(), &self.ns);
         let conn: GitlabConnection = serde_json::from_value(json!({
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabConnection",
             "metadata": {"name": name},
@@ -205,7 +234,7 @@ impl Env {
             hosts.push(addr.into());
         }
         RunConfig {
-            scope: Scope::All,
+            scope: self.backend.scope(&self.ns),
             allow: HostAllowList::new(hosts).allow_insecure_http(true),
             concurrency: 4,
             settings: ReconcileSettings {
@@ -222,12 +251,13 @@ impl Env {
         self.start_operator_with(self.config())
     }
 
-    /// An operator that campaigns for the lease `leader` in namespace `kube-system` with fast
+    /// An operator that campaigns for the lease `leader` in namespace `kube-system` (the
+    /// test's own namespace on the shared real cluster) with fast
     /// timings (lease 3 s, renew deadline 2 s, retry 250 ms), as replica `identity`.
     pub fn start_elected(&self, identity: &str) -> Operator {
         let lease = LeaseConfig {
             name: "leader".into(),
-            namespace: "kube-system".into(),
+            namespace: self.backend.lease_namespace(&self.ns),
             identity: identity.into(),
             lease_duration: Duration::from_secs(3),
             renew_deadline: Duration::from_secs(2),
@@ -277,14 +307,14 @@ impl Env {
 
     /// A Deployment `name` running `image`, with the emulator's rollout annotations.
     pub async fn apply_workload(&self, name: &str, image: &str, extra: serde_json::Value) {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
         let mut annotations = json!({"emulator.gitlab-operator.io/rollout-step": "100ms"});
         if let (Some(a), Some(e)) = (annotations.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 a.insert(k.clone(), v.clone());
             }
         }
-        let deployment = json!({
+        let mut deployment = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "annotations": annotations},
             "spec": {
@@ -297,6 +327,7 @@ impl Env {
                 }
             }
         });
+        self.backend.adapt_workload(&mut deployment);
         api.patch(
             name,
             &PatchParams::apply("test").force(),
@@ -307,7 +338,7 @@ impl Env {
     }
 
     pub async fn apply_gld(&self, name: &str, spec: serde_json::Value) {
-        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), &self.ns);
         let obj = json!({
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
             "metadata": {"name": name},
@@ -323,7 +354,7 @@ impl Env {
     }
 
     pub fn glds(&self) -> Api<GitlabDeployment> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     /// Wait (on a watch) until `check` holds for the resource, or fail with its last status.
@@ -386,7 +417,7 @@ impl Env {
     /// Reasons of the Events recorded for a GitlabDeployment.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), NS);
+            Api::namespaced(self.client.clone(), &self.ns);
         let mut events: Vec<_> = api
             .list(&Default::default())
             .await
