@@ -23,6 +23,13 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// The shard a process serves: its `--watch-label-selector`, empty when unsharded. One series
+/// per process (an info metric), so joining on it keeps every other family's labels bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
 /// Every operator metric, registered once at start-up.
 #[derive(Debug)]
 pub struct OperatorMetrics {
@@ -32,6 +39,7 @@ pub struct OperatorMetrics {
     pub queue_depth: Gauge,
     pub resources: Family<PhaseLabels, Gauge>,
     pub watched_kinds: Gauge,
+    pub shard_info: Family<ShardLabels, Gauge>,
 }
 
 impl Default for OperatorMetrics {
@@ -45,6 +53,7 @@ impl Default for OperatorMetrics {
             queue_depth: Gauge::default(),
             resources: Family::default(),
             watched_kinds: Gauge::default(),
+            shard_info: Family::default(),
         }
     }
 }
@@ -83,6 +92,17 @@ impl OperatorMetrics {
             "Workload kinds watched because some GitlabDeployment follows them",
             self.watched_kinds.clone(),
         );
+        registry.register(
+            "shard_info",
+            "1, labelled with the label selector this instance serves (empty: unsharded)",
+            self.shard_info.clone(),
+        );
+    }
+
+    /// Publish the shard served (replacing any earlier one).
+    pub fn set_shard(&self, shard: String) {
+        self.shard_info.clear();
+        self.shard_info.get_or_create(&ShardLabels { shard }).set(1);
     }
 
     /// Count one reconcile.
@@ -127,7 +147,13 @@ mod tests {
                 phase: "Ready".into(),
             })
             .set(2);
+        metrics.set_shard("old".into());
+        metrics.set_shard("sharding.gitlab-operator.io/key=shard1".into());
         let text = encode(&registry).unwrap();
+        assert!(
+            !text.contains("shard=\"old\""),
+            "one shard series only:\n{text}"
+        );
         for family in [
             "gitlab_operator_reconciles_total{result=\"ok\",category=\"none\"} 1",
             "gitlab_operator_reconciles_total{result=\"error\",category=\"RateLimited\"} 1",
@@ -136,6 +162,7 @@ mod tests {
             "gitlab_operator_queue_depth 0",
             "gitlab_operator_resources{phase=\"Ready\"} 2",
             "gitlab_operator_watched_kinds 0",
+            "gitlab_operator_shard_info{shard=\"sharding.gitlab-operator.io/key=shard1\"} 1",
         ] {
             assert!(text.contains(family), "missing {family} in:\n{text}");
         }

@@ -33,6 +33,7 @@ use super::index::{IndexChange, TargetIndex, TargetKey, TargetKind};
 use super::own_writes::OwnWrites;
 use super::reconcile::{Context, ReconcileSettings, error_policy, reconcile};
 use super::scoped::ScopedStore;
+use super::shard::Shard;
 use super::targets::{Scope, TargetWatches};
 use crate::admin::AdminState;
 use crate::api::connection::{ClusterGitlabConnection, GitlabConnection};
@@ -55,6 +56,8 @@ pub struct RunConfig {
     pub operator_namespace: Option<String>,
     /// `reportingInstance` of Events (the pod name).
     pub instance: Option<String>,
+    /// The label selector every `GitlabDeployment` watch is filtered by (`--watch-label-selector`).
+    pub shard: Shard,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,10 @@ pub enum RunError {
         "the GitlabDeployment CRD is not installed (the API server answered: {0}); install the CRDs: `gitlab-deployment-operator crd | kubectl apply -f -`"
     )]
     CrdMissing(String),
+    #[error(
+        "the API server refused --watch-label-selector {selector:?}: {message}; write it as kubectl's -l takes it, e.g. sharding.gitlab-operator.io/key=shard1 or !sharding.gitlab-operator.io/key"
+    )]
+    Selector { selector: String, message: String },
     #[error("cannot reach the Kubernetes API server: {0}")]
     Kube(#[source] kube::Error),
 }
@@ -90,20 +97,40 @@ impl Default for Telemetry {
     }
 }
 
-/// Fail early with the fix when the CRDs are missing, instead of a watch error loop.
-/// Lists in the first served namespace when the operator is namespace-scoped, so a
-/// namespaced install needs no cluster-wide right for it.
-pub async fn check_crds(client: &Client, scope: &Scope) -> Result<(), RunError> {
+/// Fail early with the fix when the CRDs are missing or the shard's selector is malformed,
+/// instead of a watch error loop. Lists in the first served namespace when the operator is
+/// namespace-scoped, so a namespaced install needs no cluster-wide right for it.
+pub async fn check_crds(client: &Client, scope: &Scope, shard: &Shard) -> Result<(), RunError> {
     let api: Api<GitlabDeployment> = match scope {
         Scope::Namespaces(list) if !list.is_empty() => Api::namespaced(client.clone(), &list[0]),
         _ => Api::all(client.clone()),
     };
-    match api.list(&ListParams::default().limit(1)).await {
+    let mut params = ListParams::default().limit(1);
+    if let Some(selector) = shard.selector() {
+        params = params.labels(selector);
+    }
+    match api.list(&params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
             Err(RunError::CrdMissing(status.message))
         }
+        Err(kube::Error::Api(status)) if status.code == 400 && shard.selector().is_some() => {
+            Err(RunError::Selector {
+                selector: shard.metric_label(),
+                message: status.message,
+            })
+        }
         Err(err) => Err(RunError::Kube(err)),
+    }
+}
+
+/// Every `GitlabDeployment` watch is filtered by the shard's selector: the API server then
+/// sends a deletion when a relabelled resource leaves the shard and an addition when one
+/// joins, so a shard drops (and stops acting on) what it no longer serves.
+fn deployment_watch_config(shard: &Shard) -> watcher::Config {
+    match shard.selector() {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
     }
 }
 
@@ -320,7 +347,8 @@ pub async fn run(
     admin: AdminState,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    check_crds(&client, &config.scope).await?;
+    check_crds(&client, &config.scope, &config.shard).await?;
+    telemetry.operator.set_shard(config.shard.metric_label());
     let namespaces = watch_namespaces(&config.scope);
     // Every background task of this run; dropping the set (a return, or the whole future
     // being dropped as on a kill) aborts them all, so nothing outlives the operator.
@@ -412,7 +440,7 @@ pub async fn run(
         let wake = triggers.clone();
         let stream = watcher(
             api_for::<GitlabDeployment>(&client, ns),
-            watcher::Config::default(),
+            deployment_watch_config(&config.shard),
         )
         .default_backoff()
         // Managed fields are most of a small object and nothing here reads them (status

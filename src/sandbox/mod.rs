@@ -25,6 +25,7 @@ use crate::cli::sandbox::{SandboxArgs, SandboxError};
 use crate::controller::allowlist::{AllowedHost, HostAllowList};
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry};
+use crate::controller::shard::Shard;
 use crate::controller::targets::Scope;
 
 /// Namespace of the demo: the kubeconfig's default, so `kubectl get gld` needs no `-n`.
@@ -100,6 +101,7 @@ fn operator_config(gitlab: SocketAddr) -> RunConfig {
         settings: ReconcileSettings::default(),
         operator_namespace: None,
         instance: Some("sandbox".to_owned()),
+        shard: Shard::default(),
     }
 }
 
