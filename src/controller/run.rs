@@ -177,12 +177,20 @@ where
         stores.insert(ns.clone(), reader);
         let stream = watcher(api_for::<K>(client, ns), watcher::Config::default())
             .default_backoff()
+            .modify(drop_managed_fields)
             .reflect(writer)
             .filter_map(|event| future::ready(log_watch_error::<K>(event)))
             .inspect(gate.watch());
         streams.push(stream.boxed());
     }
     (stores, futures::stream::select_all(streams))
+}
+
+/// Managed fields are most of a small object and nothing here reads them (status writes send
+/// none): every cache drops them. In a heap profile the Namespace cache alone held ~17 KiB per
+/// namespace of them.
+fn drop_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// Readiness: flips the admin server to ready once every watch has delivered its first full
@@ -406,6 +414,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(drop_managed_fields)
     .reflect(cluster_writer)
     .filter_map(|e| future::ready(log_watch_error(e)))
     .inspect(gate.watch());
@@ -417,6 +426,7 @@ pub async fn run(
                 watcher::Config::default(),
             )
             .default_backoff()
+            .modify(drop_managed_fields)
             .reflect(writer)
             .for_each(|_| future::ready(()));
             tasks.spawn(events);
@@ -443,9 +453,7 @@ pub async fn run(
             deployment_watch_config(&config.shard),
         )
         .default_backoff()
-        // Managed fields are most of a small object and nothing here reads them (status
-        // writes send none).
-        .modify(|gd| gd.metadata.managed_fields = None)
+        .modify(drop_managed_fields)
         .reflect(writer)
         .inspect_ok(move |event| {
             index_event(event, scope.as_deref(), &index, &targets);
