@@ -23,6 +23,13 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// The shard a process serves: its `--watch-label-selector`, empty when unsharded. One series
+/// per process (an info metric), so joining on it keeps every other family's labels bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
 /// Every operator metric, registered once at start-up.
 #[derive(Debug)]
 pub struct OperatorMetrics {
@@ -41,6 +48,7 @@ pub struct OperatorMetrics {
     /// Age in seconds of the oldest approval still pending (0 when none), for "approval
     /// pending longer than X" alerts without a per-object label.
     pub approval_pending_max_seconds: Gauge,
+    pub shard_info: Family<ShardLabels, Gauge>,
 }
 
 impl Default for OperatorMetrics {
@@ -58,6 +66,7 @@ impl Default for OperatorMetrics {
             report_latency: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
             approvals_pending: Gauge::default(),
             approval_pending_max_seconds: Gauge::default(),
+            shard_info: Family::default(),
         }
     }
 }
@@ -111,6 +120,17 @@ impl OperatorMetrics {
             "Age of the oldest approval still pending, 0 when none",
             self.approval_pending_max_seconds.clone(),
         );
+        registry.register(
+            "shard_info",
+            "1, labelled with the label selector this instance serves (empty: unsharded)",
+            self.shard_info.clone(),
+        );
+    }
+
+    /// Publish the shard served (replacing any earlier one).
+    pub fn set_shard(&self, shard: String) {
+        self.shard_info.clear();
+        self.shard_info.get_or_create(&ShardLabels { shard }).set(1);
     }
 
     /// Count one reconcile.
@@ -155,7 +175,13 @@ mod tests {
                 phase: "Ready".into(),
             })
             .set(2);
+        metrics.set_shard("old".into());
+        metrics.set_shard("sharding.gitlab-operator.io/key=shard1".into());
         let text = encode(&registry).unwrap();
+        assert!(
+            !text.contains("shard=\"old\""),
+            "one shard series only:\n{text}"
+        );
         for family in [
             "gitlab_operator_reconciles_total{result=\"ok\",category=\"none\"} 1",
             "gitlab_operator_reconciles_total{result=\"error\",category=\"RateLimited\"} 1",
@@ -167,6 +193,7 @@ mod tests {
             "gitlab_operator_report_latency_seconds_bucket",
             "gitlab_operator_approvals_pending 0",
             "gitlab_operator_approval_pending_max_seconds 0",
+            "gitlab_operator_shard_info{shard=\"sharding.gitlab-operator.io/key=shard1\"} 1",
         ] {
             assert!(text.contains(family), "missing {family} in:\n{text}");
         }

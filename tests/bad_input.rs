@@ -786,7 +786,8 @@ async fn plain_http_and_unlisted_ports_are_refused_without_a_gitlab_call() {
 
 /// Notes of the Events recorded for `name` with `reason`.
 async fn event_notes(env: &Env, name: &str, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.ns);
     api.list(&Default::default())
         .await
         .unwrap()

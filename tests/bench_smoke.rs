@@ -10,8 +10,11 @@ use std::time::Duration;
 #[test]
 fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table() {
     let baseline = Path::new("/usr/bin/kubectl").exists() && Path::new("/usr/bin/curl").exists();
+    let json_path = std::env::temp_dir().join(format!("bench-smoke-{}.json", std::process::id()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
     cmd.args(["--sizes", "4", "--rounds", "1", "--rate", "40"])
+        .arg("--json")
+        .arg(&json_path)
         .args(["--steady-secs", "1", "--restart-settle-secs", "1"])
         .args(["--baseline", if baseline { "2" } else { "0" }])
         .arg("--operator-bin")
@@ -41,7 +44,34 @@ fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table() {
             "no {needle:?} in:\n{stdout}\n{stderr}"
         );
     }
+    // The JSON says what the table says.
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json_path);
+    let size = &figures["sizes"][0];
+    assert_eq!(size["size"], 4);
+    assert_eq!(size["shards"], 1);
+    assert_eq!(size["revisions"], 4);
+    let per_revision = size["calls_per_revision"].as_f64().unwrap();
+    assert!(
+        stdout.contains(&format!("| 4 | {per_revision:.3} (")),
+        "the table's calls/revision is the JSON's {per_revision}:\n{stdout}"
+    );
+    for field in [
+        "steady_calls",
+        "restart_calls",
+        "peak_rss_kib",
+        "cpu_secs_total",
+    ] {
+        assert!(size[field].is_number(), "{field} in {size}");
+    }
+    for q in ["p50", "p99", "max"] {
+        assert!(size["latency_ms"][q].is_i64(), "latency {q} in {size}");
+    }
+    assert!(size["merge_requests"]["calls_per_revision"].is_number());
     if baseline {
+        assert!(figures["baseline"]["rss_kib_per_rollout"].as_u64().unwrap() > 0);
+        assert!(figures["baseline"]["pss_kib_per_rollout"].as_u64().unwrap() > 0);
         assert!(
             stdout.contains("baseline: 2 rollouts (2 succeeded)"),
             "baseline missing:\n{stdout}"
@@ -51,4 +81,55 @@ fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table() {
             "comparison missing:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn bench_runs_sharded_and_restarts_one_shard_without_gitlab_calls() {
+    let json_path =
+        std::env::temp_dir().join(format!("bench-smoke-shards-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--sizes", "6", "--rounds", "1", "--rate", "40", "--shards", "2",
+        ])
+        .args([
+            "--steady-secs",
+            "1",
+            "--restart-settle-secs",
+            "1",
+            "--baseline",
+            "0",
+        ])
+        .args(["--merge-request-round", "false"])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--operator-bin")
+        .arg(env!("CARGO_BIN_EXE_gitlab-deployment-operator"))
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json_path);
+    let size = &figures["sizes"][0];
+    assert_eq!(size["shards"], 2);
+    assert_eq!(size["per_process"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        size["calls_per_revision"].as_f64(),
+        Some(2.0),
+        "each revision reported once across the shards: {size}"
+    );
+    assert_eq!(size["restart_calls"], 0, "{size}");
+    assert_eq!(
+        size["restart_reconciles"].as_u64().map(|n| n >= 3),
+        Some(true)
+    );
+    assert!(size["merge_requests"].is_null());
+    assert!(stdout.contains("size 6 over 2 shards"), "{stdout}");
 }

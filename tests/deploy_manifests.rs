@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use gitlab_deployment_operator::api::crds::crds_yaml;
 use gitlab_deployment_operator::cli::{Cli, Command as Sub};
+use gitlab_deployment_operator::controller::shard::Shard;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
@@ -945,5 +946,130 @@ fn webhooks_component_opens_the_receiver_port_behind_a_service() {
         backend["backend"]["service"]["port"]["name"],
         svc["spec"]["ports"][0]["name"]
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `deploy/` with the shard component, rendered in a scratch kustomization.
+fn shard_render() -> (PathBuf, Vec<Value>) {
+    let dir = scratch_dir("shard");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &deploy_dir()),
+            relative(&dir, &deploy_dir().join("components/shard"))
+        ),
+    )
+    .unwrap();
+    let objs = kustomize(&dir);
+    (dir, objs)
+}
+
+/// The lease a Deployment's operator elects its leader on, as `run` derives it from the
+/// manifest's arguments and its `GITLAB_WATCH_LABEL_SELECTOR`.
+fn lease_of(dep: &Value) -> (Option<String>, String) {
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = strings(&c["command"]);
+    argv.extend(strings(&c["args"]));
+    let Sub::Run(run_args) = Cli::try_parse_from(&argv).unwrap().command else {
+        panic!("{argv:?} does not run the operator")
+    };
+    assert!(run_args.leader_elect);
+    let selector = env_value(c, "GITLAB_WATCH_LABEL_SELECTOR");
+    let lease = Shard::new(selector.as_deref()).lease_name(&run_args.lease_name);
+    (selector, lease)
+}
+
+#[test]
+fn shard_component_adds_a_shard_with_its_own_lease_and_the_main_install_excludes_it() {
+    let (dir, objs) = shard_render();
+    let main = find(&objs, "Deployment", NAME);
+    let shard = find(&objs, "Deployment", "gitlab-deployment-operator-shard1");
+    let (main_selector, main_lease) = lease_of(main);
+    let (shard_selector, shard_lease) = lease_of(shard);
+    assert_eq!(
+        main_selector.as_deref(),
+        Some("!sharding.gitlab-operator.io/key"),
+        "the main instance leaves sharded resources alone"
+    );
+    assert_eq!(
+        shard_selector.as_deref(),
+        Some("sharding.gitlab-operator.io/key=shard1")
+    );
+    assert_ne!(main_lease, shard_lease, "the shards never contend");
+
+    // The lease Role lets each instance get and update exactly its own lease.
+    let role = find(&objs, "Role", "gitlab-deployment-operator-leader-election");
+    let named: BTreeSet<String> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| strings(&r["resourceNames"]))
+        .collect();
+    assert_eq!(named, BTreeSet::from([main_lease, shard_lease]));
+
+    // No controller, budget or Service of one instance selects the other's pods.
+    let pods = |d: &Value| d["spec"]["template"]["metadata"]["labels"].clone();
+    for (owner, other) in [(main, shard), (shard, main)] {
+        assert!(labels_match(
+            &owner["spec"]["selector"]["matchLabels"],
+            &pods(owner)
+        ));
+        assert!(
+            !labels_match(&owner["spec"]["selector"]["matchLabels"], &pods(other)),
+            "overlapping Deployment selectors"
+        );
+    }
+    let pdb = find(
+        &objs,
+        "PodDisruptionBudget",
+        "gitlab-deployment-operator-shard1",
+    );
+    assert!(labels_match(
+        &pdb["spec"]["selector"]["matchLabels"],
+        &pods(shard)
+    ));
+    assert!(!labels_match(
+        &pdb["spec"]["selector"]["matchLabels"],
+        &pods(main)
+    ));
+    let main_pdb = find(&objs, "PodDisruptionBudget", NAME);
+    assert!(!labels_match(
+        &main_pdb["spec"]["selector"]["matchLabels"],
+        &pods(shard)
+    ));
+    let svc = find(
+        &objs,
+        "Service",
+        "gitlab-deployment-operator-shard1-metrics",
+    );
+    assert!(labels_match(&svc["spec"]["selector"], &pods(shard)));
+    let main_svc = find(&objs, "Service", "gitlab-deployment-operator-metrics");
+    assert_eq!(
+        svc["metadata"]["labels"], main_svc["metadata"]["labels"],
+        "the ServiceMonitor finds both metrics Services"
+    );
+
+    // The shard is the main Deployment in every other respect (no drift between the copies).
+    let normalise = |d: &Value| {
+        let text = serde_json::to_string(d)
+            .unwrap()
+            .replace("gitlab-deployment-operator-shard1", NAME)
+            .replace("\"operator-shard1\"", "\"operator\"");
+        let mut d: Value = serde_json::from_str(&text).unwrap();
+        let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap();
+        env.retain(|e| e["name"] != "GITLAB_WATCH_LABEL_SELECTOR");
+        d
+    };
+    assert_eq!(normalise(shard), normalise(main));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn shard_component_applies_server_side_to_the_kube_emulator() {
+    let (dir, _) = shard_render();
+    apply_and_check(&dir, &[]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

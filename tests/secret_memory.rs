@@ -37,7 +37,11 @@ const BUDGET_KIB: u64 = 5 * 1024;
 /// then take the highest of a few RSS samples; stop it.
 async fn settled_rss_kib(env: &Env, binary: Option<&PathBuf>, log: &str) -> u64 {
     let log = std::env::temp_dir().join(format!("{log}-{}.log", std::process::id()));
-    let mut op = OperatorProcess::new(env.emulator().kubeconfig_path(), env.gitlab.addr(), log.clone());
+    let mut op = OperatorProcess::new(
+        env.emulator().kubeconfig_path(),
+        env.gitlab.addr(),
+        log.clone(),
+    );
     if let Some(binary) = binary {
         op = op.with_binary(binary.clone());
     }

@@ -6,9 +6,11 @@
 //! from `/proc/<pid>` alone. Per size: create N Deployments each followed by one
 //! GitlabDeployment, let the operator adopt them, roll every workload out to a new image at a
 //! steady rate, then measure a quiet minute, an operator restart, and one more round with the
-//! merge-request fetch on (the operator's default). Figures go to `docs/benchmarks.md`.
+//! merge-request fetch on (the operator's default). Figures go to `docs/benchmarks.md`, and
+//! with `--json PATH` to a file a script can read. `--shards N` runs N operator processes, each
+//! serving one label shard, and restarts only the first.
 //!
-//! `cargo run --release --bin bench -- --sizes 100,1000,5000`
+//! `cargo run --release --bin bench -- --sizes 100,1000,5000 --json figures.json`
 
 // A binary crate root finds modules beside itself (src/bin/), so the paths are spelled out.
 #[path = "bench/baseline.rs"]
@@ -34,7 +36,7 @@ use clap::Parser;
 use tokio::task::JoinSet;
 
 use completion::CompletionWatch;
-use operator::{Launch, OperatorProcess};
+use operator::{Fleet, Launch};
 use setup::{CI_NS, Workload, World, image_for, set_image, workloads};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,16 @@ struct Args {
     /// The operator binary (default: `gitlab-deployment-operator` beside this one).
     #[arg(long)]
     operator_bin: Option<PathBuf>,
+    /// Operator processes, each serving one label shard (`--watch-label-selector`); the
+    /// resources are labelled round-robin. 1: one unsharded operator.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Also run the round with the default `--merge-requests=true` (a third start).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    merge_request_round: bool,
+    /// Write every figure as JSON here too (for scripts that check the docs).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Everything measured for one size.
@@ -112,8 +124,12 @@ struct SizeFigures {
     rollout_secs: f64,
     latency_ms: Vec<i64>,
     missing_latency: usize,
+    shards: usize,
+    /// Sums over the operator processes; per process in `members`.
     rss_kib: u64,
     hwm_kib: u64,
+    /// Each operator process after the rollouts: (RSS, peak RSS) in KiB.
+    members: Vec<(u64, u64)>,
     cpu_rollout: Duration,
     cpu_total: Duration,
     reconciles_rollout: u64,
@@ -124,9 +140,11 @@ struct SizeFigures {
     emulators_cpu_rollout: Duration,
     steady_calls: u64,
     steady_reconciles: u64,
+    /// The restart is of one operator process (shard 0 when sharded).
     restart_calls: u64,
     restart_reconciles: u64,
     restart_rss_kib: u64,
+    restart_secs: f64,
     mr_revisions: usize,
     mr_calls: u64,
     mr_latency_ms: Vec<i64>,
@@ -269,7 +287,7 @@ fn latencies(
 
 /// Wait until a freshly started operator has reconciled at least `n` times and then stayed
 /// quiet for 3 s.
-async fn wait_reconciled(op: &OperatorProcess, n: u64) -> Result<u64, BenchError> {
+async fn wait_reconciled(op: &Fleet, n: u64) -> Result<u64, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(300) + Duration::from_millis(50) * n as u32;
     let mut last = (0, Instant::now());
     loop {
@@ -312,7 +330,7 @@ struct Timing {
 }
 
 impl Timing {
-    async fn scrape(op: &OperatorProcess) -> Result<Timing, BenchError> {
+    async fn scrape(op: &Fleet) -> Result<Timing, BenchError> {
         let text = op.metrics().await?;
         Ok(Timing {
             reconcile_sum: stats::metric_sum(
@@ -380,7 +398,7 @@ async fn run_size(
     world
         .create_workloads(&names, &image_for(&shas[0]), &cx.args.rollout_step, 1)
         .await?;
-    world.create_followers(&names).await?;
+    world.create_followers(&names, cx.args.shards).await?;
     progress(format!("  created in {:.1}s", t.elapsed().as_secs_f64()));
 
     let launch = |merge_requests: bool, tag: &str| Launch {
@@ -389,21 +407,24 @@ async fn run_size(
         gitlab: world.gitlab.addr(),
         concurrency: cx.args.concurrency,
         merge_requests,
-        log: cx.logs.join(format!("operator-{size}-{tag}.log")),
+        log: cx.logs.join(format!("operator-{size}-{tag}")),
+        selector: None,
     };
+    let shards = cx.args.shards.max(1);
+    fig.shards = shards;
 
     // Adoption: the operator meets N settled workloads.
     let before = calls(&world);
     let t = Instant::now();
-    let op = OperatorProcess::start(&launch(false, "1")).await?;
-    progress(format!("  operator pid {} ready; adopting", op.pid()));
+    let mut op = Fleet::start(&launch(false, "1"), shards).await?;
+    progress(format!("  operator pids {:?} ready; adopting", op.pids()));
     wait_all_success(&world, &names, &shas[0], "adoption").await?;
     fig.adoption_secs = t.elapsed().as_secs_f64();
     fig.adoption_calls = calls(&world) - before;
 
     // Rollouts at a steady rate.
     let before_by = calls_by(&world);
-    let cpu0 = op.cpu();
+    let cpu0 = op.cpu_own();
     let rec0 = op.reconciles().await?;
     let timing0 = Timing::scrape(&op).await?;
     let bench0 = procfs::cpu(std::process::id()).unwrap_or_default();
@@ -431,10 +452,11 @@ async fn run_size(
     let bench1 = procfs::cpu(std::process::id()).unwrap_or_default();
     fig.emulators_cpu_rollout =
         procfs::ticks_to_duration(bench1.own.saturating_sub(bench0.own), cx.ticks);
-    fig.cpu_rollout = procfs::ticks_to_duration(op.cpu().own - cpu0.own, cx.ticks);
+    fig.cpu_rollout = procfs::ticks_to_duration(op.cpu_own() - cpu0, cx.ticks);
     let mem = op.memory();
-    fig.rss_kib = mem.rss_kib;
-    fig.hwm_kib = mem.hwm_kib;
+    fig.members = mem.iter().map(|m| (m.rss_kib, m.hwm_kib)).collect();
+    fig.rss_kib = mem.iter().map(|m| m.rss_kib).sum();
+    fig.hwm_kib = mem.iter().map(|m| m.hwm_kib).sum();
 
     // Steady state.
     progress(format!("  steady state for {}s", cx.args.steady_secs));
@@ -443,24 +465,46 @@ async fn run_size(
     tokio::time::sleep(Duration::from_secs(cx.args.steady_secs)).await;
     fig.steady_calls = calls(&world) - before;
     fig.steady_reconciles = op.reconciles().await? - rec0;
-    fig.cpu_total = procfs::ticks_to_duration(op.cpu().own, cx.ticks);
-    let hwm = op.memory().hwm_kib;
-    fig.hwm_kib = fig.hwm_kib.max(hwm);
+    fig.cpu_total = procfs::ticks_to_duration(op.cpu_own(), cx.ticks);
+    for (member, now) in fig.members.iter_mut().zip(op.memory()) {
+        member.1 = member.1.max(now.hwm_kib);
+    }
+    fig.hwm_kib = fig.members.iter().map(|m| m.1).sum();
 
-    // Restart.
-    progress("  restarting the operator");
-    op.stop().await?;
+    // Restart of one process (shard 0 when sharded; the others keep running).
+    progress("  restarting one operator process");
+    op.members.remove(0).stop().await?;
     let before = calls(&world);
-    let op = OperatorProcess::start(&launch(false, "2")).await?;
-    fig.restart_reconciles = wait_reconciled(&op, size as u64).await?;
+    let t = Instant::now();
+    let restarted = Fleet::start(
+        &Launch {
+            selector: operator::shard_selector(0, shards),
+            ..launch(false, "2")
+        },
+        1,
+    )
+    .await?;
+    let served = size.div_ceil(shards);
+    fig.restart_reconciles = wait_reconciled(&restarted, served as u64).await?;
+    fig.restart_secs = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(cx.args.restart_settle_secs)).await;
     fig.restart_calls = calls(&world) - before;
-    fig.restart_rss_kib = op.memory().rss_kib;
+    fig.restart_rss_kib = restarted.memory().iter().map(|m| m.rss_kib).sum();
+    restarted.stop().await?;
     op.stop().await?;
 
+    if !cx.args.merge_request_round {
+        fig.not_success = not_success(&world);
+        let base = if with_baseline {
+            Some(run_baseline(cx, &world, &watch, &shas).await?)
+        } else {
+            None
+        };
+        return Ok((fig, base));
+    }
     // The default: merge requests fetched on success.
     progress("  one more round with the default --merge-requests=true");
-    let op = OperatorProcess::start(&launch(true, "3")).await?;
+    let op = Fleet::start(&launch(true, "3"), shards).await?;
     wait_reconciled(&op, size as u64).await?;
     let sha = &shas[rounds + 1];
     let before = calls(&world);
@@ -472,13 +516,7 @@ async fn run_size(
     fig.mr_calls = calls(&world) - before;
     fig.mr_revisions = size;
     fig.mr_latency_ms = latencies(&world, &watch, &names, sha).0;
-    fig.not_success = world
-        .gitlab
-        .handle()
-        .deployments()
-        .iter()
-        .filter(|d| d.status != "success" && d.status != "canceled")
-        .count();
+    fig.not_success = not_success(&world);
 
     let base = if with_baseline {
         Some(run_baseline(cx, &world, &watch, &shas).await?)
@@ -487,6 +525,17 @@ async fn run_size(
     };
     op.stop().await?;
     Ok((fig, base))
+}
+
+/// GitLab deployments left neither `success` nor `canceled`.
+fn not_success(world: &World) -> usize {
+    world
+        .gitlab
+        .handle()
+        .deployments()
+        .iter()
+        .filter(|d| d.status != "success" && d.status != "canceled")
+        .count()
 }
 
 async fn run_baseline(
@@ -543,6 +592,106 @@ async fn run_baseline(
         set_image(&api, name, &image_for(sha)).await?;
     }
     baseline::track_all(&target, &names, sha).await
+}
+
+/// Every figure of the run as JSON: what the tables print, for scripts that regenerate or
+/// check the docs. Latencies in ms (`null` when nothing was measured), memory in KiB, CPU in s.
+fn json_report(
+    figs: &[SizeFigures],
+    base: Option<&baseline::BaselineFigures>,
+    args: &Args,
+) -> serde_json::Value {
+    use serde_json::json;
+    let latency = |samples: &[i64]| {
+        json!({
+            "p50": stats::quantile(samples, 0.5),
+            "p90": stats::quantile(samples, 0.9),
+            "p99": stats::quantile(samples, 0.99),
+            "max": stats::quantile(samples, 1.0),
+            "samples": samples.len(),
+        })
+    };
+    let sizes: Vec<serde_json::Value> = figs
+        .iter()
+        .map(|f| {
+            json!({
+                "size": f.size,
+                "shards": f.shards,
+                "revisions": f.revisions,
+                "calls_per_revision": f.per_revision(),
+                "rollout_calls": f.rollout_calls,
+                "rollout_calls_by_route": f.rollout_calls_by,
+                "rollout_secs": f.rollout_secs,
+                "steady_calls": f.steady_calls,
+                "steady_reconciles": f.steady_reconciles,
+                "restart_calls": f.restart_calls,
+                "restart_reconciles": f.restart_reconciles,
+                "restart_secs": f.restart_secs,
+                "restart_rss_kib": f.restart_rss_kib,
+                "latency_ms": latency(&f.latency_ms),
+                "unpaired_latencies": f.missing_latency,
+                "rss_kib": f.rss_kib,
+                "peak_rss_kib": f.hwm_kib,
+                "peak_rss_kib_per_resource": f.hwm_kib as f64 / f.size.max(1) as f64,
+                "per_process": f.members.iter().map(|(rss, hwm)| json!({"rss_kib": rss, "peak_rss_kib": hwm})).collect::<Vec<_>>(),
+                "cpu_secs_rollout": f.cpu_rollout.as_secs_f64(),
+                "cpu_secs_total": f.cpu_total.as_secs_f64(),
+                "emulators_cpu_secs_rollout": f.emulators_cpu_rollout.as_secs_f64(),
+                "reconciles_rollout": f.reconciles_rollout,
+                "reconcile_mean_ms": f.reconcile_mean_ms,
+                "gitlab_request_mean_ms": f.gitlab_request_mean_ms,
+                "adoption_calls": f.adoption_calls,
+                "adoption_secs": f.adoption_secs,
+                "merge_requests": (f.mr_revisions > 0).then(|| json!({
+                    "calls_per_revision": f.mr_per_revision(),
+                    "calls": f.mr_calls,
+                    "revisions": f.mr_revisions,
+                    "latency_ms": latency(&f.mr_latency_ms),
+                })),
+                "deployments_neither_success_nor_canceled": f.not_success,
+            })
+        })
+        .collect();
+    json!({
+        "settings": {
+            "rounds": args.rounds,
+            "rate_per_sec": args.rate,
+            "rollout_step": args.rollout_step,
+            "per_namespace": args.per_namespace,
+            "steady_secs": args.steady_secs,
+            "concurrency": args.concurrency,
+            "shards": args.shards.max(1),
+        },
+        "sizes": sizes,
+        "baseline": base.map(|b| json!({
+            "rollouts": b.rollouts,
+            "succeeded": b.succeeded,
+            "peak_kubectl": b.peak_kubectl,
+            "rss_kib_per_rollout": b.kib_per_rollout(),
+            "pss_kib_per_rollout": b.pss_kib_per_rollout(),
+            "max_curl_rss_kib": b.max_curl_rss_kib,
+            "cpu_secs": b.cpu.as_secs_f64(),
+            "cpu_secs_per_rollout": b.cpu.as_secs_f64() / b.rollouts.max(1) as f64,
+            "wall_secs": b.wall.as_secs_f64(),
+        })),
+    })
+}
+
+/// Write the JSON figures when `--json` asks for them (after every size, as the tables).
+fn write_json(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, args: &Args) {
+    let Some(path) = &args.json else {
+        return;
+    };
+    let text = match serde_json::to_string_pretty(&json_report(figs, base, args)) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("bench: cannot encode the JSON figures: {e}");
+            return;
+        }
+    };
+    if let Err(e) = std::fs::write(path, text + "\n") {
+        eprintln!("bench: cannot write {}: {e}", path.display());
+    }
 }
 
 fn ms(v: Option<i64>) -> String {
@@ -610,6 +759,25 @@ fn report(figs: &[SizeFigures], base: Option<&baseline::BaselineFigures>, steady
             ms(stats::quantile(&f.latency_ms, 1.0)),
             stats::mib(f.restart_rss_kib),
             f.not_success,
+        );
+    }
+    for f in figs.iter().filter(|f| f.shards > 1) {
+        let per: Vec<String> = f
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, (rss, hwm))| format!("shard{i} {} ({})", stats::mib(*rss), stats::mib(*hwm)))
+            .collect();
+        println!(
+            "size {} over {} shards: RSS MiB (peak) {}; total {} ({}); restart of shard0: {} calls, {:.1}s to reconcile its {} resources",
+            f.size,
+            f.shards,
+            per.join(", "),
+            stats::mib(f.rss_kib),
+            stats::mib(f.hwm_kib),
+            f.restart_calls,
+            f.restart_secs,
+            f.size.div_ceil(f.shards),
         );
     }
     for f in figs {
@@ -709,10 +877,12 @@ async fn main() -> ExitCode {
                 if i + 1 < cx.args.sizes.len() {
                     report(&figs, base.as_ref(), cx.args.steady_secs);
                 }
+                write_json(&figs, base.as_ref(), &cx.args);
             }
             Err(e) => {
                 eprintln!("bench: size {size} failed ({}): {e}", e.category());
                 report(&figs, base.as_ref(), cx.args.steady_secs);
+                write_json(&figs, base.as_ref(), &cx.args);
                 return ExitCode::FAILURE;
             }
         }

@@ -14,6 +14,7 @@ use crate::controller::credentials::CredentialPolicy;
 use crate::controller::leader::{ElectedError, LeaseConfig, run_elected};
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
+use crate::controller::shard::Shard;
 use crate::controller::targets::Scope;
 use crate::telemetry::{self, LogFormat};
 use crate::webhook::WebhookConfig;
@@ -48,6 +49,12 @@ pub struct RunArgs {
     /// operator send any Secret of the namespace to GitLab.
     #[arg(long, env = "GITLAB_REQUIRE_TOKEN_LABEL")]
     pub require_token_label: bool,
+    /// Serve only the GitlabDeployments matching this label selector (kubectl's `-l` syntax),
+    /// as Flux's shards do: `sharding.gitlab-operator.io/key=shard1` on a shard,
+    /// `!sharding.gitlab-operator.io/key` on the main instance. Each selector elects its own
+    /// leader (the lease name gets a hash of it). See docs/scaling.md.
+    #[arg(long, env = "GITLAB_WATCH_LABEL_SELECTOR")]
+    pub watch_label_selector: Option<String>,
     /// Reconciles run at once per served namespace.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -77,7 +84,8 @@ pub struct RunArgs {
     /// Elect a leader among replicas on a Lease: only the leader writes to GitLab and status.
     #[arg(long, env = "LEADER_ELECT")]
     pub leader_elect: bool,
-    /// Name of the leader Lease.
+    /// Name of the leader Lease; with `--watch-label-selector` it gets `-<hash of the selector>`
+    /// appended, so every shard elects its own leader.
     #[arg(long, default_value = "gitlab-deployment-operator")]
     pub lease_name: String,
     /// Namespace of the leader Lease (default: the operator's namespace).
@@ -168,9 +176,11 @@ impl RunCmdError {
         match self {
             RunCmdError::Config(_) => 2,
             RunCmdError::Run(RunError::CrdMissing(_)) => 3,
+            RunCmdError::Run(RunError::Selector { .. }) => 2,
             RunCmdError::Run(_) => 4,
             RunCmdError::Admin { .. } => 5,
             RunCmdError::Elected(ElectedError::Run(RunError::CrdMissing(_))) => 3,
+            RunCmdError::Elected(ElectedError::Run(RunError::Selector { .. })) => 2,
             RunCmdError::Elected(ElectedError::Run(_)) => 4,
             RunCmdError::Elected(ElectedError::LostLease(_)) => 6,
             RunCmdError::LeaseNamespace
@@ -198,7 +208,7 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(|| format!("gitlab-deployment-operator-{}", rand::random::<u32>()));
         Ok(Some(LeaseConfig {
-            name: self.lease_name.clone(),
+            name: self.shard().lease_name(&self.lease_name),
             namespace,
             identity,
             lease_duration: self.lease_duration,
@@ -231,6 +241,10 @@ impl RunArgs {
         }))
     }
 
+    fn shard(&self) -> Shard {
+        Shard::new(self.watch_label_selector.as_deref())
+    }
+
     fn config(&self) -> RunConfig {
         RunConfig {
             scope: if self.namespaces.is_empty() {
@@ -254,6 +268,7 @@ impl RunArgs {
             operator_namespace: self.operator_namespace.clone(),
             instance: self.identity.clone(),
             webhook: None,
+            shard: self.shard(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub mod scoped;
+pub mod shard;
 pub mod status;
 pub mod targets;
 pub mod views;

@@ -2,7 +2,7 @@
 //! inside) so every clone shares one HTTP pool, one rate limiter, one 429 pause and one set of
 //! metrics. The endpoint methods live in `deployments.rs`; this module sends requests.
 
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -31,6 +31,34 @@ pub fn install_crypto_provider() {
         // Err means a provider is already installed: fine, reqwest uses whichever is default.
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The TLS settings of every client without a CA bundle of its own, built once and shared
+/// (the verifier behind an `Arc`). reqwest builds them per client, and the platform verifier
+/// parses the system's whole root store each time: about 200 KiB and tens of thousands of
+/// allocations per client, and the operator keeps a client per connection, so with a
+/// connection per namespace that was most of its memory at thousands of namespaces (a heap
+/// profile, docs/benchmarks.md). The same verifier, versions and ALPN as reqwest's own.
+fn shared_tls() -> Result<rustls::ClientConfig, Error> {
+    static SHARED: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let provider = rustls::crypto::CryptoProvider::get_default()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+            let verifier = rustls_platform_verifier::Verifier::new(Arc::clone(&provider))
+                .map_err(|e| format!("cannot load the system's root certificates: {e}"))?;
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS versions: {e}"))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(config)
+        })
+        .clone()
+        .map_err(Error::config)
 }
 
 /// Normalise a GitLab URL to its API root ending in `/api/v4/`: accepts `https://host`,
@@ -127,13 +155,16 @@ impl GitlabClientBuilder {
             .timeout(self.timeout)
             // Never follow redirects: a redirect could carry our token header to another host.
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &self.ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::config(format!("the CA bundle is not valid PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(Error::config("the CA bundle holds no certificate"));
+        match &self.ca_bundle_pem {
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| Error::config(format!("the CA bundle is not valid PEM: {e}")))?;
+                if certs.is_empty() {
+                    return Err(Error::config("the CA bundle holds no certificate"));
+                }
+                http = http.tls_certs_merge(certs);
             }
-            http = http.tls_certs_merge(certs);
+            None => http = http.tls_backend_preconfigured(shared_tls()?),
         }
         let http = http
             .build()

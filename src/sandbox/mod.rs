@@ -26,6 +26,7 @@ use crate::controller::allowlist::{AllowedHost, HostAllowList};
 use crate::controller::credentials::CredentialPolicy;
 use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry};
+use crate::controller::shard::Shard;
 use crate::controller::targets::Scope;
 
 /// Namespace of the demo: the kubeconfig's default, so `kubectl get gld` needs no `-n`.
@@ -109,6 +110,7 @@ fn operator_config(gitlab: SocketAddr) -> RunConfig {
         operator_namespace: None,
         instance: Some("sandbox".to_owned()),
         webhook: None,
+        shard: Shard::default(),
     }
 }
 

@@ -18,6 +18,7 @@ use gitlab_deployment_operator::controller::allowlist::{AllowedHost, HostAllowLi
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::reconcile::ReconcileSettings;
 use gitlab_deployment_operator::controller::run::{RunConfig, Telemetry, run};
+use gitlab_deployment_operator::controller::shard::Shard;
 use gitlab_emulator::{GitlabEmulator, SeededProject};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -244,6 +245,7 @@ impl Env {
             operator_namespace: None,
             instance: Some("test-operator".into()),
             webhook: None,
+            shard: Shard::default(),
         }
     }
 
@@ -255,15 +257,28 @@ impl Env {
     /// test's own namespace on the shared real cluster) with fast
     /// timings (lease 3 s, renew deadline 2 s, retry 250 ms), as replica `identity`.
     pub fn start_elected(&self, identity: &str) -> Operator {
+        self.start_elected_shard(identity, None)
+    }
+
+    /// As [`Env::start_elected`], serving only the resources matching `selector`: the lease is
+    /// named as `run --watch-label-selector` names it (`leader-<hash>`), so each shard has its
+    /// own.
+    pub fn start_elected_shard(&self, identity: &str, selector: Option<&str>) -> Operator {
+        let shard = Shard::new(selector);
         let lease = LeaseConfig {
-            name: "leader".into(),
+            name: shard.lease_name("leader"),
             namespace: self.backend.lease_namespace(&self.ns),
             identity: identity.into(),
             lease_duration: Duration::from_secs(3),
             renew_deadline: Duration::from_secs(2),
             retry_period: Duration::from_millis(250),
         };
-        self.spawn_operator(self.config(), Some(lease))
+        let config = RunConfig {
+            shard,
+            instance: Some(identity.into()),
+            ..self.config()
+        };
+        self.spawn_operator(config, Some(lease))
     }
 
     pub fn start_operator_with(&self, config: RunConfig) -> Operator {
@@ -338,10 +353,20 @@ impl Env {
     }
 
     pub async fn apply_gld(&self, name: &str, spec: serde_json::Value) {
+        self.apply_gld_labelled(name, json!({}), spec).await;
+    }
+
+    /// As [`Env::apply_gld`], with these labels (a shard's, say).
+    pub async fn apply_gld_labelled(
+        &self,
+        name: &str,
+        labels: serde_json::Value,
+        spec: serde_json::Value,
+    ) {
         let api: Api<GitlabDeployment> = Api::namespaced(self.client.clone(), &self.ns);
         let obj = json!({
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels},
             "spec": spec
         });
         api.patch(
@@ -433,6 +458,21 @@ impl Env {
                 .cmp(&b.event_time.as_ref().map(|t| t.0))
         });
         events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// The `reportingInstance`s of the Events recorded for a GitlabDeployment: which operator
+    /// instances acted on it.
+    pub async fn event_instances(&self, name: &str) -> std::collections::BTreeSet<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reporting_instance)
+            .collect()
     }
 
     /// Wait until an Event with `reason` was recorded for `name` (Events are published right

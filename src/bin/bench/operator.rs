@@ -29,6 +29,8 @@ pub struct Launch<'a> {
     pub merge_requests: bool,
     /// Its stderr (logs) goes here.
     pub log: PathBuf,
+    /// `--watch-label-selector`, when it serves one shard.
+    pub selector: Option<String>,
 }
 
 /// A port that was free a moment ago (the admin address must be known up front).
@@ -41,8 +43,12 @@ impl OperatorProcess {
     pub async fn start(launch: &Launch<'_>) -> Result<OperatorProcess, BenchError> {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = std::fs::File::create(&launch.log)?;
-        let child = Command::new(launch.binary)
-            .arg("run")
+        let mut command = Command::new(launch.binary);
+        command.arg("run");
+        if let Some(selector) = &launch.selector {
+            command.args(["--watch-label-selector", selector]);
+        }
+        let child = command
             .args(["--allowed-host", &launch.gitlab.to_string()])
             .arg("--allow-insecure-http")
             .args(["--admin-addr", &admin.to_string()])
@@ -140,5 +146,72 @@ impl OperatorProcess {
                 Ok(())
             }
         }
+    }
+}
+
+/// The label key the bench shards by, and the selector of shard `i` of `shards` (`None`: one
+/// unsharded operator).
+pub const SHARD_KEY: &str = "sharding.gitlab-operator.io/key";
+
+pub fn shard_selector(i: usize, shards: usize) -> Option<String> {
+    (shards > 1).then(|| format!("{SHARD_KEY}=shard{i}"))
+}
+
+/// One operator process per shard (one in all when unsharded), measured together.
+pub struct Fleet {
+    pub members: Vec<OperatorProcess>,
+}
+
+impl Fleet {
+    /// Start `shards` processes (at least one); each logs to `<log>-<i>`.
+    pub async fn start(launch: &Launch<'_>, shards: usize) -> Result<Fleet, BenchError> {
+        let mut members = Vec::new();
+        for i in 0..shards.max(1) {
+            let one = Launch {
+                log: launch.log.with_extension(format!("{i}.log")),
+                selector: shard_selector(i, shards),
+                ..*launch
+            };
+            members.push(OperatorProcess::start(&one).await?);
+        }
+        Ok(Fleet { members })
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(OperatorProcess::pid).collect()
+    }
+
+    /// Reconciles of every member.
+    pub async fn reconciles(&self) -> Result<u64, BenchError> {
+        let mut total = 0;
+        for op in &self.members {
+            total += op.reconciles().await?;
+        }
+        Ok(total)
+    }
+
+    /// Every member's `/metrics`, one after the other.
+    pub async fn metrics(&self) -> Result<String, BenchError> {
+        let mut text = String::new();
+        for op in &self.members {
+            text.push_str(&op.metrics().await?);
+        }
+        Ok(text)
+    }
+
+    /// CPU ticks of all members.
+    pub fn cpu_own(&self) -> u64 {
+        self.members.iter().map(|op| op.cpu().own).sum()
+    }
+
+    pub fn memory(&self) -> Vec<Memory> {
+        self.members.iter().map(OperatorProcess::memory).collect()
+    }
+
+    pub async fn stop(self) -> Result<(), BenchError> {
+        for op in self.members {
+            op.stop().await?;
+        }
+        Ok(())
     }
 }

@@ -157,14 +157,23 @@ impl World {
     }
 
     /// Create one GitlabDeployment per workload name: `<name>` follows Deployment `<name>`
-    /// into environment `<name>`.
-    pub async fn create_followers(&self, names: &[Workload]) -> Result<(), BenchError> {
+    /// into environment `<name>`. With several shards the i-th is labelled for shard
+    /// `i % shards`.
+    pub async fn create_followers(
+        &self,
+        names: &[Workload],
+        shards: usize,
+    ) -> Result<(), BenchError> {
         let project = &self.project.path;
-        let objects = names.iter().map(|w| {
+        let objects = names.iter().enumerate().map(|(i, w)| {
             let name = &w.name;
+            let labels = match shards {
+                0 | 1 => json!({}),
+                n => json!({ super::operator::SHARD_KEY: format!("shard{}", i % n) }),
+            };
             let obj = json!({
                 "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "GitlabDeployment",
-                "metadata": {"name": name},
+                "metadata": {"name": name, "labels": labels},
                 "spec": {
                     "project": project, "environment": name, "ref": "main",
                     "revisionFrom": {"container": "app"},
