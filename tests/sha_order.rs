@@ -1,9 +1,11 @@
 //! A fixed `spec.sha` and its workload change in either order (CI jobs patch one after the
 //! other, GitOps syncs apply both): every order reports the new sha exactly once, never
 //! before the rollout that carries it, and never waits forever — with and without an operator
-//! restart between the two changes. The rule is `spec.rolloutStartGrace` (README).
+//! restart between the two changes, on the kube emulator and on the pinned upstream control
+//! plane. The rule is `spec.rolloutStartGrace` (README).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gitlab_deployment_operator::api::GitlabDeployment;
 use gitlab_deployment_operator::api::names::reason;
-use harness::{Env, NS, Operator, gitlab_status};
+use harness::{Backend, Env, Operator, gitlab_status};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::runtime::wait::await_condition;
@@ -29,8 +31,8 @@ struct Case {
 
 impl Case {
     /// Deployment `web` at image 1 and `web-staging` at sha A with `grace`, reported success.
-    async fn start(grace: &str, step: &str) -> Case {
-        let env = Env::start().await;
+    async fn start(backend: Backend, grace: &str, step: &str) -> Case {
+        let env = Env::start_on(backend).await;
         let shas = env.project.shas.clone();
         let (a, b) = (shas[2].clone(), shas[3].clone());
         env.apply_workload("web", "registry.example/app:1", step_annotation(step))
@@ -129,7 +131,7 @@ fn waiting(gd: &GitlabDeployment) -> bool {
 
 /// As `kubectl rollout status` would: the Deployment's newest revision is available.
 async fn rolled_out(env: &Env) {
-    let api: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let done = |d: Option<&Deployment>| {
         d.is_some_and(|d| {
             let st = d.status.as_ref();
@@ -147,7 +149,7 @@ async fn rolled_out(env: &Env) {
 
 /// The Deployment has started rolling its newest revision and is not done.
 async fn mid_rollout(env: &Env) {
-    let api: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let rolling = |d: Option<&Deployment>| {
         d.is_some_and(|d| {
             let st = d.status.as_ref();
@@ -188,8 +190,8 @@ async fn attributed(case: &Case) -> bool {
 
 // --- sha first: the sha is patched, the rollout comes after -------------------------------
 
-async fn sha_first(restart: bool) {
-    let mut case = Case::start("1m", FAST).await;
+async fn sha_first(backend: Backend, restart: bool) {
+    let mut case = Case::start(backend, "1m", FAST).await;
     if restart {
         case.stop_operator().await;
     }
@@ -214,20 +216,18 @@ async fn sha_first(restart: bool) {
     case.finish().await;
 }
 
-#[tokio::test]
-async fn sha_first_then_the_rollout() {
-    sha_first(false).await;
+async fn sha_first_then_the_rollout(backend: Backend) {
+    sha_first(backend, false).await;
 }
 
-#[tokio::test]
-async fn sha_first_with_a_restart_in_between() {
-    sha_first(true).await;
+async fn sha_first_with_a_restart_in_between(backend: Backend) {
+    sha_first(backend, true).await;
 }
 
 // --- image first, settled before the sha is patched ----------------------------------------
 
-async fn image_first_settled(restart: bool) {
-    let mut case = Case::start("1m", FAST).await;
+async fn image_first_settled(backend: Backend, restart: bool) {
+    let mut case = Case::start(backend, "1m", FAST).await;
     case.image("2", FAST).await;
     rolled_out(&case.env).await;
     saw_finish(&case, "revision 2").await;
@@ -244,21 +244,18 @@ async fn image_first_settled(restart: bool) {
     case.finish().await;
 }
 
-#[tokio::test]
-async fn image_first_settled_before_the_sha_changes() {
-    image_first_settled(false).await;
+async fn image_first_settled_before_the_sha_changes(backend: Backend) {
+    image_first_settled(backend, false).await;
 }
 
-#[tokio::test]
-async fn image_first_settled_with_a_restart_in_between() {
-    image_first_settled(true).await;
+async fn image_first_settled_with_a_restart_in_between(backend: Backend) {
+    image_first_settled(backend, true).await;
 }
 
 /// The operator was down for the whole rollout and the sha change: it never saw the rollout
 /// finish, so it waits for the grace and then reports the workload as it stands.
-#[tokio::test]
-async fn image_first_while_the_operator_was_down() {
-    let mut case = Case::start("3s", FAST).await;
+async fn image_first_while_the_operator_was_down(backend: Backend) {
+    let mut case = Case::start(backend, "3s", FAST).await;
     case.stop_operator().await;
     case.image("2", FAST).await;
     rolled_out(&case.env).await;
@@ -276,8 +273,8 @@ async fn image_first_while_the_operator_was_down() {
 
 // --- image first, the sha patched while the rollout is under way --------------------------
 
-async fn image_first_mid_rollout(restart: bool) {
-    let mut case = Case::start("1m", FAST).await;
+async fn image_first_mid_rollout(backend: Backend, restart: bool) {
+    let mut case = Case::start(backend, "1m", FAST).await;
     case.image("2", "1s").await;
     mid_rollout(&case.env).await;
     if restart {
@@ -296,20 +293,18 @@ async fn image_first_mid_rollout(restart: bool) {
     case.finish().await;
 }
 
-#[tokio::test]
-async fn image_first_with_the_sha_patched_mid_rollout() {
-    image_first_mid_rollout(false).await;
+async fn image_first_with_the_sha_patched_mid_rollout(backend: Backend) {
+    image_first_mid_rollout(backend, false).await;
 }
 
-#[tokio::test]
-async fn image_first_mid_rollout_with_a_restart_in_between() {
-    image_first_mid_rollout(true).await;
+async fn image_first_mid_rollout_with_a_restart_in_between(backend: Backend) {
+    image_first_mid_rollout(backend, true).await;
 }
 
 // --- both in one apply ---------------------------------------------------------------------
 
-async fn both_at_once(restart: bool) {
-    let mut case = Case::start("1m", FAST).await;
+async fn both_at_once(backend: Backend, restart: bool) {
+    let mut case = Case::start(backend, "1m", FAST).await;
     if restart {
         case.stop_operator().await;
     }
@@ -320,21 +315,19 @@ async fn both_at_once(restart: bool) {
     case.finish().await;
 }
 
-#[tokio::test]
-async fn image_and_sha_in_one_apply() {
-    both_at_once(false).await;
+async fn image_and_sha_in_one_apply(backend: Backend) {
+    both_at_once(backend, false).await;
 }
 
-#[tokio::test]
-async fn image_and_sha_in_one_apply_with_a_restart() {
-    both_at_once(true).await;
+async fn image_and_sha_in_one_apply_with_a_restart(backend: Backend) {
+    both_at_once(backend, true).await;
 }
 
 // --- a config-only rollout between two shas -------------------------------------------------
 
-async fn config_only_between(restart: bool) {
+async fn config_only_between(backend: Backend, restart: bool) {
     let grace = "4s";
-    let mut case = Case::start(grace, FAST).await;
+    let mut case = Case::start(backend, grace, FAST).await;
     // Same sha, new pod template (a configuration change): no new GitLab deployment.
     patch_template_env(&case.env, "v2").await;
     rolled_out(&case.env).await;
@@ -364,7 +357,7 @@ async fn config_only_between(restart: bool) {
 
 /// A new pod template under the same image: the Deployment rolls out a new revision.
 async fn patch_template_env(env: &Env, value: &str) {
-    let api: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let patch =
         json!({"spec": {"template": {"metadata": {"annotations": {"example.com/config": value}}}}});
     api.patch(
@@ -376,20 +369,18 @@ async fn patch_template_env(env: &Env, value: &str) {
     .unwrap();
 }
 
-#[tokio::test]
-async fn a_config_only_rollout_between_two_shas() {
-    config_only_between(false).await;
+async fn a_config_only_rollout_between_two_shas(backend: Backend) {
+    config_only_between(backend, false).await;
 }
 
-#[tokio::test]
-async fn a_config_only_rollout_between_two_shas_with_a_restart() {
-    config_only_between(true).await;
+async fn a_config_only_rollout_between_two_shas_with_a_restart(backend: Backend) {
+    config_only_between(backend, true).await;
 }
 
 // --- no rollout ever comes --------------------------------------------------------------
 
-async fn no_rollout_ever(restart: bool) {
-    let mut case = Case::start("2s", FAST).await;
+async fn no_rollout_ever(backend: Backend, restart: bool) {
+    let mut case = Case::start(backend, "2s", FAST).await;
     case.sha(&case.b.clone(), "2s").await;
     case.env
         .wait_for("web-staging", "waiting for B's rollout", waiting)
@@ -415,12 +406,40 @@ async fn no_rollout_ever(restart: bool) {
     case.finish().await;
 }
 
-#[tokio::test]
-async fn a_sha_whose_workload_never_changes_is_reported_after_the_grace() {
-    no_rollout_ever(false).await;
+async fn a_sha_whose_workload_never_changes_is_reported_after_the_grace(backend: Backend) {
+    no_rollout_ever(backend, false).await;
 }
 
-#[tokio::test]
-async fn a_sha_whose_workload_never_changes_with_a_restart_while_waiting() {
-    no_rollout_ever(true).await;
+async fn a_sha_whose_workload_never_changes_with_a_restart_while_waiting(backend: Backend) {
+    no_rollout_ever(backend, true).await;
+}
+
+both_backends!(
+    sha_first_then_the_rollout,
+    sha_first_with_a_restart_in_between,
+    image_first_settled_before_the_sha_changes,
+    image_first_settled_with_a_restart_in_between,
+    image_first_while_the_operator_was_down,
+    image_and_sha_in_one_apply,
+    image_and_sha_in_one_apply_with_a_restart,
+    a_config_only_rollout_between_two_shas,
+    a_config_only_rollout_between_two_shas_with_a_restart,
+    a_sha_whose_workload_never_changes_is_reported_after_the_grace,
+    a_sha_whose_workload_never_changes_with_a_restart_while_waiting,
+);
+
+// The patch lands mid-rollout only where the rollout's pace is steered (the emulator's
+// rollout-step annotation); upstream's pace is the fake kubelet's.
+mod image_first_with_the_sha_patched_mid_rollout {
+    #[tokio::test]
+    async fn emulator() {
+        super::image_first_with_the_sha_patched_mid_rollout(super::Backend::Emulator).await
+    }
+}
+
+mod image_first_mid_rollout_with_a_restart_in_between {
+    #[tokio::test]
+    async fn emulator() {
+        super::image_first_mid_rollout_with_a_restart_in_between(super::Backend::Emulator).await
+    }
 }
