@@ -89,6 +89,9 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 #[x_kube(validation = Rule::new("has(self.sha) != has(self.revisionFrom)").message(
     "set exactly one of spec.sha (a fixed commit) and spec.revisionFrom (read the commit from the target)"
 ))]
+#[x_kube(validation = Rule::new("!has(self.approval) || !has(self.approval.promote) || !self.approval.promote || (self.target.kind == 'Rollout' && self.target.apiVersion.startsWith('argoproj.io/'))").message(
+    "spec.approval.promote works only on an Argo Rollouts Rollout target (apiVersion argoproj.io/v1alpha1, kind Rollout)"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct GitlabDeploymentSpec {
     /// The GitlabConnection or ClusterGitlabConnection to use; absent means the operator's
@@ -145,6 +148,33 @@ pub struct GitlabDeploymentSpec {
     /// dashboard for Kubernetes. Set on the environment when it differs from what GitLab shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_settings: Option<EnvironmentSettings>,
+    /// GitLab deployment approvals (protected environments): whether the rollout is held
+    /// until GitLab approves it, and whether the operator promotes an Argo Rollout itself.
+    /// Absent: approvals are only reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
+}
+
+/// How a protected environment's approvals hold a rollout. GitLab never holds a deployment
+/// made through its API (it cannot create one `blocked`), so the hold is the operator's: the
+/// `Approved` condition (and the gate endpoint) that a GitOps engine or a pipeline waits on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(validation = Rule::new("!has(self.promote) || !self.promote || (has(self.gate) && self.gate)").message(
+    "approval.promote needs approval.gate: the operator promotes only a revision it holds for approval"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalPolicy {
+    /// Hold each new revision for GitLab's approval: the GitLab deployment is created
+    /// (`running`, the only state the API allows) as soon as the revision is wanted, so
+    /// approvers can act on it, and `Approved` stays `False` until GitLab approves it. A
+    /// rejection fails the deployment and stalls the resource until the next revision.
+    #[serde(default)]
+    pub gate: bool,
+    /// With `gate`, on an Argo Rollouts `Rollout` target: when the Rollout is paused at an
+    /// indefinite pause step for the wanted revision, promote it once GitLab approves (the
+    /// patches `kubectl argo rollouts promote` sends), abort it on rejection.
+    #[serde(default)]
+    pub promote: bool,
 }
 
 /// GitLab environment settings (Environments API; the Kubernetes fields need GitLab 17.4+).
@@ -558,6 +588,13 @@ pub enum ApprovalState {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalStatus {
     pub state: ApprovalState,
+    /// The GitLab deployment this approval state belongs to: an approval of one revision
+    /// never passes for the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<i64>,
+    /// That deployment's commit sha.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
     /// Approvals required in total (sum over rules).
     #[serde(default)]
     pub required: i64,

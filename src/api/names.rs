@@ -38,6 +38,10 @@ pub mod condition_type {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// Normal-true: GitLab approved the deployment of the wanted revision (reason `Approved`)
+    /// or its environment needs no approval (`NotRequired`); `False` while approvals are
+    /// pending (`ApprovalPending`) or after a rejection (`ApprovalRejected`).
+    pub const APPROVED: &str = "Approved";
 }
 
 /// Condition and Event reasons, CamelCase, stable: dashboards and alerts match on them.
@@ -71,6 +75,8 @@ pub mod reason {
     pub const ENVIRONMENT_SETTINGS_REJECTED: &str = "EnvironmentSettingsRejected";
     pub const DEPLOYMENT_DELETED: &str = "DeploymentDeleted";
     pub const APPROVED: &str = "Approved";
+    /// `Approved=True`: the environment asks for no approval.
+    pub const NOT_REQUIRED: &str = "NotRequired";
     pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";
     pub const HOST_NOT_ALLOWED: &str = "HostNotAllowed";
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";

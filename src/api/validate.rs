@@ -10,8 +10,9 @@ use kube::ResourceExt;
 use regex::Regex;
 
 use super::deployment::{
-    ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision, ENVIRONMENT_PATTERN,
-    EnvironmentSettings, GitlabDeployment, PROJECT_PATTERN, RevisionFrom, SHA_PATTERN, TargetRef,
+    ApprovalPolicy, ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision,
+    ENVIRONMENT_PATTERN, EnvironmentSettings, GitlabDeployment, PROJECT_PATTERN, RevisionFrom,
+    SHA_PATTERN, TargetRef,
 };
 use super::names::{DEFAULT_CONNECTION_NAME, reason};
 
@@ -96,6 +97,8 @@ pub struct ValidatedSpec {
     pub rollout_start_grace: Duration,
     /// `spec.environmentSettings` with its defaults resolved.
     pub environment_settings: Option<EnvironmentSettings>,
+    /// `spec.approval`, absent read as all off.
+    pub approval: ApprovalPolicy,
     pub deletion_policy: DeletionPolicy,
 }
 
@@ -170,6 +173,10 @@ pub enum SpecError {
     ProgressTimeout { found: String },
     #[error("spec.rolloutStartGrace {found:?} is not a duration; write it like 1m, 30s or 2m30s")]
     RolloutStartGrace { found: String },
+    #[error(
+        "spec.approval.promote needs spec.approval.gate: true and an Argo Rollouts Rollout target (apiVersion argoproj.io/v1alpha1, kind Rollout)"
+    )]
+    ApprovalPromote,
     #[error(
         "spec.connectionRef.name is empty; name a GitlabConnection or ClusterGitlabConnection, or drop connectionRef to use the default"
     )]
@@ -263,6 +270,12 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
             name: r.name.clone(),
         },
     };
+    let approval = spec.approval.clone().unwrap_or_default();
+    let rollout_target =
+        spec.target.kind == "Rollout" && spec.target.api_version.starts_with("argoproj.io/");
+    if approval.promote && !(approval.gate && rollout_target) {
+        return Err(SpecError::ApprovalPromote);
+    }
     let environment_settings = spec
         .environment_settings
         .as_ref()
@@ -279,6 +292,7 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
         progress_timeout,
         rollout_start_grace,
         environment_settings,
+        approval,
         deletion_policy: spec.deletion_policy,
     })
 }

@@ -379,6 +379,8 @@ pub fn record_approvals(
     status.approvals_summary = (required > 0).then(|| format!("{approved}/{required}"));
     status.approval = Some(ApprovalStatus {
         state,
+        deployment_id: Some(view.id),
+        sha: Some(view.sha.clone()),
         required,
         pending,
         approvals,

@@ -46,6 +46,7 @@ fn spec(source: RevisionSource) -> ValidatedSpec {
         progress_timeout: Duration::from_secs(600),
         rollout_start_grace: Duration::from_secs(60),
         environment_settings: None,
+        approval: Default::default(),
         deletion_policy: DeletionPolicy::Cancel,
     }
 }
