@@ -486,7 +486,7 @@ async fn a_success_reported_just_before_a_kill_is_not_canceled_by_the_next_revis
     client
         .update_deployment_status(
             &ProjectId::Id(env.project.id),
-            id as u64,
+            id.get(),
             WriteStatus::Success,
         )
         .await

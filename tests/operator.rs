@@ -157,7 +157,7 @@ async fn a_new_image_supersedes_the_running_deployment_and_a_rollback_is_a_new_r
     );
     assert_eq!(deployments[1].status, "success");
     let history = done.status.unwrap().history;
-    assert_eq!(history[0].deployment_id as u64, deployments[0].id);
+    assert_eq!(history[0].deployment_id.get(), deployments[0].id);
 
     // Roll back to the first image: a new revision, a new GitLab deployment.
     env.apply_workload(
@@ -275,8 +275,10 @@ async fn a_restart_when_settled_costs_no_gitlab_call(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(op.admin.is_ready());
-    // Give the restarted operator time to reconcile everything it found.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The restarted operator did reconcile the resource it found (otherwise "no call" would
+    // prove nothing), and a little longer for any follow-up it might have planned.
+    op.wait_reconciled(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = env.gitlab_calls();
     assert!(
         calls.is_empty(),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gitlab_deployment_operator::api::deployment::ApprovalState;
+use gitlab_deployment_operator::api::deployment::DeploymentId;
 use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_deployment_operator::webhook::WebhookConfig;
 use gitlab_deployment_operator::webhook::tokens::SecretName;
@@ -101,19 +102,19 @@ async fn post_hook(addr: SocketAddr, token: Option<&str>, body: impl Into<reqwes
 }
 
 /// GETs of GitLab deployment `id` so far.
-fn reads_of(env: &Env, id: i64) -> usize {
+fn reads_of(env: &Env, id: DeploymentId) -> usize {
     env.gitlab_calls()
         .iter()
         .filter(|r| r.route == Endpoint::GetDeployment && r.path.ends_with(&format!("/{id}")))
         .count()
 }
 
-fn deployment_id(gd: &gitlab_deployment_operator::api::GitlabDeployment) -> i64 {
+fn deployment_id(gd: &gitlab_deployment_operator::api::GitlabDeployment) -> DeploymentId {
     gd.status.as_ref().unwrap().deployment.as_ref().unwrap().id
 }
 
 /// `web-prod` (protected production) pending approval, and `web-staging` settled.
-async fn pending_and_settled(env: &Env) -> (String, i64, i64) {
+async fn pending_and_settled(env: &Env) -> (String, DeploymentId, DeploymentId) {
     let approver = env.protect_production();
     env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
         .await;
@@ -155,7 +156,7 @@ async fn a_hook_wakes_only_the_owner_and_the_approval_lands_within_a_second() {
     let delivered = env.gitlab.handle().hook_deliveries();
     let approved = delivered
         .iter()
-        .find(|d| d.event_status == "approved" && d.deployment_id == u64::try_from(prod).unwrap())
+        .find(|d| d.event_status == "approved" && d.deployment_id == prod.get())
         .expect("GitLab delivered the approval event");
     assert_eq!(approved.response_status, Some(200), "{approved:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -176,7 +177,7 @@ async fn refused_hooks_change_nothing_and_say_why_in_the_metric() {
     let before = env.glds().get("web-prod").await.unwrap();
     let calls = env.gitlab_calls().len();
     let m = &op.telemetry.webhook;
-    let approved = |id: i64| {
+    let approved = |id: u64| {
         json!({"object_kind": "deployment", "status": "approved", "deployment_id": id}).to_string()
     };
 
@@ -188,10 +189,13 @@ async fn refused_hooks_change_nothing_and_say_why_in_the_metric() {
         counted("malformed"),
         counted("ignored_kind"),
     );
-    assert_eq!(post_hook(addr, Some("wrong"), approved(prod)).await, 401);
-    assert_eq!(post_hook(addr, None, approved(prod)).await, 401);
     assert_eq!(
-        post_hook(addr, Some(HOOK_TOKEN), approved(prod + 1000)).await,
+        post_hook(addr, Some("wrong"), approved(prod.get())).await,
+        401
+    );
+    assert_eq!(post_hook(addr, None, approved(prod.get())).await, 401);
+    assert_eq!(
+        post_hook(addr, Some(HOOK_TOKEN), approved(prod.get() + 1000)).await,
         202
     );
     let huge = format!(
@@ -400,7 +404,7 @@ fn rand_millis(i: usize, max: u64) -> u64 {
     (u64::try_from(i).unwrap() * 7919 + 1237) % max
 }
 
-async fn approve(base: &str, project: u64, token: &str, id: i64) {
+async fn approve(base: &str, project: u64, token: &str, id: DeploymentId) {
     let r = http()
         .post(format!(
             "{base}/api/v4/projects/{project}/deployments/{id}/approval"

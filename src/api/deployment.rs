@@ -438,7 +438,7 @@ pub struct GitlabDeploymentStatus {
     pub merge_requests: Vec<MergeRequestRecord>,
     /// Deployment id whose merge requests were fetched (fetched once, after success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge_requests_for: Option<i64>,
+    pub merge_requests_for: Option<DeploymentId>,
     /// Earlier GitLab deployments of this resource, newest first (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
@@ -459,11 +459,72 @@ pub enum Phase {
     Stalled,
 }
 
+/// A GitLab deployment id (the global `id`, not the per-project `iid`). GitLab's ids are
+/// positive; the status schema says so (`minimum: 1`), so the API server refuses a status with
+/// any other, and a typed id can never become `GET /deployments/0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct DeploymentId(u64);
+
+impl DeploymentId {
+    /// `None` unless `raw` is a positive id.
+    pub fn new(raw: i64) -> Option<Self> {
+        u64::try_from(raw).ok().filter(|v| *v > 0).map(DeploymentId)
+    }
+
+    /// The id as the client's paths take it.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for DeploymentId {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, Self::Error> {
+        DeploymentId::new(raw).ok_or_else(|| format!("{raw} is not a GitLab deployment id"))
+    }
+}
+
+impl TryFrom<u64> for DeploymentId {
+    type Error = String;
+    fn try_from(raw: u64) -> Result<Self, Self::Error> {
+        i64::try_from(raw)
+            .ok()
+            .and_then(DeploymentId::new)
+            .ok_or_else(|| format!("{raw} is not a GitLab deployment id"))
+    }
+}
+
+impl From<DeploymentId> for i64 {
+    fn from(id: DeploymentId) -> i64 {
+        // Constructed only from a positive i64.
+        i64::try_from(id.0).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl JsonSchema for DeploymentId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeploymentId".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "integer", "format": "int64", "minimum": 1})
+    }
+}
+
 /// The GitLab deployment as GitLab last returned it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentRecord {
-    pub id: i64,
+    pub id: DeploymentId,
     pub iid: i64,
     pub sha: String,
     #[serde(rename = "ref")]
@@ -591,7 +652,7 @@ pub struct ApprovalStatus {
     /// The GitLab deployment this approval state belongs to: an approval of one revision
     /// never passes for the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<i64>,
+    pub deployment_id: Option<DeploymentId>,
     /// That deployment's commit sha.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha: Option<String>,
@@ -651,7 +712,7 @@ pub struct MergeRequestRecord {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
-    pub deployment_id: i64,
+    pub deployment_id: DeploymentId,
     pub sha: String,
     #[serde(rename = "ref")]
     pub ref_name: String,

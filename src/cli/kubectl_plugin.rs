@@ -385,7 +385,7 @@ fn current_deployment(gd: &GitlabDeployment) -> Result<(u64, ProjectId), GldErro
         .status
         .as_ref()
         .and_then(|s| s.deployment.as_ref())
-        .and_then(|d| u64::try_from(d.id).ok())
+        .map(|d| d.id.get())
         .ok_or_else(|| not_reported(gd))?;
     let project = ProjectId::parse(&gd.spec.project)
         .map_err(|e| GldError::usage(format!("spec.project {:?}: {e}", gd.spec.project)))?;

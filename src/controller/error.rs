@@ -44,11 +44,30 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the object has no {0}; it did not come from the API server")]
     Metadata(&'static str),
+    #[error("GitLab {step}: unexpected answer: {detail}")]
+    GitlabAnswer { step: &'static str, detail: String },
 }
 
 impl Error {
     pub fn gitlab(step: &'static str, source: gitlab::Error) -> Self {
         Error::Gitlab { step, source }
+    }
+
+    /// GitLab itself refused the request as a user error (4xx): sending it again changes
+    /// nothing. Errors before any request (no Secret, a host not allowed) are not refusals.
+    pub fn is_gitlab_refusal(&self) -> bool {
+        matches!(self, Error::Gitlab { .. }) && self.kind() == ErrorKind::User
+    }
+
+    /// GitLab answered 404 for the deployment (or project) the call named.
+    pub fn is_gitlab_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Gitlab {
+                source: gitlab::Error::NotFound { .. },
+                ..
+            }
+        )
     }
 
     /// Stable PascalCase category.
@@ -74,6 +93,7 @@ impl Error {
                 _ => "FinalizerError",
             },
             Error::Metadata(_) => "InvalidObject",
+            Error::GitlabAnswer { .. } => reason::GITLAB_ERROR,
         }
     }
 
@@ -90,6 +110,7 @@ impl Error {
                 gitlab::ErrorKind::Internal => ErrorKind::Internal,
             },
             Error::StatusWrite { .. } => ErrorKind::Transient,
+            Error::GitlabAnswer { .. } => ErrorKind::Internal,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),

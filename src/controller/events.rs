@@ -250,9 +250,13 @@ mod tests {
     use super::*;
     use crate::api::deployment::{DeploymentRecord, HistoryEntry};
 
+    fn did(n: i64) -> crate::api::deployment::DeploymentId {
+        crate::api::deployment::DeploymentId::new(n).unwrap()
+    }
+
     fn dep(id: i64, status: GitlabStatus) -> DeploymentRecord {
         DeploymentRecord {
-            id,
+            id: did(id),
             iid: id,
             sha: "0123456789abcdef0123456789abcdef01234567".into(),
             ref_name: "main".into(),
@@ -350,7 +354,7 @@ mod tests {
         let old = with(Some(dep(1, GitlabStatus::Running)));
         let mut new = with(Some(dep(2, GitlabStatus::Running)));
         new.history.push(HistoryEntry {
-            deployment_id: 1,
+            deployment_id: did(1),
             sha: "x".into(),
             ref_name: "main".into(),
             status: GitlabStatus::Canceled,

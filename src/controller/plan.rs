@@ -10,7 +10,11 @@
 //!   lie about when it failed);
 //! - a newer revision cancels a still-running older one *before* the new one is created, so
 //!   GitLab never shows two running deployments (§3.6);
-//! - a settled resource costs no calls and no requeue.
+//! - a settled resource costs no calls and no requeue;
+//! - a recorded status is acted on only when it is known to be GitLab's: a cancel (GitLab
+//!   accepts `success → canceled`, which would rewrite history) always reads the deployment in
+//!   the same pass first, and a `running` record this process has not confirmed (a crash may
+//!   have lost a `PUT`'s answer) is read before anything else ([`Knowledge`]).
 //!
 //! [`cleanup`] is the finalizer's counterpart: what deletion does per `deletionPolicy`.
 
@@ -19,8 +23,8 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::deployment::{
-    ApprovalState, DeletionPolicy, DeployRevision, DeploymentIntent, DeploymentRecord,
-    GitlabDeploymentStatus, GitlabStatus,
+    ApprovalState, DeletionPolicy, DeployRevision, DeploymentId, DeploymentIntent,
+    DeploymentRecord, GitlabDeploymentStatus, GitlabStatus,
 };
 use crate::api::validate::{RevisionSource, ValidatedSpec};
 use crate::controller::status::{rollout_clock, rollout_key};
@@ -62,7 +66,46 @@ impl ApprovalPoll {
 /// the success before the one fetch. (Delay length unverified; GitLab documents no bound.)
 pub const MERGE_REQUEST_DELAY: Duration = Duration::from_secs(5);
 
-/// The next step. The reconciler performs it, records the result in status, and reconciles
+/// What the planner knows about the recorded current deployment besides the status itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Knowledge {
+    /// GitLab answered about the current deployment earlier in this pass (create, update,
+    /// read): its recorded status is GitLab's now.
+    pub answered: bool,
+    /// This process has confirmed the recorded status since it last changed (see
+    /// `Context::verified` in the reconciler). After a crash, or a status write that failed
+    /// after a `PUT`, a recorded `running` may be stale.
+    pub confirmed: bool,
+    /// A person (the refresh annotation) or a GitLab hook asked for a fresh read.
+    pub refresh: bool,
+}
+
+impl Knowledge {
+    /// Everything recorded is known to be GitLab's and nobody asked for a read.
+    pub const FRESH: Knowledge = Knowledge {
+        answered: true,
+        confirmed: true,
+        refresh: false,
+    };
+}
+
+/// The inputs of a plan besides the spec, status and rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanInputs {
+    pub poll: ApprovalPoll,
+    pub knowledge: Knowledge,
+}
+
+impl Default for PlanInputs {
+    fn default() -> Self {
+        PlanInputs {
+            poll: ApprovalPoll::POLLING,
+            knowledge: Knowledge::FRESH,
+        }
+    }
+}
+
+/// The next step. The step executor performs it, records what GitLab answered, and plans
 /// again (each step is one or two GitLab calls).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
@@ -77,14 +120,21 @@ pub enum Plan {
     /// deployment up (environment, sha, ref, our user, `updated_after` the claim time) and
     /// record it; clear the intent when none exists so the next reconcile creates it.
     RecoverDeployment { intent: DeploymentIntent },
+    /// `GET` the current deployment `id` and record it, then plan again: before a cancel, on a
+    /// refresh request, and for a running record this process has not confirmed.
+    ReadDeployment { id: DeploymentId },
     /// `PUT status=to` on deployment `id`.
-    UpdateStatus { id: i64, to: GitlabStatus },
+    UpdateStatus { id: DeploymentId, to: GitlabStatus },
     /// Cancel the still-running deployment `old_id` (a newer revision started), then do `then`.
-    Supersede { old_id: i64, then: Box<Plan> },
-    /// `GET` deployment `id` to refresh its approvals, then requeue after `after`.
-    PollApprovals { id: i64, after: Duration },
+    Supersede {
+        old_id: DeploymentId,
+        then: Box<Plan>,
+    },
+    /// `GET` deployment `id` to refresh its pending approvals, then end the pass and come back
+    /// after `after`.
+    PollApprovals { id: DeploymentId, after: Duration },
     /// `GET` the merge requests GitLab linked to deployment `id` (once, after success).
-    FetchMergeRequests { id: i64 },
+    FetchMergeRequests { id: DeploymentId },
     /// Bring GitLab environment `environment_id` in line with `spec.environmentSettings`: one
     /// `GET` to compare, one `PUT` when it differs (and an agent lookup when named by name).
     SyncEnvironment { environment_id: i64 },
@@ -333,31 +383,6 @@ fn until_grace_ends(
         .max(Duration::from_secs(1))
 }
 
-/// Remember which workload revision the reported sha ran on (see
-/// `DeploymentRecord::workload_revision`): while its GitLab deployment runs, and in the pass
-/// that finishes it. Once finished it is frozen, so a rollout that comes after (the next
-/// sha's image, applied before `spec.sha` changes) is never taken for the old sha's.
-pub fn record_workload_revision(
-    old: &GitlabDeploymentStatus,
-    status: &mut GitlabDeploymentStatus,
-    wanted: Option<&DeployRevision>,
-    rollout: &RolloutStatus,
-) {
-    let Some(dep) = status.deployment.as_mut() else {
-        return;
-    };
-    if wanted.is_none_or(|w| dep.revision() != *w) {
-        return;
-    }
-    let frozen = old
-        .deployment
-        .as_ref()
-        .is_some_and(|o| o.id == dep.id && o.status.is_finished() && o.workload_revision.is_some());
-    if !frozen && let Some(revision) = rollout.workload_revision() {
-        dep.workload_revision = Some(revision);
-    }
-}
-
 /// Whether this pass recorded the first deployment of a new sha (the moment a rollout was
 /// taken for it).
 pub fn reported_new_sha(old: &GitlabDeploymentStatus, new: &GitlabDeploymentStatus) -> bool {
@@ -401,18 +426,18 @@ pub fn plan(
     rollout: &RolloutStatus,
     now: Timestamp,
 ) -> Plan {
-    plan_polled(spec, status, rollout, now, ApprovalPoll::POLLING)
+    plan_with(spec, status, rollout, now, PlanInputs::default())
 }
 
-/// [`plan`], with pending approvals re-read within the bounds of `poll`.
-pub fn plan_polled(
+/// [`plan`], with what is known about the recorded deployment and the approval poll bounds.
+pub fn plan_with(
     spec: &ValidatedSpec,
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
     now: Timestamp,
-    poll: ApprovalPoll,
+    inputs: PlanInputs,
 ) -> Plan {
-    match plan_deployment(spec, status, rollout, now, poll) {
+    match plan_deployment(spec, status, rollout, now, inputs) {
         Plan::Nothing { requeue } => {
             environment_step(spec, status).unwrap_or(Plan::Nothing { requeue })
         }
@@ -438,8 +463,9 @@ fn plan_deployment(
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
     now: Timestamp,
-    poll: ApprovalPoll,
+    inputs: PlanInputs,
 ) -> Plan {
+    let PlanInputs { poll, knowledge } = inputs;
     // 1. A claimed create whose id was never recorded: recover before anything else, or a
     //    crash between POST and the id write would become a duplicate.
     if let Some(intent) = &status.intent {
@@ -455,19 +481,24 @@ fn plan_deployment(
     }
     let current = status.deployment.as_ref();
 
-    // 2. The target went away (or is going) while its rollout was reported running: cancel.
+    // 2. Read the recorded deployment first when it may not be GitLab's any more.
+    if let Some(cur) = current
+        && !knowledge.answered
+        && (knowledge.refresh || (!cur.status.is_finished() && !knowledge.confirmed))
+    {
+        return Plan::ReadDeployment { id: cur.id };
+    }
+
+    // 3. The target went away (or is going) while its rollout was reported running: cancel.
     if matches!(
         rollout.reason,
         Reason::TargetNotFound | Reason::TargetTerminating
     ) && let Some(cur) = current.filter(|d| d.status == GitlabStatus::Running)
     {
-        return Plan::UpdateStatus {
-            id: cur.id,
-            to: GitlabStatus::Canceled,
-        };
+        return cancel(cur.id, knowledge, None);
     }
 
-    // 3. Nothing can be concluded (gate not passed, source not applied, unknown): never act on
+    // 4. Nothing can be concluded (gate not passed, source not applied, unknown): never act on
     //    a stale status. Re-check on a timer so the deadline still fires.
     let Some(desired) = gitlab_status_for(rollout) else {
         let requeue = if rollout.reason == Reason::RevisionNotRolledOut {
@@ -483,12 +514,12 @@ fn plan_deployment(
         });
     };
 
-    // 4. Which revision? With revisionFrom the target may not carry a commit yet.
+    // 5. Which revision? With revisionFrom the target may not carry a commit yet.
     let Some(wanted) = wanted_revision(spec, rollout) else {
         return Plan::SETTLED;
     };
 
-    // 5. GitLab already refused this very create (4xx) for this generation: a user error stays
+    // 6. GitLab already refused this very create (4xx) for this generation: a user error stays
     //    stalled until something changes, and a restart is not a change.
     let refused = status
         .refused_create
@@ -515,12 +546,28 @@ fn plan_deployment(
             if cur.status.is_finished() {
                 create
             } else {
-                Plan::Supersede {
-                    old_id: cur.id,
-                    then: Box::new(create),
-                }
+                cancel(cur.id, knowledge, Some(create))
             }
         }
+    }
+}
+
+/// Cancel the running deployment `id` (then do `then`), once GitLab said in this pass that it
+/// still runs: GitLab accepts `success → canceled` and `failed → canceled`, so a cancel on a
+/// stale record would rewrite a finished deployment's history.
+fn cancel(id: DeploymentId, knowledge: Knowledge, then: Option<Plan>) -> Plan {
+    if !knowledge.answered {
+        return Plan::ReadDeployment { id };
+    }
+    match then {
+        Some(then) => Plan::Supersede {
+            old_id: id,
+            then: Box::new(then),
+        },
+        None => Plan::UpdateStatus {
+            id,
+            to: GitlabStatus::Canceled,
+        },
     }
 }
 
@@ -610,13 +657,9 @@ fn until_deadline(
     status: &GitlabDeploymentStatus,
     now: Timestamp,
 ) -> Duration {
-    let Some(rollout) = status.rollout.as_ref() else {
+    let (Some(started), paused) = rollout_clock(status, now) else {
         return PROGRESS_REQUEUE;
     };
-    let Some(started) = rollout.started_at.as_ref().map(|t| t.0) else {
-        return PROGRESS_REQUEUE;
-    };
-    let paused = Duration::from_secs(u64::try_from(rollout.paused_seconds).unwrap_or(0));
     let used = since_secs(started, now).saturating_sub(paused);
     spec.progress_timeout
         .saturating_sub(used)
@@ -643,19 +686,26 @@ pub enum Cleanup {
     Nothing,
     /// An intent without an id: look it up first, then decide again with the result.
     Recover { intent: DeploymentIntent },
+    /// `GET` the deployment first: a cancel acts only on what GitLab says runs now.
+    Read { id: DeploymentId },
     /// `PUT status=canceled`.
-    Cancel { id: i64 },
+    Cancel { id: DeploymentId },
     /// `DELETE`. GitLab refuses to delete the environment's current successful deployment
     /// (400 "Deployment currently deployed to environment"): treat that as done and say so in
     /// an Event, the deployment stays as the environment's truth.
-    Delete { id: i64 },
+    Delete { id: DeploymentId },
     /// GitLab refuses to delete a running deployment: cancel, then delete.
-    CancelThenDelete { id: i64 },
+    CancelThenDelete { id: DeploymentId },
 }
 
 /// Decide the finalizer's cleanup. Idempotent, and a resource whose apply never ran (no
-/// deployment, no intent) needs nothing.
-pub fn cleanup(policy: DeletionPolicy, status: Option<&GitlabDeploymentStatus>) -> Cleanup {
+/// deployment, no intent) needs nothing. `answered`: GitLab answered about the current
+/// deployment earlier in this cleanup (see [`Knowledge::answered`]).
+pub fn cleanup(
+    policy: DeletionPolicy,
+    status: Option<&GitlabDeploymentStatus>,
+    answered: bool,
+) -> Cleanup {
     let Some(status) = status else {
         return Cleanup::Nothing;
     };
@@ -674,6 +724,9 @@ pub fn cleanup(policy: DeletionPolicy, status: Option<&GitlabDeploymentStatus>) 
         return Cleanup::Nothing;
     };
     let running = !cur.status.is_finished();
+    if running && !answered && policy != DeletionPolicy::Orphan {
+        return Cleanup::Read { id: cur.id };
+    }
     match policy {
         DeletionPolicy::Orphan => Cleanup::Nothing,
         DeletionPolicy::Cancel if running => Cleanup::Cancel { id: cur.id },
@@ -684,4 +737,4 @@ pub fn cleanup(policy: DeletionPolicy, status: Option<&GitlabDeploymentStatus>) 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

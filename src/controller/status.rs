@@ -1,11 +1,12 @@
 //! Pure status computation: the next `.status` from the old one and what this reconcile saw
 //! and did. Guarantees: identical inputs give a byte-identical serialization (whole-second
-//! timestamps that move only on change, sorted lists, bounded history); `phase` is derived
-//! from the conditions; [`differs`] tells the reconciler whether a write is needed at all.
+//! timestamps that move only on change, sorted lists, bounded history), so the reconciler can
+//! compare the old and next status to know whether a write is needed at all; `phase` is
+//! derived from the conditions. GitLab's answers reach status only through [`apply`].
 //!
-//! GitLab's JSON is mirrored by small input structs ([`GitlabDeploymentView`] and friends)
-//! that deserialize straight from `DeploymentExtended` / `MergeRequestBasic`, so this module
-//! does not depend on the client's types.
+//! GitLab's answers arrive as small input structs ([`GitlabDeploymentView`] and friends) that
+//! `views.rs` fills from the client's types (and that deserialize from GitLab's JSON, which
+//! the tests use), so this module does not depend on the client.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -14,8 +15,8 @@ use serde::Deserialize;
 use crate::api::conditions::{NewCondition, is_true, set_condition, whole_seconds};
 use crate::api::deployment::{
     ApprovalRecord, ApprovalRuleRecord, ApprovalState, ApprovalStatus, DeployRevision,
-    DeploymentIntent, DeploymentRecord, GitlabDeploymentStatus, GitlabStatus, HistoryEntry,
-    MergeRequestRecord, Phase, RefusedCreate, RolloutRecord,
+    DeploymentId, DeploymentIntent, DeploymentRecord, EnvironmentRecord, GitlabDeploymentStatus,
+    GitlabStatus, HistoryEntry, MergeRequestRecord, Phase, RefusedCreate, RolloutRecord,
 };
 use crate::api::names::condition_type::{READY, RECONCILING, STALLED};
 use crate::api::names::reason;
@@ -77,7 +78,7 @@ pub struct EnvironmentView {
 /// absent on CE, hence optional.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct GitlabDeploymentView {
-    pub id: i64,
+    pub id: DeploymentId,
     pub iid: i64,
     #[serde(rename = "ref")]
     pub ref_name: String,
@@ -132,14 +133,8 @@ pub struct Observation<'a> {
     pub rollout: Option<&'a RolloutStatus>,
     /// The revision the resource wants reported (from [`super::plan::wanted_revision`]).
     pub wanted: Option<&'a DeployRevision>,
-    /// GitLab's answers about deployments (create, update, get, lookup), in call order, each
-    /// with the `tag` flag sent on create (GitLab never returns it).
-    pub deployments: &'a [(GitlabDeploymentView, bool)],
-    /// Set when a recovery lookup found nothing: the intent is dropped so the next reconcile
-    /// creates the deployment.
-    pub intent_not_found: bool,
-    /// Merge requests fetched for a deployment id.
-    pub merge_requests: Option<(i64, &'a [MergeRequestView])>,
+    /// What the steps of this reconcile learned, in call order (see [`Outcome`]).
+    pub outcomes: &'a [Outcome],
     /// An error to explain.
     pub problem: Option<&'a Problem>,
 }
@@ -152,17 +147,82 @@ impl<'a> Observation<'a> {
             spec_error: None,
             rollout: None,
             wanted: None,
-            deployments: &[],
-            intent_not_found: false,
-            merge_requests: None,
+            outcomes: &[],
             problem: None,
         }
     }
 }
 
-/// Whether `new` must be written (the reconciler patches only on change).
-pub fn differs(old: &GitlabDeploymentStatus, new: &GitlabDeploymentStatus) -> bool {
-    old != new
+/// What one step of a reconcile learned from GitLab. The step executor collects them; this
+/// module alone turns them into status ([`apply`]), for the next plan within the reconcile and
+/// for the status written at its end.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A deployment this resource made or found (create, recovery of an interrupted create):
+    /// it becomes the current one. `tag` is what was sent on create (GitLab never returns it).
+    Recorded {
+        view: GitlabDeploymentView,
+        tag: bool,
+    },
+    /// A recovery lookup found the deployment of an interrupted create.
+    Adopted {
+        view: GitlabDeploymentView,
+        tag: bool,
+    },
+    /// GitLab's answer about a deployment already known (update, read, poll): the current one
+    /// or one in the history.
+    Answered(GitlabDeploymentView),
+    /// A recovery lookup found nothing: the claim is void and the next plan creates.
+    IntentVoid,
+    /// GitLab refused the create (4xx): the claim is void and the request is not repeated.
+    CreateRefused(RefusedCreate),
+    /// The merge requests GitLab linked to a deployment.
+    MergeRequests {
+        id: DeploymentId,
+        views: Vec<MergeRequestView>,
+    },
+    /// `spec.environmentSettings` applied to (or refused by) the GitLab environment.
+    Environment(EnvironmentRecord),
+}
+
+impl Outcome {
+    /// The deployment this outcome reports GitLab's current answer about, if any.
+    pub fn answered_id(&self) -> Option<DeploymentId> {
+        match self {
+            Outcome::Recorded { view, .. }
+            | Outcome::Adopted { view, .. }
+            | Outcome::Answered(view) => Some(view.id),
+            _ => None,
+        }
+    }
+}
+
+/// Apply one outcome to `status`: the one place GitLab's answers become status.
+pub fn apply(status: &mut GitlabDeploymentStatus, outcome: &Outcome, now: Timestamp) {
+    match outcome {
+        Outcome::Recorded { view, tag } | Outcome::Adopted { view, tag } => {
+            record_deployment(status, view, *tag, now);
+        }
+        Outcome::Answered(view) => {
+            if let Some(current) = status.deployment.as_ref().filter(|d| d.id == view.id) {
+                let tag = current.tag;
+                record_deployment(status, view, tag, now);
+            } else if let Some(entry) = status
+                .history
+                .iter_mut()
+                .find(|h| h.deployment_id == view.id)
+            {
+                entry.status = view.status;
+            }
+        }
+        Outcome::IntentVoid => status.intent = None,
+        Outcome::CreateRefused(refused) => {
+            status.intent = None;
+            status.refused_create = Some(refused.clone());
+        }
+        Outcome::MergeRequests { id, views } => record_merge_requests(status, *id, views),
+        Outcome::Environment(record) => status.environment = Some(record.clone()),
+    }
 }
 
 /// The write-ahead intent, recorded (with a resourceVersion precondition) before `POST`.
@@ -190,18 +250,13 @@ pub fn next_status(
     now: Timestamp,
 ) -> GitlabDeploymentStatus {
     let mut next = old.clone();
-    if obs.intent_not_found {
-        next.intent = None;
-    }
-    for (view, tag) in obs.deployments {
-        record_deployment(&mut next, view, *tag, now);
-    }
-    if let Some((id, mrs)) = obs.merge_requests {
-        record_merge_requests(&mut next, id, mrs);
+    for outcome in obs.outcomes {
+        apply(&mut next, outcome, now);
     }
     if obs.spec_error.is_none()
         && let Some(rollout) = obs.rollout
     {
+        record_workload_revision(old, &mut next, obs.wanted, rollout);
         record_rollout(&mut next, rollout, obs.wanted, now);
     }
     // A refusal is about one revision of one generation; once either moved on it is history.
@@ -222,13 +277,38 @@ pub fn next_status(
     next
 }
 
+/// Remember which workload revision the reported sha ran on (see
+/// `DeploymentRecord::workload_revision`): while its GitLab deployment runs, and in the pass
+/// that finishes it. Once finished it is frozen, so a rollout that comes after (the next
+/// sha's image, applied before `spec.sha` changes) is never taken for the old sha's.
+pub fn record_workload_revision(
+    old: &GitlabDeploymentStatus,
+    status: &mut GitlabDeploymentStatus,
+    wanted: Option<&DeployRevision>,
+    rollout: &RolloutStatus,
+) {
+    let Some(dep) = status.deployment.as_mut() else {
+        return;
+    };
+    if wanted.is_none_or(|w| dep.revision() != *w) {
+        return;
+    }
+    let frozen = old
+        .deployment
+        .as_ref()
+        .is_some_and(|o| o.id == dep.id && o.status.is_finished() && o.workload_revision.is_some());
+    if !frozen && let Some(revision) = rollout.workload_revision() {
+        dep.workload_revision = Some(revision);
+    }
+}
+
 fn to_time(t: Option<Timestamp>) -> Option<Time> {
     t.map(whole_seconds)
 }
 
 /// Record GitLab's answer about a deployment. A different id than the current one moves the
 /// current one to `history` (bounded, newest first); the intent it fulfils is cleared.
-pub fn record_deployment(
+fn record_deployment(
     status: &mut GitlabDeploymentStatus,
     view: &GitlabDeploymentView,
     tag: bool,
@@ -299,7 +379,7 @@ pub fn record_deployment(
 
 /// Summarize GitLab's approval fields (§9.2): state, required/pending counts, approvals and
 /// rules, sorted for a stable serialization; plus the `approved/required` column string.
-pub fn record_approvals(
+fn record_approvals(
     status: &mut GitlabDeploymentStatus,
     view: &GitlabDeploymentView,
     now: Timestamp,
@@ -395,9 +475,9 @@ fn count_approved(approvals: &[ApprovalRecord]) -> i64 {
 }
 
 /// Keep the merge requests GitLab linked to deployment `id`: newest merge first, bounded.
-pub fn record_merge_requests(
+fn record_merge_requests(
     status: &mut GitlabDeploymentStatus,
-    id: i64,
+    id: DeploymentId,
     mrs: &[MergeRequestView],
 ) {
     let mut list: Vec<MergeRequestRecord> = mrs

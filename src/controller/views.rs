@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::deployment::GitlabStatus;
+use crate::api::deployment::{DeploymentId, GitlabStatus};
 use crate::controller::status::{
     ApprovalRuleView, ApprovalSummaryView, ApprovalView, EnvironmentView, GitlabDeploymentView,
     MergeRequestView, UserView,
@@ -61,9 +61,10 @@ fn approval(a: &DeploymentApproval) -> ApprovalView {
     }
 }
 
-pub fn deployment_view(d: &Deployment) -> GitlabDeploymentView {
-    GitlabDeploymentView {
-        id: id(d.id),
+/// `None` only for an answer without a positive id, which GitLab never sends.
+pub fn deployment_view(d: &Deployment) -> Option<GitlabDeploymentView> {
+    Some(GitlabDeploymentView {
+        id: DeploymentId::try_from(d.id).ok()?,
         iid: id(d.iid),
         ref_name: d.git_ref.clone(),
         sha: d.sha.clone(),
@@ -94,7 +95,7 @@ pub fn deployment_view(d: &Deployment) -> GitlabDeploymentView {
                 })
                 .collect(),
         }),
-    }
+    })
 }
 
 pub fn merge_request_view(m: &MergeRequest) -> MergeRequestView {

@@ -29,7 +29,7 @@ impl Snapshot {
             environment: gd.spec.environment.clone(),
             gitlab: status.and_then(|s| s.deployment.as_ref()).map(|d| {
                 (
-                    d.id,
+                    i64::from(d.id),
                     d.sha.chars().take(7).collect(),
                     d.status.as_str().to_owned(),
                 )

@@ -62,7 +62,7 @@ fn deployment_id(gd: &GitlabDeployment) -> i64 {
     gd.status
         .as_ref()
         .and_then(|s| s.deployment.as_ref())
-        .map(|d| d.id)
+        .map(|d| i64::from(d.id))
         .unwrap_or_default()
 }
 

@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use super::hints::HookSource;
+use crate::api::deployment::DeploymentId;
 
 /// The index; `O` is the owner's key (`ObjectRef<GitlabDeployment>` in the operator).
 #[derive(Debug)]
 pub struct DeploymentIds<O: Eq + Hash + Clone> {
-    by_id: HashMap<i64, HashSet<O>>,
-    by_owner: HashMap<O, (i64, HookSource)>,
+    by_id: HashMap<DeploymentId, HashSet<O>>,
+    by_owner: HashMap<O, (DeploymentId, HookSource)>,
 }
 
 impl<O: Eq + Hash + Clone> Default for DeploymentIds<O> {
@@ -26,7 +27,7 @@ impl<O: Eq + Hash + Clone> Default for DeploymentIds<O> {
 
 impl<O: Eq + Hash + Clone> DeploymentIds<O> {
     /// Record what `owner` holds now: a deployment id of a connection, or nothing.
-    pub fn apply(&mut self, owner: O, held: Option<(i64, HookSource)>) {
+    pub fn apply(&mut self, owner: O, held: Option<(DeploymentId, HookSource)>) {
         if self.by_owner.get(&owner) == held.as_ref() {
             return;
         }
@@ -59,7 +60,7 @@ impl<O: Eq + Hash + Clone> DeploymentIds<O> {
     }
 
     /// Owners of deployment `id` that use one of `sources`.
-    pub fn owners(&self, id: i64, sources: &[HookSource]) -> Vec<O> {
+    pub fn owners(&self, id: DeploymentId, sources: &[HookSource]) -> Vec<O> {
         self.by_id
             .get(&id)
             .into_iter()
@@ -94,19 +95,23 @@ mod tests {
         }
     }
 
+    fn d(n: i64) -> DeploymentId {
+        DeploymentId::new(n).unwrap()
+    }
+
     #[test]
     fn owners_by_id_and_connection() {
         let mut ids = DeploymentIds::default();
-        ids.apply("a", Some((7, ns("one"))));
-        ids.apply("b", Some((7, ns("two"))));
-        ids.apply("c", Some((8, ns("one"))));
-        assert_eq!(ids.owners(7, &[ns("one")]), vec!["a"]);
-        assert_eq!(ids.owners(7, &[ns("two")]), vec!["b"]);
-        assert!(ids.owners(9, &[ns("one")]).is_empty());
+        ids.apply("a", Some((d(7), ns("one"))));
+        ids.apply("b", Some((d(7), ns("two"))));
+        ids.apply("c", Some((d(8), ns("one"))));
+        assert_eq!(ids.owners(d(7), &[ns("one")]), vec!["a"]);
+        assert_eq!(ids.owners(d(7), &[ns("two")]), vec!["b"]);
+        assert!(ids.owners(d(9), &[ns("one")]).is_empty());
         // A new deployment for `a` moves it.
-        ids.apply("a", Some((10, ns("one"))));
-        assert!(ids.owners(7, &[ns("one")]).is_empty());
-        assert_eq!(ids.owners(10, &[ns("one")]), vec!["a"]);
+        ids.apply("a", Some((d(10), ns("one"))));
+        assert!(ids.owners(d(7), &[ns("one")]).is_empty());
+        assert_eq!(ids.owners(d(10), &[ns("one")]), vec!["a"]);
         ids.apply("a", None);
         ids.remove(&"b");
         ids.retain(|o| *o != "c");

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::api::deployment::DeploymentId;
+
 /// Largest body read; GitLab's own payloads for deployments are a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -12,7 +14,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub enum Hook {
     /// A Deployment Hook: lifecycle (`running`, `success`, ...) or approval (`blocked`,
     /// `approved`, `rejected`) event of deployment `deployment_id`.
-    Deployment { deployment_id: i64, status: String },
+    Deployment {
+        deployment_id: DeploymentId,
+        status: String,
+    },
     /// Another `object_kind` (push, pipeline, ...): accepted and ignored.
     Other { object_kind: String },
 }
@@ -65,16 +70,16 @@ pub fn parse(body: &[u8]) -> Result<Hook, PayloadError> {
     }
     let fields = DeploymentFields::deserialize(&value)
         .map_err(|e| PayloadError::Deployment(e.to_string()))?;
-    if fields.deployment_id <= 0 {
+    let Some(deployment_id) = DeploymentId::new(fields.deployment_id) else {
         return Err(PayloadError::Deployment(
             "deployment_id is not a positive integer".into(),
         ));
-    }
+    };
     if fields.status.is_empty() {
         return Err(PayloadError::Deployment("status is empty".into()));
     }
     Ok(Hook::Deployment {
-        deployment_id: fields.deployment_id,
+        deployment_id,
         status: fields.status,
     })
 }
@@ -88,7 +93,7 @@ mod tests {
     fn bodies() {
         let deployment = |id: i64, status: &str| -> Result<Hook, &'static str> {
             Ok(Hook::Deployment {
-                deployment_id: id,
+                deployment_id: DeploymentId::new(id).unwrap(),
                 status: status.into(),
             })
         };

@@ -22,7 +22,7 @@ use super::hints::{HookHints, HookSource};
 use super::ids::DeploymentIds;
 use super::payload::{self, Hook, MAX_BODY};
 use super::tokens::{self, HookTokens, SecretName};
-use crate::api::deployment::{ApprovalState, GitlabDeployment};
+use crate::api::deployment::{ApprovalState, DeploymentId, GitlabDeployment};
 use crate::controller::scoped::ScopedStore;
 
 /// The receiver's settings (`run --webhook-addr`, `--webhook-secret`).
@@ -176,7 +176,7 @@ async fn handle(r: &Receiver, headers: &HeaderMap, body: Body) -> (StatusCode, &
 /// Whether a hook may tell `obj` something it does not know: an approval event while its
 /// approval is pending, or a lifecycle status other than the one recorded. A replay of what
 /// the resource already shows costs nothing. (The payload is only compared, never stored.)
-fn news_for(obj: &GitlabDeployment, deployment_id: i64, status: &str) -> bool {
+fn news_for(obj: &GitlabDeployment, deployment_id: DeploymentId, status: &str) -> bool {
     let Some(recorded) = obj.status.as_ref() else {
         return true;
     };

@@ -512,7 +512,7 @@ impl Env {
     pub async fn review(
         &self,
         token: &str,
-        id: i64,
+        id: gitlab_deployment_operator::api::deployment::DeploymentId,
         status: gitlab_deployment_operator::gitlab::ApprovalStatus,
     ) {
         use gitlab_deployment_operator::gitlab::{
@@ -524,7 +524,7 @@ impl Env {
         client
             .approve_deployment(
                 &ProjectId::Id(self.project.id),
-                u64::try_from(id).unwrap(),
+                id.get(),
                 &ApproveDeployment {
                     status,
                     comment: Some("looks good".into()),

@@ -1,5 +1,5 @@
-//! Table tests for `plan` and `cleanup`, plus sequence tests that drive plan → (pure GitLab
-//! model) → status → plan, and count the GitLab calls (spec §7 tracker rows T1–T8).
+//! Table tests for `plan` and `cleanup`. The sequence tests that count GitLab calls drive the
+//! step executor and live with it (`steps/tests.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -13,20 +13,24 @@ use crate::api::deployment::{
     TargetRef,
 };
 use crate::api::validate::{ConnectionTarget, ProjectRef, RevisionSource};
-use crate::controller::status::{self, GitlabDeploymentView, Observation};
+use crate::controller::status;
 use crate::rollout::{Reason, Revision, RolloutState, RolloutStatus};
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-fn now() -> Timestamp {
+pub(crate) fn did(n: i64) -> DeploymentId {
+    DeploymentId::new(n).unwrap()
+}
+
+pub(crate) fn now() -> Timestamp {
     "2026-01-01T12:00:00Z".parse().unwrap()
 }
 fn secs_ago(s: i64) -> Time {
     Time(now() - SignedDuration::from_secs(s))
 }
 
-fn spec(source: RevisionSource) -> ValidatedSpec {
+pub(crate) fn spec(source: RevisionSource) -> ValidatedSpec {
     ValidatedSpec {
         namespace: "apps".into(),
         name: "web".into(),
@@ -50,14 +54,14 @@ fn spec(source: RevisionSource) -> ValidatedSpec {
         deletion_policy: DeletionPolicy::Cancel,
     }
 }
-fn rev(sha: &str) -> DeployRevision {
+pub(crate) fn rev(sha: &str) -> DeployRevision {
     DeployRevision {
         sha: sha.into(),
         ref_name: "main".into(),
         tag: false,
     }
 }
-fn fixed(sha: &str) -> ValidatedSpec {
+pub(crate) fn fixed(sha: &str) -> ValidatedSpec {
     spec(RevisionSource::Fixed(rev(sha)))
 }
 fn follow() -> ValidatedSpec {
@@ -72,7 +76,7 @@ fn follow() -> ValidatedSpec {
     })
 }
 
-fn ro(state: RolloutState, reason: Reason) -> RolloutStatus {
+pub(crate) fn ro(state: RolloutState, reason: Reason) -> RolloutStatus {
     RolloutStatus::new(state, reason, "m")
 }
 fn ro_commit(state: RolloutState, reason: Reason, sha: Option<&str>) -> RolloutStatus {
@@ -83,16 +87,16 @@ fn ro_commit(state: RolloutState, reason: Reason, sha: Option<&str>) -> RolloutS
     });
     r
 }
-fn progressing() -> RolloutStatus {
+pub(crate) fn progressing() -> RolloutStatus {
     ro(RolloutState::Progressing, Reason::ReplicasUpdating)
 }
-fn complete() -> RolloutStatus {
+pub(crate) fn complete() -> RolloutStatus {
     ro(RolloutState::Succeeded, Reason::RolloutComplete)
 }
 
 fn record(id: i64, sha: &str, status: GitlabStatus) -> DeploymentRecord {
     DeploymentRecord {
-        id,
+        id: did(id),
         iid: id,
         sha: sha.into(),
         ref_name: "main".into(),
@@ -140,7 +144,7 @@ impl St {
         self
     }
     fn mrs_fetched(mut self, id: i64) -> Self {
-        self.0.merge_requests_for = Some(id);
+        self.0.merge_requests_for = Some(did(id));
         self
     }
     fn approval(mut self, state: ApprovalState, since: Option<i64>, checked: Option<i64>) -> Self {
@@ -259,21 +263,30 @@ fn plan_table() {
             fixed(A),
             St::default().deployment(7, A, Running),
             complete(),
-            Plan::UpdateStatus { id: 7, to: Success },
+            Plan::UpdateStatus {
+                id: did(7),
+                to: Success,
+            },
         ),
         (
             "running -> failed (ProgressDeadlineExceeded)",
             fixed(A),
             St::default().deployment(7, A, Running),
             failed_pde.clone(),
-            Plan::UpdateStatus { id: 7, to: Failed },
+            Plan::UpdateStatus {
+                id: did(7),
+                to: Failed,
+            },
         ),
         (
             "running -> failed (progressTimeout)",
             fixed(A),
             St::default().deployment(7, A, Running),
             failed_timeout.clone(),
-            Plan::UpdateStatus { id: 7, to: Failed },
+            Plan::UpdateStatus {
+                id: did(7),
+                to: Failed,
+            },
         ),
         (
             "running stays running: no running->running PUT",
@@ -305,7 +318,7 @@ fn plan_table() {
             St::default().deployment(7, A, Running),
             progressing(),
             Plan::Supersede {
-                old_id: 7,
+                old_id: did(7),
                 then: Box::new(create(B, Running)),
             },
         ),
@@ -315,7 +328,7 @@ fn plan_table() {
             St::default().deployment(7, A, Running),
             complete(),
             Plan::Supersede {
-                old_id: 7,
+                old_id: did(7),
                 then: Box::new(create(B, Success)),
             },
         ),
@@ -364,7 +377,10 @@ fn plan_table() {
             fixed(A),
             St::default().deployment(7, A, Running).intent(A),
             complete(),
-            Plan::UpdateStatus { id: 7, to: Success },
+            Plan::UpdateStatus {
+                id: did(7),
+                to: Success,
+            },
         ),
         // Approvals.
         (
@@ -375,7 +391,7 @@ fn plan_table() {
                 .approval(ApprovalState::Pending, Some(0), None),
             progressing(),
             Plan::PollApprovals {
-                id: 7,
+                id: did(7),
                 after: Duration::from_secs(10),
             },
         ),
@@ -411,7 +427,7 @@ fn plan_table() {
             ),
             complete(),
             Plan::PollApprovals {
-                id: 7,
+                id: did(7),
                 after: Duration::from_secs(100),
             },
         ),
@@ -425,7 +441,7 @@ fn plan_table() {
             ),
             complete(),
             Plan::PollApprovals {
-                id: 7,
+                id: did(7),
                 after: Duration::from_secs(300),
             },
         ),
@@ -436,7 +452,10 @@ fn plan_table() {
                 .deployment(7, A, Running)
                 .approval(ApprovalState::Pending, Some(0), None),
             complete(),
-            Plan::UpdateStatus { id: 7, to: Success },
+            Plan::UpdateStatus {
+                id: did(7),
+                to: Success,
+            },
         ),
         (
             "approved: settled",
@@ -464,7 +483,7 @@ fn plan_table() {
             fixed(A),
             St::default().deployment(7, A, Success),
             complete(),
-            Plan::FetchMergeRequests { id: 7 },
+            Plan::FetchMergeRequests { id: did(7) },
         ),
         (
             "give GitLab a moment to link merge requests",
@@ -530,7 +549,7 @@ fn plan_table() {
             St::default().deployment(7, A, Running),
             ro(RolloutState::Pending, Reason::TargetNotFound),
             Plan::UpdateStatus {
-                id: 7,
+                id: did(7),
                 to: Canceled,
             },
         ),
@@ -540,7 +559,7 @@ fn plan_table() {
             St::default().deployment(7, A, Running),
             ro(RolloutState::Unknown, Reason::TargetTerminating),
             Plan::UpdateStatus {
-                id: 7,
+                id: did(7),
                 to: Canceled,
             },
         ),
@@ -572,7 +591,7 @@ fn cleanup_table() {
             "cancel a running deployment",
             Cancel,
             Some(St::default().deployment(7, A, Running)),
-            Cleanup::Cancel { id: 7 },
+            Cleanup::Cancel { id: did(7) },
         ),
         (
             "cancel leaves a finished deployment",
@@ -590,19 +609,19 @@ fn cleanup_table() {
             "delete a finished deployment",
             Delete,
             Some(St::default().deployment(7, A, Failed)),
-            Cleanup::Delete { id: 7 },
+            Cleanup::Delete { id: did(7) },
         ),
         (
             "delete a successful deployment (GitLab may refuse)",
             Delete,
             Some(St::default().deployment(7, A, Success)),
-            Cleanup::Delete { id: 7 },
+            Cleanup::Delete { id: did(7) },
         ),
         (
             "GitLab refuses to delete running: cancel first",
             Delete,
             Some(St::default().deployment(7, A, Running)),
-            Cleanup::CancelThenDelete { id: 7 },
+            Cleanup::CancelThenDelete { id: did(7) },
         ),
         (
             "intent without id: look it up first",
@@ -621,295 +640,11 @@ fn cleanup_table() {
     ];
     for (name, policy, st, want) in cases {
         assert_eq!(
-            cleanup(policy, st.as_ref().map(|s| &s.0)),
+            cleanup(policy, st.as_ref().map(|s| &s.0), true),
             want,
             "case {name}"
         );
     }
-}
-
-/// A tiny in-memory GitLab that enforces the PUT matrix, for sequence tests.
-#[derive(Default)]
-struct GitLab {
-    deployments: Vec<GitlabDeploymentView>,
-    calls: Vec<String>,
-}
-
-impl GitLab {
-    fn view(&self, id: i64) -> GitlabDeploymentView {
-        self.deployments
-            .iter()
-            .find(|d| d.id == id)
-            .cloned()
-            .unwrap()
-    }
-    fn put(&mut self, id: i64, to: GitlabStatus) -> GitlabDeploymentView {
-        let d = self.deployments.iter_mut().find(|d| d.id == id).unwrap();
-        assert!(
-            d.status.can_transition_to(to),
-            "GitLab would refuse {} -> {to}",
-            d.status
-        );
-        d.status = to;
-        self.calls.push(format!("PUT {} {to}", &d.sha[..1]));
-        d.clone()
-    }
-    fn post(&mut self, r: &DeployRevision, s: GitlabStatus) -> GitlabDeploymentView {
-        let id = i64::try_from(self.deployments.len()).unwrap() + 1;
-        let view = GitlabDeploymentView {
-            id,
-            iid: id,
-            ref_name: r.ref_name.clone(),
-            sha: r.sha.clone(),
-            status: s,
-            created_at: Some(now()),
-            updated_at: Some(now() - SignedDuration::from_secs(60)),
-            environment: None,
-            pending_approval_count: None,
-            approvals: vec![],
-            approval_summary: None,
-        };
-        self.deployments.push(view.clone());
-        self.calls.push(format!("POST {} {s}", &r.sha[..1]));
-        view
-    }
-}
-
-/// Run plan → act → record until the plan is `Nothing`; return the new status.
-fn drive(
-    gitlab: &mut GitLab,
-    spec: &ValidatedSpec,
-    mut st: GitlabDeploymentStatus,
-    rollout: &RolloutStatus,
-    crash_after_post: bool,
-) -> GitlabDeploymentStatus {
-    let wanted = wanted_revision(spec, rollout);
-    for _ in 0..10 {
-        let mut views = Vec::new();
-        let mut not_found = false;
-        let mut mrs = None;
-        let mut step = plan(spec, &st, rollout, now());
-        loop {
-            match step {
-                Plan::Nothing { .. } => return st,
-                Plan::CreateDeployment {
-                    revision,
-                    initial_status,
-                } => {
-                    st = status::with_intent(
-                        &st,
-                        &revision,
-                        &spec.environment,
-                        initial_status,
-                        now(),
-                    );
-                    let view = gitlab.post(&revision, initial_status);
-                    if crash_after_post {
-                        return st; // the id was never recorded
-                    }
-                    views.push((view, revision.tag));
-                }
-                Plan::RecoverDeployment { intent } => {
-                    gitlab.calls.push("LOOKUP".into());
-                    match gitlab
-                        .deployments
-                        .iter()
-                        .rev()
-                        .find(|d| d.sha == intent.revision.sha)
-                    {
-                        Some(d) => views.push((d.clone(), intent.revision.tag)),
-                        None => not_found = true,
-                    }
-                }
-                Plan::UpdateStatus { id, to } => views.push((gitlab.put(id, to), false)),
-                Plan::Supersede { old_id, then } => {
-                    views.push((gitlab.put(old_id, Canceled), false));
-                    step = *then;
-                    continue;
-                }
-                Plan::PollApprovals { id, .. } => {
-                    gitlab.calls.push(format!("GET {id}"));
-                    views.push((gitlab.view(id), false));
-                }
-                Plan::FetchMergeRequests { id } => {
-                    gitlab.calls.push(format!("MRS {id}"));
-                    mrs = Some(id);
-                }
-                Plan::SyncEnvironment { environment_id } => {
-                    gitlab.calls.push(format!("ENV {environment_id}"));
-                    st.environment = Some(crate::api::deployment::EnvironmentRecord {
-                        id: environment_id,
-                        settings: spec.environment_settings.clone().unwrap_or_default(),
-                        state: crate::api::deployment::EnvironmentSyncState::Applied,
-                        message: String::new(),
-                    });
-                }
-            }
-            break;
-        }
-        let empty: Vec<status::MergeRequestView> = vec![];
-        let obs = Observation {
-            rollout: Some(rollout),
-            wanted: wanted.as_ref(),
-            deployments: &views,
-            intent_not_found: not_found,
-            merge_requests: mrs.map(|id| (id, empty.as_slice())),
-            ..Observation::new(1)
-        };
-        st = status::next_status(&st, &obs, now());
-    }
-    panic!("plan did not settle: {:?}", gitlab.calls);
-}
-
-#[test]
-fn sequences_cost_the_minimum_calls() {
-    type Steps = Vec<(ValidatedSpec, RolloutStatus)>;
-    let cases: Vec<(&str, Steps, Vec<&str>)> = vec![
-        (
-            "created complete: one POST in total",
-            vec![(fixed(A), complete())],
-            vec!["POST a success", "MRS 1"],
-        ),
-        (
-            "running then success",
-            vec![
-                (fixed(A), progressing()),
-                (fixed(A), progressing()),
-                (fixed(A), complete()),
-            ],
-            vec!["POST a running", "PUT a success", "MRS 1"],
-        ),
-        (
-            "running then failed",
-            vec![
-                (fixed(A), progressing()),
-                (fixed(A), ro(RolloutState::Failed, Reason::ProgressTimeout)),
-            ],
-            vec!["POST a running", "PUT a failed"],
-        ),
-        (
-            "T1 superseded",
-            vec![(fixed(A), progressing()), (fixed(B), progressing())],
-            vec!["POST a running", "PUT a canceled", "POST b running"],
-        ),
-        (
-            "T2 after success",
-            vec![(fixed(A), complete()), (fixed(B), progressing())],
-            vec!["POST a success", "MRS 1", "POST b running"],
-        ),
-        (
-            "T3 target deleted",
-            vec![
-                (fixed(A), progressing()),
-                (fixed(A), ro(RolloutState::Pending, Reason::TargetNotFound)),
-            ],
-            vec!["POST a running", "PUT a canceled"],
-        ),
-        (
-            "T4 rollback",
-            vec![
-                (fixed(A), complete()),
-                (fixed(B), complete()),
-                (fixed(A), progressing()),
-                (fixed(A), complete()),
-            ],
-            vec![
-                "POST a success",
-                "MRS 1",
-                "POST b success",
-                "MRS 2",
-                "POST a running",
-                "PUT a success",
-                "MRS 3",
-            ],
-        ),
-        (
-            "T6 scale: no calls",
-            vec![
-                (fixed(A), complete()),
-                (fixed(A), progressing()),
-                (fixed(A), complete()),
-            ],
-            vec!["POST a success", "MRS 1"],
-        ),
-    ];
-    for (name, steps, want) in cases {
-        let mut gitlab = GitLab::default();
-        let mut st = GitlabDeploymentStatus::default();
-        for (spec, rollout) in &steps {
-            st = drive(&mut gitlab, spec, st, rollout, false);
-        }
-        assert_eq!(gitlab.calls, want, "case {name}");
-    }
-}
-
-#[test]
-fn crash_between_post_and_id_is_recovered_without_a_duplicate() {
-    // T8: the POST happened, the id write did not. The restart recovers by lookup.
-    let mut gitlab = GitLab::default();
-    let st = drive(
-        &mut gitlab,
-        &fixed(A),
-        GitlabDeploymentStatus::default(),
-        &progressing(),
-        true,
-    );
-    assert!(st.intent.is_some() && st.deployment.is_none());
-    let st = drive(&mut gitlab, &fixed(A), st, &complete(), false);
-    assert_eq!(
-        gitlab.calls,
-        ["POST a running", "LOOKUP", "PUT a success", "MRS 1"]
-    );
-    assert!(st.intent.is_none());
-    assert_eq!(
-        st.deployment.as_ref().map(|d| (d.id, d.status)),
-        Some((1, Success))
-    );
-
-    // The crash happened before the POST: the lookup finds nothing and the create happens once.
-    let mut gitlab = GitLab::default();
-    let st = status::with_intent(
-        &GitlabDeploymentStatus::default(),
-        &rev(A),
-        "production",
-        Running,
-        now(),
-    );
-    drive(&mut gitlab, &fixed(A), st, &progressing(), false);
-    assert_eq!(gitlab.calls, ["LOOKUP", "POST a running"]);
-}
-
-#[test]
-fn a_settled_status_is_a_fixed_point() {
-    // Settled: plan says nothing, and recomputing status changes nothing (no write, no loop).
-    let mut gitlab = GitLab::default();
-    let st = drive(
-        &mut gitlab,
-        &fixed(A),
-        GitlabDeploymentStatus::default(),
-        &complete(),
-        false,
-    );
-    let calls = gitlab.calls.len();
-    let again = drive(&mut gitlab, &fixed(A), st.clone(), &complete(), false);
-    assert_eq!(gitlab.calls.len(), calls, "no calls once settled");
-    let wanted = rev(A);
-    let rollout = complete();
-    let obs = Observation {
-        rollout: Some(&rollout),
-        wanted: Some(&wanted),
-        ..Observation::new(1)
-    };
-    let later = now() + SignedDuration::from_secs(3600);
-    let recomputed = status::next_status(&again, &obs, later);
-    assert!(
-        !status::differs(&again, &recomputed),
-        "{again:#?}\n{recomputed:#?}"
-    );
-    assert_eq!(
-        serde_json::to_string(&again).unwrap(),
-        serde_json::to_string(&recomputed).unwrap()
-    );
 }
 
 #[test]
@@ -1326,7 +1061,7 @@ fn the_workload_revision_of_a_finished_deployment_is_frozen() {
     });
     let stamped = |old: &GitlabDeploymentStatus, new: GitlabDeploymentStatus, want: &str| {
         let mut new = new;
-        record_workload_revision(old, &mut new, Some(&rev(want)), &r2);
+        status::record_workload_revision(old, &mut new, Some(&rev(want)), &r2);
         new.deployment.unwrap().workload_revision.unwrap()
     };
     // Running: follows the workload; the pass that finishes it stamps too.
@@ -1397,7 +1132,7 @@ fn environment_settings_are_set_once_per_change_and_never_hold_up_a_rollout() {
             St::default().deployment(1, A, GitlabStatus::Running).0,
             complete(),
             Plan::UpdateStatus {
-                id: 1,
+                id: did(1),
                 to: GitlabStatus::Success,
             },
         ),
@@ -1466,12 +1201,21 @@ fn approval_safety_net_replaces_the_backoff() {
     let spec = fixed(A);
     let polled = plan(&spec, &status, &complete(), now());
     assert!(
-        matches!(polled, Plan::PollApprovals { id: 7, .. }),
+        matches!(polled, Plan::PollApprovals { id, .. } if id == did(7)),
         "{polled:?}"
     );
     let net = ApprovalPoll::safety_net(Duration::from_secs(600));
     assert_eq!(
-        plan_polled(&spec, &status, &complete(), now(), net),
+        plan_with(
+            &spec,
+            &status,
+            &complete(),
+            now(),
+            PlanInputs {
+                poll: net,
+                knowledge: Knowledge::FRESH
+            }
+        ),
         nothing(Some(540)),
         "checked 60 s ago: the next read is 540 s away"
     );
@@ -1480,9 +1224,18 @@ fn approval_safety_net_replaces_the_backoff() {
         .approval(ApprovalState::Pending, Some(900), Some(600))
         .0;
     assert_eq!(
-        plan_polled(&spec, &due, &complete(), now(), net),
+        plan_with(
+            &spec,
+            &due,
+            &complete(),
+            now(),
+            PlanInputs {
+                poll: net,
+                knowledge: Knowledge::FRESH
+            }
+        ),
         Plan::PollApprovals {
-            id: 7,
+            id: did(7),
             after: Duration::from_secs(600)
         }
     );
@@ -1502,7 +1255,16 @@ fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
     let mut at = start;
     let end = start + SignedDuration::from_secs(i64::try_from(hours * 3600).unwrap());
     while at < end {
-        let step = plan_polled(&spec, &status, &complete(), at, poll);
+        let step = plan_with(
+            &spec,
+            &status,
+            &complete(),
+            at,
+            PlanInputs {
+                poll,
+                knowledge: Knowledge::FRESH,
+            },
+        );
         let wait = match step {
             Plan::PollApprovals { after, .. } => {
                 let hour = usize::try_from(at.duration_since(start).as_secs() / 3600).unwrap();

@@ -66,9 +66,18 @@ fn conditions_and_phase_table() {
     let not_found = rollout(RolloutState::Pending, Reason::TargetNotFound);
     let wanted = rev();
 
-    let running = vec![(view(1, A, "running"), false)];
-    let success = vec![(view(1, A, "success"), false)];
-    let canceled = vec![(view(1, A, "canceled"), false)];
+    let running = vec![Outcome::Recorded {
+        view: view(1, A, "running"),
+        tag: false,
+    }];
+    let success = vec![Outcome::Recorded {
+        view: view(1, A, "success"),
+        tag: false,
+    }];
+    let canceled = vec![Outcome::Recorded {
+        view: view(1, A, "canceled"),
+        tag: false,
+    }];
     let mut pending_view = view(1, A, "success");
     pending_view.pending_approval_count = Some(1);
     pending_view.approval_summary = Some(ApprovalSummaryView {
@@ -79,7 +88,10 @@ fn conditions_and_phase_table() {
             deployment_approvals: vec![],
         }],
     });
-    let pending_approval = vec![(pending_view.clone(), false)];
+    let pending_approval = vec![Outcome::Recorded {
+        view: pending_view.clone(),
+        tag: false,
+    }];
     let mut rejected_view = pending_view;
     rejected_view.approvals = vec![ApprovalView {
         user: UserView {
@@ -89,7 +101,10 @@ fn conditions_and_phase_table() {
         comment: Some("no".into()),
         created_at: None,
     }];
-    let rejected = vec![(rejected_view, false)];
+    let rejected = vec![Outcome::Recorded {
+        view: rejected_view,
+        tag: false,
+    }];
 
     let cases: Vec<(&str, GitlabDeploymentStatus, Observation<'_>, Want)> = vec![
         (
@@ -175,7 +190,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&progressing),
                 wanted: Some(&wanted),
-                deployments: &running,
+                outcomes: &running,
                 ..Observation::new(2)
             },
             Want {
@@ -190,7 +205,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&complete),
                 wanted: Some(&wanted),
-                deployments: &success,
+                outcomes: &success,
                 ..Observation::new(2)
             },
             Want {
@@ -205,7 +220,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&failed),
                 wanted: Some(&wanted),
-                deployments: &running,
+                outcomes: &running,
                 ..Observation::new(2)
             },
             Want {
@@ -220,7 +235,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&complete),
                 wanted: Some(&wanted),
-                deployments: &pending_approval,
+                outcomes: &pending_approval,
                 ..Observation::new(2)
             },
             Want {
@@ -235,7 +250,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&complete),
                 wanted: Some(&wanted),
-                deployments: &rejected,
+                outcomes: &rejected,
                 ..Observation::new(2)
             },
             Want {
@@ -250,7 +265,7 @@ fn conditions_and_phase_table() {
             Observation {
                 rollout: Some(&not_found),
                 wanted: Some(&wanted),
-                deployments: &canceled,
+                outcomes: &canceled,
                 ..Observation::new(2)
             },
             Want {
@@ -463,8 +478,15 @@ fn history_is_bounded_newest_first() {
     for id in 1..=(MAX_HISTORY as i64 + 3) {
         record_deployment(&mut st, &view(id, A, "success"), false, now());
     }
-    assert_eq!(st.deployment.as_ref().unwrap().id, MAX_HISTORY as i64 + 3);
-    let ids: Vec<i64> = st.history.iter().map(|h| h.deployment_id).collect();
+    assert_eq!(
+        i64::from(st.deployment.as_ref().unwrap().id),
+        MAX_HISTORY as i64 + 3
+    );
+    let ids: Vec<i64> = st
+        .history
+        .iter()
+        .map(|h| i64::from(h.deployment_id))
+        .collect();
     assert_eq!(
         ids,
         (3..=(MAX_HISTORY as i64 + 2)).rev().collect::<Vec<_>>(),
@@ -496,12 +518,12 @@ fn merge_requests_are_bounded_and_sorted() {
         })
         .collect();
     let mut st = GitlabDeploymentStatus::default();
-    record_merge_requests(&mut st, 7, &mrs);
+    record_merge_requests(&mut st, DeploymentId::new(7).unwrap(), &mrs);
     assert_eq!(st.merge_requests.len(), MAX_MERGE_REQUESTS);
     assert_eq!(st.merge_requests[0].iid, 25, "newest merge first");
     assert_eq!(st.merge_requests.last().unwrap().iid, 6);
     assert_eq!(st.merge_requests[0].author.as_deref(), Some("dev"));
-    assert_eq!(st.merge_requests_for, Some(7));
+    assert_eq!(st.merge_requests_for, DeploymentId::new(7));
 }
 
 #[test]
@@ -551,13 +573,16 @@ fn rollout_clock_starts_pauses_and_resets() {
 fn identical_inputs_serialize_identically() {
     let wanted = rev();
     let progressing = rollout(RolloutState::Progressing, Reason::ReplicasUpdating);
-    let running = vec![(view(1, A, "running"), false)];
+    let running = vec![Outcome::Recorded {
+        view: view(1, A, "running"),
+        tag: false,
+    }];
     let first = next_status(
         &GitlabDeploymentStatus::default(),
         &Observation {
             rollout: Some(&progressing),
             wanted: Some(&wanted),
-            deployments: &running,
+            outcomes: &running,
             ..Observation::new(1)
         },
         now(),
@@ -569,7 +594,7 @@ fn identical_inputs_serialize_identically() {
         ..Observation::new(1)
     };
     let second = next_status(&first, &obs, later(30));
-    assert!(!differs(&first, &second));
+    assert_eq!(first, second);
     assert_eq!(
         serde_json::to_vec(&first).unwrap(),
         serde_json::to_vec(&second).unwrap()
@@ -601,7 +626,7 @@ fn identical_inputs_serialize_identically() {
         },
         later(60),
     );
-    assert!(differs(&second, &third));
+    assert_ne!(second, third);
 }
 
 #[test]
@@ -614,11 +639,14 @@ fn intent_is_cleared_by_the_matching_deployment_or_a_failed_lookup() {
         now(),
     );
     assert_eq!(with_intent.intent.as_ref().unwrap().claimed_at.0, now());
-    let found = vec![(view(1, A, "running"), false)];
+    let found = vec![Outcome::Recorded {
+        view: view(1, A, "running"),
+        tag: false,
+    }];
     let next = next_status(
         &with_intent,
         &Observation {
-            deployments: &found,
+            outcomes: &found,
             ..Observation::new(1)
         },
         now(),
@@ -627,7 +655,7 @@ fn intent_is_cleared_by_the_matching_deployment_or_a_failed_lookup() {
     let next = next_status(
         &with_intent,
         &Observation {
-            intent_not_found: true,
+            outcomes: &[Outcome::IntentVoid],
             ..Observation::new(1)
         },
         now(),
@@ -699,11 +727,14 @@ fn a_refused_create_stays_stalled_until_the_generation_or_revision_moves_on() {
     };
     assert!(again(&refused, 1, &other).refused_create.is_none());
     // The revision created after all: cleared too.
-    let created = vec![(view(1, A, "success"), false)];
+    let created = vec![Outcome::Recorded {
+        view: view(1, A, "success"),
+        tag: false,
+    }];
     let next = next_status(
         &refused,
         &Observation {
-            deployments: &created,
+            outcomes: &created,
             ..Observation::new(1)
         },
         now(),

@@ -1,0 +1,470 @@
+//! The step executor: the one loop from a plan to GitLab and back to status.
+//!
+//! It asks the pure planner for the next step, performs it through [`GitlabCalls`], turns the
+//! answer into an [`Outcome`], and plans again with the outcomes applied (by
+//! [`status::apply`], the only code that turns GitLab's answers into status), until the plan
+//! is `Nothing`, a step ends the pass, or [`MAX_STEPS`] were taken. Decisions stay in `plan`;
+//! this module only sequences calls. The GitLab calls and the status writes are traits, so the
+//! sequence tests drive this very loop against an in-memory GitLab, crashes included.
+//!
+//! Exactly once: before a `POST`, the intent is written through [`StatusSink`] (the
+//! reconciler's write carries the resourceVersion precondition), so of two writers only one
+//! can claim the create; a crash between `POST` and the id write is recovered by lookup.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::error::Error;
+use super::plan::{ApprovalPoll, Cleanup, Knowledge, Plan, PlanInputs, cleanup, plan_with};
+use super::status::{self, GitlabDeploymentView, MergeRequestView, Outcome, with_intent};
+use crate::api::deployment::{
+    DeploymentId, DeploymentIntent, EnvironmentRecord, EnvironmentSettings, GitlabDeploymentStatus,
+    GitlabStatus, RefusedCreate,
+};
+use crate::api::validate::ValidatedSpec;
+use crate::rollout::RolloutStatus;
+
+/// At most this many plan steps in one reconcile (e.g. read the running deployment, cancel
+/// it, write the intent and create the new one, fetch merge requests); then it requeues.
+pub const MAX_STEPS: usize = 6;
+
+/// A create the executor asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateRequest {
+    pub environment: String,
+    pub sha: String,
+    pub ref_name: String,
+    pub tag: bool,
+    pub status: GitlabStatus,
+}
+
+/// What `DELETE` left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Deleted, or already gone.
+    Gone,
+    /// GitLab keeps it (the environment's current successful deployment), with its reason.
+    Kept(String),
+}
+
+/// The GitLab calls a reconcile makes, in the operator's terms. The production implementation
+/// (`super::gitlab_calls::LiveGitlab`) resolves the connection lazily, retries once with a
+/// rotated token, and maps the client's types to the status module's views.
+#[allow(async_fn_in_trait)] // used only generically, never as `dyn`; Send is checked at the use
+pub trait GitlabCalls {
+    /// `POST` a deployment. An error of kind `User` means GitLab refused it (nothing created).
+    async fn create(&mut self, request: &CreateRequest) -> Result<GitlabDeploymentView, Error>;
+    /// `GET` one deployment.
+    async fn read(&mut self, id: DeploymentId) -> Result<GitlabDeploymentView, Error>;
+    /// `PUT status=to`; a refusal because GitLab already has another status is answered with
+    /// the deployment as GitLab has it.
+    async fn set_status(
+        &mut self,
+        id: DeploymentId,
+        to: GitlabStatus,
+    ) -> Result<GitlabDeploymentView, Error>;
+    /// The deployment an interrupted create made, if any (see the implementation for the
+    /// lookup rules); `known` are ids this resource already has.
+    async fn find_interrupted(
+        &mut self,
+        intent: &DeploymentIntent,
+        known: &[DeploymentId],
+    ) -> Result<Option<GitlabDeploymentView>, Error>;
+    /// The merge requests GitLab linked to a deployment (bounded).
+    async fn merge_requests(&mut self, id: DeploymentId) -> Result<Vec<MergeRequestView>, Error>;
+    /// Bring an environment in line with `wanted`; a refusal a person must fix is a
+    /// `Rejected` record, not an error.
+    async fn sync_environment(
+        &mut self,
+        environment_id: i64,
+        wanted: &EnvironmentSettings,
+    ) -> Result<EnvironmentRecord, Error>;
+    /// `DELETE` a deployment.
+    async fn delete(&mut self, id: DeploymentId) -> Result<Deleted, Error>;
+    /// The connection and token versions requests go out with (recorded with a refusal).
+    async fn identity(&mut self) -> String;
+}
+
+/// Where the write-ahead intent (and the id right after the create) is written.
+#[allow(async_fn_in_trait)]
+pub trait StatusSink {
+    async fn write(&mut self, status: &GitlabDeploymentStatus) -> Result<(), Error>;
+}
+
+/// Settings of the executor that are not per resource.
+#[derive(Clone, Debug)]
+pub struct StepSettings {
+    /// An intent younger than this is not given up when the lookup finds nothing: a previous
+    /// leader may still be inside its `POST` (bounded by the request timeout).
+    pub recovery_grace: Duration,
+    /// Fetch the merge requests GitLab linked to a successful deployment (one GET per
+    /// revision). Off, a revision costs only its create and its status updates.
+    pub fetch_merge_requests: bool,
+}
+
+/// One reconcile's fixed inputs.
+pub struct Pass<'a> {
+    pub spec: &'a ValidatedSpec,
+    pub rollout: &'a RolloutStatus,
+    pub now: Timestamp,
+    pub poll: ApprovalPoll,
+    /// What is known about the recorded deployment when the pass starts (`answered` false).
+    pub knowledge: Knowledge,
+    pub settings: &'a StepSettings,
+}
+
+/// Where a pass stopped. `base` is the status the pass started from plus its write-ahead
+/// intents; `outcomes` are GitLab's answers in call order: the next status is
+/// `status::next_status(base, outcomes, ...)`.
+#[derive(Debug)]
+pub struct Executed {
+    pub base: GitlabDeploymentStatus,
+    pub outcomes: Vec<Outcome>,
+    /// `None`: wait for a watch event; `Some(ZERO)`: more steps are due at once.
+    pub requeue: Option<Duration>,
+    /// The error that ended the pass, if one did (what was learned before it is kept).
+    pub error: Option<Error>,
+}
+
+impl Executed {
+    /// The status with every outcome applied (what the planner sees next).
+    pub fn current(&self, now: Timestamp) -> GitlabDeploymentStatus {
+        with_outcomes(&self.base, &self.outcomes, now)
+    }
+}
+
+fn with_outcomes(
+    base: &GitlabDeploymentStatus,
+    outcomes: &[Outcome],
+    now: Timestamp,
+) -> GitlabDeploymentStatus {
+    let mut next = base.clone();
+    for outcome in outcomes {
+        status::apply(&mut next, outcome, now);
+    }
+    next
+}
+
+/// What one step did.
+enum Step {
+    /// Plan again.
+    Continue,
+    /// End the pass; come back after this long.
+    Requeue(Duration),
+}
+
+/// Run plan steps until the plan settles, a step ends the pass, an error happens, or
+/// [`MAX_STEPS`] were taken.
+pub async fn execute(
+    pass: &Pass<'_>,
+    start: &GitlabDeploymentStatus,
+    gitlab: &mut impl GitlabCalls,
+    sink: &mut impl StatusSink,
+) -> Executed {
+    let mut run = Executed {
+        base: start.clone(),
+        outcomes: Vec::new(),
+        requeue: None,
+        error: None,
+    };
+    for _ in 0..MAX_STEPS {
+        let current = run.current(pass.now);
+        let answered = current
+            .deployment
+            .as_ref()
+            .is_some_and(|d| run.outcomes.iter().any(|o| o.answered_id() == Some(d.id)));
+        let inputs = PlanInputs {
+            poll: pass.poll,
+            knowledge: Knowledge {
+                answered,
+                ..pass.knowledge
+            },
+        };
+        let step = plan_with(pass.spec, &current, pass.rollout, pass.now, inputs);
+        if let Plan::Nothing { requeue } = step {
+            run.requeue = requeue;
+            return run;
+        }
+        tracing::debug!(?step, "acting");
+        match act(step, pass, &mut run, gitlab, sink).await {
+            Ok(Step::Continue) => run.requeue = Some(Duration::ZERO),
+            Ok(Step::Requeue(after)) => {
+                run.requeue = Some(after);
+                return run;
+            }
+            Err(err) => {
+                run.error = Some(err);
+                return run;
+            }
+        }
+    }
+    run
+}
+
+/// Perform one planned step, appending what GitLab answered to `run.outcomes`.
+async fn act(
+    step: Plan,
+    pass: &Pass<'_>,
+    run: &mut Executed,
+    gitlab: &mut impl GitlabCalls,
+    sink: &mut impl StatusSink,
+) -> Result<Step, Error> {
+    let now = pass.now;
+    match step {
+        Plan::Nothing { requeue } => Ok(requeue.map_or(Step::Continue, Step::Requeue)),
+        Plan::CreateDeployment {
+            revision,
+            initial_status,
+        } => {
+            // Write-ahead: claim the create. A 409 here means another writer got there first.
+            let claimed = with_intent(
+                &run.current(now),
+                &revision,
+                &pass.spec.environment,
+                initial_status,
+                now,
+            );
+            sink.write(&claimed).await?;
+            run.base = with_intent(
+                &run.base,
+                &revision,
+                &pass.spec.environment,
+                initial_status,
+                now,
+            );
+            let request = CreateRequest {
+                environment: pass.spec.environment.clone(),
+                sha: revision.sha.clone(),
+                ref_name: revision.ref_name.clone(),
+                tag: revision.tag,
+                status: initial_status,
+            };
+            match gitlab.create(&request).await {
+                Ok(view) => {
+                    tracing::Span::current().record("deployment_id", view.id.get());
+                    run.outcomes.push(Outcome::Recorded {
+                        view,
+                        tag: revision.tag,
+                    });
+                    // Record the id at once: the next step may take a while.
+                    sink.write(&run.current(now)).await?;
+                    Ok(Step::Continue)
+                }
+                Err(err) => {
+                    if err.is_gitlab_refusal() {
+                        // GitLab refused the create (unknown sha, bad environment name, no
+                        // permission): nothing was created, so the claim is void; and the
+                        // same request would be refused again, so it is not repeated.
+                        run.outcomes.push(Outcome::CreateRefused(RefusedCreate {
+                            revision,
+                            generation: pass.spec.generation,
+                            reason: err.category().to_owned(),
+                            message: err.to_string(),
+                            connection: gitlab.identity().await,
+                        }));
+                    }
+                    // Otherwise the intent stays: whether GitLab created it is unknown, and
+                    // the next reconcile looks it up before creating again.
+                    Err(err)
+                }
+            }
+        }
+        Plan::RecoverDeployment { intent } => {
+            let current = run.current(now);
+            let known: Vec<DeploymentId> = current
+                .history
+                .iter()
+                .map(|h| h.deployment_id)
+                .chain(current.deployment.iter().map(|d| d.id))
+                .collect();
+            match gitlab.find_interrupted(&intent, &known).await? {
+                Some(view) => {
+                    tracing::info!(
+                        id = view.id.get(),
+                        "adopted the deployment of an interrupted create"
+                    );
+                    run.outcomes.push(Outcome::Adopted {
+                        view,
+                        tag: intent.revision.tag,
+                    });
+                    Ok(Step::Continue)
+                }
+                None => {
+                    let age = Duration::from_secs(
+                        u64::try_from(now.as_second() - intent.claimed_at.0.as_second())
+                            .unwrap_or(0),
+                    );
+                    if age < pass.settings.recovery_grace {
+                        // A previous leader may still be inside its POST: look again later.
+                        return Ok(Step::Requeue(
+                            pass.settings.recovery_grace - age + Duration::from_secs(1),
+                        ));
+                    }
+                    run.outcomes.push(Outcome::IntentVoid);
+                    Ok(Step::Continue)
+                }
+            }
+        }
+        Plan::ReadDeployment { id } => {
+            let view = gitlab.read(id).await?;
+            run.outcomes.push(Outcome::Answered(view));
+            Ok(Step::Continue)
+        }
+        Plan::UpdateStatus { id, to } => {
+            let view = gitlab.set_status(id, to).await?;
+            run.outcomes.push(Outcome::Answered(view));
+            Ok(Step::Continue)
+        }
+        Plan::Supersede { old_id, then } => {
+            let view = gitlab.set_status(old_id, GitlabStatus::Canceled).await?;
+            run.outcomes.push(Outcome::Answered(view));
+            Box::pin(act(*then, pass, run, gitlab, sink)).await
+        }
+        Plan::PollApprovals { id, after } => {
+            let view = gitlab.read(id).await?;
+            run.outcomes.push(Outcome::Answered(view));
+            Ok(Step::Requeue(after))
+        }
+        Plan::FetchMergeRequests { id } => {
+            // Disabled: an empty list marks the deployment as handled so the planner moves on.
+            let views = if pass.settings.fetch_merge_requests {
+                gitlab.merge_requests(id).await?
+            } else {
+                Vec::new()
+            };
+            run.outcomes.push(Outcome::MergeRequests { id, views });
+            Ok(Step::Continue)
+        }
+        Plan::SyncEnvironment { environment_id } => {
+            let wanted = pass.spec.environment_settings.clone().unwrap_or_default();
+            let record = gitlab.sync_environment(environment_id, &wanted).await?;
+            run.outcomes.push(Outcome::Environment(record));
+            Ok(Step::Continue)
+        }
+    }
+}
+
+/// What the finalizer's GitLab cleanup ended with.
+#[derive(Debug, PartialEq)]
+pub enum Cleaned {
+    /// Nothing (more) to do in GitLab.
+    Done,
+    /// Done, with something to say in an Event.
+    Said(super::events::Notice),
+    /// Still steps to go (the reconciler requeues).
+    NotYet,
+}
+
+/// At most this many cleanup steps per reconcile (recover, read, cancel, delete).
+const MAX_CLEANUP_STEPS: usize = 5;
+
+/// Run the finalizer's cleanup steps (see [`cleanup`]) on `status`.
+pub async fn execute_cleanup(
+    policy: crate::api::deployment::DeletionPolicy,
+    status: &mut GitlabDeploymentStatus,
+    gitlab: &mut impl GitlabCalls,
+    now: Timestamp,
+) -> Result<Cleaned, Error> {
+    use super::events::Notice;
+    use crate::api::names::reason;
+    let mut answered: Option<DeploymentId> = None;
+    for _ in 0..MAX_CLEANUP_STEPS {
+        let current = status.deployment.as_ref().map(|d| d.id);
+        let step = cleanup(
+            policy,
+            Some(status),
+            current.is_some() && answered == current,
+        );
+        let notice = match step {
+            Cleanup::Nothing => return Ok(Cleaned::Done),
+            Cleanup::Recover { intent } => {
+                let known: Vec<DeploymentId> = status
+                    .history
+                    .iter()
+                    .map(|h| h.deployment_id)
+                    .chain(status.deployment.iter().map(|d| d.id))
+                    .collect();
+                let outcome = match gitlab.find_interrupted(&intent, &known).await? {
+                    Some(view) => Outcome::Recorded {
+                        view,
+                        tag: intent.revision.tag,
+                    },
+                    None => Outcome::IntentVoid,
+                };
+                status::apply(status, &outcome, now);
+                continue;
+            }
+            Cleanup::Read { id } => {
+                match gitlab.read(id).await {
+                    Ok(view) => status::apply(status, &Outcome::Answered(view), now),
+                    // Already gone: nothing left to cancel or delete.
+                    Err(err) if err.is_gitlab_not_found() => return Ok(Cleaned::Done),
+                    Err(err) => return Err(err),
+                }
+                answered = Some(id);
+                continue;
+            }
+            Cleanup::Cancel { id } => {
+                if !cancel_quietly(gitlab, id, status, now).await? {
+                    return Ok(Cleaned::Done);
+                }
+                Notice {
+                    warning: false,
+                    reason: reason::DEPLOYMENT_CANCELED,
+                    note: format!(
+                        "GitLab deployment {id} canceled: its GitlabDeployment was deleted"
+                    ),
+                }
+            }
+            Cleanup::CancelThenDelete { id } => {
+                cancel_quietly(gitlab, id, status, now).await?;
+                delete(gitlab, id).await?
+            }
+            Cleanup::Delete { id } => delete(gitlab, id).await?,
+        };
+        return Ok(Cleaned::Said(notice));
+    }
+    Ok(Cleaned::NotYet)
+}
+
+/// Cancel `id`; false when GitLab no longer has it (nothing left to cancel).
+async fn cancel_quietly(
+    gitlab: &mut impl GitlabCalls,
+    id: DeploymentId,
+    status: &mut GitlabDeploymentStatus,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    match gitlab.set_status(id, GitlabStatus::Canceled).await {
+        Ok(view) => {
+            status::apply(status, &Outcome::Answered(view), now);
+            Ok(true)
+        }
+        Err(err) if err.is_gitlab_not_found() => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+async fn delete(
+    gitlab: &mut impl GitlabCalls,
+    id: DeploymentId,
+) -> Result<super::events::Notice, Error> {
+    use crate::api::names::reason;
+    Ok(match gitlab.delete(id).await? {
+        Deleted::Gone => super::events::Notice {
+            warning: false,
+            reason: reason::DEPLOYMENT_DELETED,
+            note: format!("GitLab deployment {id} deleted with its GitlabDeployment"),
+        },
+        Deleted::Kept(message) => super::events::Notice {
+            warning: true,
+            reason: reason::CLEANUP_SKIPPED,
+            note: format!(
+                "GitLab keeps deployment {id} ({message}): it is what the environment runs; the resource is deleted anyway"
+            ),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,510 @@
+//! Sequence tests: the production step executor against an in-memory GitLab that enforces
+//! GitLab's `PUT` matrix, counting the calls (spec §7 tracker rows T1–T8), crashes included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use k8s_openapi::jiff::SignedDuration;
+
+use super::*;
+use crate::api::deployment::{DeployRevision, DeploymentRecord, GitlabStatus};
+use crate::controller::plan::tests::{complete, did, fixed, now, progressing, rev, ro};
+use crate::controller::status::{Observation, next_status};
+use crate::rollout::{Reason, RolloutState};
+use GitlabStatus::{Running, Success};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+const SETTINGS: StepSettings = StepSettings {
+    recovery_grace: Duration::ZERO,
+    fetch_merge_requests: true,
+};
+
+/// An in-memory GitLab: deployments, the `PUT` matrix, and a log of calls.
+#[derive(Default)]
+struct MemoryGitlab {
+    deployments: Vec<GitlabDeploymentView>,
+    calls: Vec<String>,
+}
+
+impl MemoryGitlab {
+    fn find(&mut self, id: DeploymentId) -> &mut GitlabDeploymentView {
+        self.deployments.iter_mut().find(|d| d.id == id).unwrap()
+    }
+
+    /// Flip a deployment's status behind the operator's back (another writer, a lost answer).
+    fn set_behind(&mut self, id: i64, to: GitlabStatus) {
+        self.find(did(id)).status = to;
+    }
+
+    fn post(&mut self, r: &DeployRevision, s: GitlabStatus) -> GitlabDeploymentView {
+        let id = did(i64::try_from(self.deployments.len()).unwrap() + 1);
+        let view = GitlabDeploymentView {
+            id,
+            iid: i64::try_from(id.get()).unwrap(),
+            ref_name: r.ref_name.clone(),
+            sha: r.sha.clone(),
+            status: s,
+            created_at: Some(now()),
+            updated_at: Some(now() - SignedDuration::from_secs(60)),
+            environment: None,
+            pending_approval_count: None,
+            approvals: vec![],
+            approval_summary: None,
+        };
+        self.deployments.push(view.clone());
+        self.calls.push(format!("POST {} {s}", &r.sha[..1]));
+        view
+    }
+}
+
+impl GitlabCalls for MemoryGitlab {
+    async fn create(&mut self, r: &CreateRequest) -> Result<GitlabDeploymentView, Error> {
+        let revision = DeployRevision {
+            sha: r.sha.clone(),
+            ref_name: r.ref_name.clone(),
+            tag: r.tag,
+        };
+        Ok(self.post(&revision, r.status))
+    }
+
+    async fn read(&mut self, id: DeploymentId) -> Result<GitlabDeploymentView, Error> {
+        self.calls.push(format!("GET {id}"));
+        Ok(self.find(id).clone())
+    }
+
+    async fn set_status(
+        &mut self,
+        id: DeploymentId,
+        to: GitlabStatus,
+    ) -> Result<GitlabDeploymentView, Error> {
+        let d = self.find(id);
+        assert!(
+            d.status.can_transition_to(to),
+            "GitLab would refuse {} -> {to}",
+            d.status
+        );
+        d.status = to;
+        let (sha, view) = (d.sha[..1].to_owned(), d.clone());
+        self.calls.push(format!("PUT {sha} {to}"));
+        Ok(view)
+    }
+
+    async fn find_interrupted(
+        &mut self,
+        intent: &DeploymentIntent,
+        known: &[DeploymentId],
+    ) -> Result<Option<GitlabDeploymentView>, Error> {
+        self.calls.push("LOOKUP".into());
+        Ok(self
+            .deployments
+            .iter()
+            .filter(|d| d.sha == intent.revision.sha && !known.contains(&d.id))
+            .min_by_key(|d| d.id)
+            .cloned())
+    }
+
+    async fn merge_requests(&mut self, id: DeploymentId) -> Result<Vec<MergeRequestView>, Error> {
+        self.calls.push(format!("MRS {id}"));
+        Ok(vec![])
+    }
+
+    async fn sync_environment(
+        &mut self,
+        environment_id: i64,
+        wanted: &EnvironmentSettings,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.calls.push(format!("ENV {environment_id}"));
+        Ok(EnvironmentRecord {
+            id: environment_id,
+            settings: wanted.clone(),
+            state: crate::api::deployment::EnvironmentSyncState::Applied,
+            message: String::new(),
+        })
+    }
+
+    async fn delete(&mut self, id: DeploymentId) -> Result<Deleted, Error> {
+        self.calls.push(format!("DELETE {id}"));
+        self.deployments.retain(|d| d.id != id);
+        Ok(Deleted::Gone)
+    }
+
+    async fn identity(&mut self) -> String {
+        "memory".into()
+    }
+}
+
+/// The API server's copy of the status: what survives a crash. `crash_at` fails that write
+/// (1-based) as if the process died just before it.
+struct MemorySink {
+    persisted: GitlabDeploymentStatus,
+    writes: usize,
+    crash_at: Option<usize>,
+}
+
+impl StatusSink for MemorySink {
+    async fn write(&mut self, status: &GitlabDeploymentStatus) -> Result<(), Error> {
+        self.writes += 1;
+        if self.crash_at == Some(self.writes) {
+            return Err(Error::Metadata("crash (test)"));
+        }
+        self.persisted = status.clone();
+        Ok(())
+    }
+}
+
+/// One process's view: what it has confirmed (the reconciler's `verified` memory).
+struct Process {
+    confirmed: Option<DeploymentId>,
+}
+
+impl Process {
+    fn fresh() -> Self {
+        Process { confirmed: None }
+    }
+}
+
+/// Reconcile until settled, as the reconciler does: execute, then the next status from the
+/// outcomes. `crash_at`: the process dies at that status write; what was persisted is
+/// returned (the next process starts from it).
+async fn drive(
+    gitlab: &mut MemoryGitlab,
+    process: &mut Process,
+    spec: &crate::api::validate::ValidatedSpec,
+    mut st: GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    crash_at: Option<usize>,
+) -> GitlabDeploymentStatus {
+    let wanted = crate::controller::plan::wanted_revision(spec, rollout);
+    for _ in 0..10 {
+        let mut sink = MemorySink {
+            persisted: st.clone(),
+            writes: 0,
+            crash_at,
+        };
+        let confirmed = st
+            .deployment
+            .as_ref()
+            .is_none_or(|d| process.confirmed == Some(d.id));
+        let pass = Pass {
+            spec,
+            rollout,
+            now: now(),
+            poll: ApprovalPoll::POLLING,
+            knowledge: Knowledge {
+                answered: false,
+                confirmed,
+                refresh: false,
+            },
+            settings: &SETTINGS,
+        };
+        let run = execute(&pass, &st, gitlab, &mut sink).await;
+        if run.error.is_some() {
+            *process = Process::fresh();
+            return sink.persisted;
+        }
+        st = next_status(
+            &run.base,
+            &Observation {
+                rollout: Some(rollout),
+                wanted: wanted.as_ref(),
+                outcomes: &run.outcomes,
+                ..Observation::new(1)
+            },
+            now(),
+        );
+        process.confirmed = st.deployment.as_ref().map(|d| d.id);
+        if run.requeue != Some(Duration::ZERO) {
+            return st;
+        }
+    }
+    panic!("did not settle: {:?}", gitlab.calls);
+}
+
+#[tokio::test]
+async fn sequences_cost_the_minimum_calls() {
+    type Steps = Vec<(crate::api::validate::ValidatedSpec, RolloutStatus)>;
+    let cases: Vec<(&str, Steps, Vec<&str>)> = vec![
+        (
+            "created complete: one POST in total",
+            vec![(fixed(A), complete())],
+            vec!["POST a success", "MRS 1"],
+        ),
+        (
+            "running then success",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec!["POST a running", "PUT a success", "MRS 1"],
+        ),
+        (
+            "running then failed",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), ro(RolloutState::Failed, Reason::ProgressTimeout)),
+            ],
+            vec!["POST a running", "PUT a failed"],
+        ),
+        (
+            "T1 superseded: the running one is read before it is canceled",
+            vec![(fixed(A), progressing()), (fixed(B), progressing())],
+            vec![
+                "POST a running",
+                "GET 1",
+                "PUT a canceled",
+                "POST b running",
+            ],
+        ),
+        (
+            "T2 after success",
+            vec![(fixed(A), complete()), (fixed(B), progressing())],
+            vec!["POST a success", "MRS 1", "POST b running"],
+        ),
+        (
+            "T3 target deleted",
+            vec![
+                (fixed(A), progressing()),
+                (fixed(A), ro(RolloutState::Pending, Reason::TargetNotFound)),
+            ],
+            vec!["POST a running", "GET 1", "PUT a canceled"],
+        ),
+        (
+            "T4 rollback",
+            vec![
+                (fixed(A), complete()),
+                (fixed(B), complete()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec![
+                "POST a success",
+                "MRS 1",
+                "POST b success",
+                "MRS 2",
+                "POST a running",
+                "PUT a success",
+                "MRS 3",
+            ],
+        ),
+        (
+            "T6 scale: no calls",
+            vec![
+                (fixed(A), complete()),
+                (fixed(A), progressing()),
+                (fixed(A), complete()),
+            ],
+            vec!["POST a success", "MRS 1"],
+        ),
+    ];
+    for (name, steps, want) in cases {
+        let mut gitlab = MemoryGitlab::default();
+        let mut process = Process::fresh();
+        let mut st = GitlabDeploymentStatus::default();
+        for (spec, rollout) in &steps {
+            st = drive(&mut gitlab, &mut process, spec, st, rollout, None).await;
+        }
+        assert_eq!(gitlab.calls, want, "case {name}");
+    }
+}
+
+#[tokio::test]
+async fn crash_between_post_and_id_is_recovered_without_a_duplicate() {
+    // T8: the POST happened, the id write did not (write 1 is the intent, 2 the id).
+    let mut gitlab = MemoryGitlab::default();
+    let mut process = Process::fresh();
+    let st = drive(
+        &mut gitlab,
+        &mut process,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &progressing(),
+        Some(2),
+    )
+    .await;
+    assert!(st.intent.is_some() && st.deployment.is_none());
+    let st = drive(&mut gitlab, &mut process, &fixed(A), st, &complete(), None).await;
+    assert_eq!(
+        gitlab.calls,
+        ["POST a running", "LOOKUP", "PUT a success", "MRS 1"]
+    );
+    assert!(st.intent.is_none());
+    assert_eq!(
+        st.deployment.as_ref().map(|d| (d.id, d.status)),
+        Some((did(1), Success))
+    );
+
+    // The crash happened before the POST: the lookup finds nothing and the create happens once.
+    let mut gitlab = MemoryGitlab::default();
+    let st = drive(
+        &mut gitlab,
+        &mut process,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &progressing(),
+        Some(1),
+    )
+    .await;
+    assert!(st.intent.is_none(), "the claim itself was not written");
+    let st = status::with_intent(&st, &rev(A), "production", Running, now());
+    drive(
+        &mut gitlab,
+        &mut process,
+        &fixed(A),
+        st,
+        &progressing(),
+        None,
+    )
+    .await;
+    assert_eq!(gitlab.calls, ["LOOKUP", "POST a running"]);
+}
+
+#[tokio::test]
+async fn a_restarted_process_reads_an_unconfirmed_running_deployment_before_acting() {
+    // The previous process recorded `running`, then GitLab moved on (its PUT's answer was lost):
+    // the new process reads first and never cancels a finished deployment.
+    let mut gitlab = MemoryGitlab::default();
+    let mut process = Process::fresh();
+    let st = drive(
+        &mut gitlab,
+        &mut process,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &progressing(),
+        None,
+    )
+    .await;
+    gitlab.set_behind(1, Success);
+    let mut restarted = Process::fresh();
+    let st = drive(
+        &mut gitlab,
+        &mut restarted,
+        &fixed(B),
+        st,
+        &progressing(),
+        None,
+    )
+    .await;
+    assert_eq!(gitlab.calls, ["POST a running", "GET 1", "POST b running"]);
+    assert_eq!(st.history.first().map(|h| h.status), Some(Success));
+    // Confirmed by this process: no read on the next pass.
+    let before = gitlab.calls.len();
+    drive(
+        &mut gitlab,
+        &mut restarted,
+        &fixed(B),
+        st,
+        &progressing(),
+        None,
+    )
+    .await;
+    assert_eq!(gitlab.calls.len(), before);
+}
+
+#[tokio::test]
+async fn a_settled_status_is_a_fixed_point() {
+    // Settled: plan says nothing, and recomputing status changes nothing (no write, no loop).
+    let mut gitlab = MemoryGitlab::default();
+    let mut process = Process::fresh();
+    let st = drive(
+        &mut gitlab,
+        &mut process,
+        &fixed(A),
+        GitlabDeploymentStatus::default(),
+        &complete(),
+        None,
+    )
+    .await;
+    let calls = gitlab.calls.len();
+    let again = drive(&mut gitlab, &mut process, &fixed(A), st, &complete(), None).await;
+    assert_eq!(gitlab.calls.len(), calls, "no calls once settled");
+    let wanted = rev(A);
+    let rollout = complete();
+    let obs = Observation {
+        rollout: Some(&rollout),
+        wanted: Some(&wanted),
+        ..Observation::new(1)
+    };
+    let later = now() + SignedDuration::from_secs(3600);
+    let recomputed = next_status(&again, &obs, later);
+    assert_eq!(again, recomputed);
+    assert_eq!(
+        serde_json::to_string(&again).unwrap(),
+        serde_json::to_string(&recomputed).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn cleanup_reads_before_it_cancels_and_leaves_a_finished_deployment() {
+    use crate::api::deployment::DeletionPolicy;
+    let record = |status| GitlabDeploymentStatus {
+        deployment: Some(DeploymentRecord {
+            id: did(1),
+            iid: 1,
+            sha: A.into(),
+            ref_name: "main".into(),
+            tag: false,
+            status,
+            environment_id: None,
+            environment_url: None,
+            created_at: None,
+            updated_at: None,
+            workload_revision: None,
+        }),
+        ..GitlabDeploymentStatus::default()
+    };
+    let cases: Vec<(&str, DeletionPolicy, GitlabStatus, Vec<&str>, bool)> = vec![
+        (
+            "running: read, cancel",
+            DeletionPolicy::Cancel,
+            Running,
+            vec!["GET 1", "PUT a canceled"],
+            true,
+        ),
+        (
+            "recorded running but finished in GitLab: read, nothing",
+            DeletionPolicy::Cancel,
+            Success,
+            vec!["GET 1"],
+            false,
+        ),
+        (
+            "delete a running one: read, cancel, delete",
+            DeletionPolicy::Delete,
+            Running,
+            vec!["GET 1", "PUT a canceled", "DELETE 1"],
+            true,
+        ),
+        (
+            "orphan: nothing",
+            DeletionPolicy::Orphan,
+            Running,
+            vec![],
+            false,
+        ),
+    ];
+    for (name, policy, in_gitlab, want, said) in cases {
+        let mut gitlab = MemoryGitlab::default();
+        gitlab.post(&rev(A), Running);
+        gitlab.set_behind(1, in_gitlab);
+        gitlab.calls.clear();
+        let mut st = record(Running);
+        let end = execute_cleanup(policy, &mut st, &mut gitlab, now())
+            .await
+            .unwrap();
+        assert_eq!(gitlab.calls, want, "case {name}");
+        assert_eq!(
+            matches!(end, Cleaned::Said(_)),
+            said,
+            "case {name}: {end:?}"
+        );
+    }
+    // Nothing recorded: nothing to do.
+    let mut gitlab = MemoryGitlab::default();
+    let mut st = GitlabDeploymentStatus::default();
+    let end = execute_cleanup(DeletionPolicy::Cancel, &mut st, &mut gitlab, now())
+        .await
+        .unwrap();
+    assert_eq!(end, Cleaned::Done);
+    assert!(gitlab.calls.is_empty());
+}
