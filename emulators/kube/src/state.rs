@@ -3,8 +3,9 @@
 use crate::hooks::Hooks;
 use crate::resources;
 use crate::store::{DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER, Inner};
+use parking_lot::{Mutex, MutexGuard};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -72,7 +73,7 @@ impl AppState {
 
     /// Lock the store. Never hold the guard across `.await`.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.inner.lock()
     }
 
     pub fn hooks(&self) -> &Hooks {
