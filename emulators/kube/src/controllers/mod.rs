@@ -10,6 +10,9 @@
 //! - [`gc::GarbageCollector`]: deletes dependents whose owners are gone, and the dependents of
 //!   foreground deletions.
 //!
+//! The workload controllers (Deployment, StatefulSet, DaemonSet, ReplicaSet) are the rollout
+//! simulator in `apps`, on its own paced tick.
+//!
 //! Two drives. [`Controllers::observe`] runs right after every write, under the same lock, for
 //! what clients expect at once (a CRD served, a namespace's ServiceAccount). [`Controllers::step`]
 //! is the background pass, woken after deletions (see [`run`]): on a real cluster garbage
