@@ -90,7 +90,11 @@ pub async fn handle(
             ok(json!({"steps": num("steps", 1)}))
         }
         (Method::POST, "compact") => {
-            state.lock().compact();
+            // What was written so far is observed first: compaction must not hide it from the
+            // controllers.
+            let mut inner = state.lock();
+            state.observe(&mut inner);
+            inner.compact();
             ok(json!({}))
         }
         (Method::GET, "rv") => ok(json!({"resourceVersion": state.lock().rv.to_string()})),

@@ -1,14 +1,22 @@
-//! Per-kind admission: defaulting and validation of built-ins (spec §11), the CRD pipeline for
-//! custom resources (spec §10), and the side effects of CRD/Namespace writes and deletions.
+//! Per-kind admission: defaulting and validation of built-ins (spec §11) and the CRD pipeline
+//! for custom resources (spec §10). Admission only looks at the one request; what a write sets
+//! off elsewhere (a CRD served, a namespace's ServiceAccount, cleanup) is the `controllers`'.
 
 use crate::crdval;
 use crate::error::{ApiError, ApiResult};
-use crate::ops::{self, FieldValidation, WriteCtx};
 use crate::patch;
-use crate::resources::{CrdVersion, ResourceInfo, ScalePaths};
-use crate::store::{EventType, Inner};
+use crate::resources::{CrdVersion, ResourceInfo};
+use crate::store::Inner;
 use serde_json::{Value, json};
-use std::sync::Arc;
+
+/// How admission treats fields a CR's schema does not know (the `fieldValidation` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
 
 const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
@@ -164,7 +172,7 @@ pub fn admit(
     res: &ResourceInfo,
     old: Option<&Value>,
     obj: &mut Value,
-    ctx: &WriteCtx,
+    validation: FieldValidation,
     status_only: bool,
 ) -> ApiResult<Vec<String>> {
     let obj_name = obj
@@ -174,7 +182,7 @@ pub fn admit(
         .to_string();
     validate_metadata(res, &obj_name, obj)?;
     if let Some(crd) = &res.crd {
-        return admit_cr(res, crd, old, obj, ctx, status_only);
+        return admit_cr(res, crd, old, obj, validation, status_only);
     }
     patch::drop_nulls(obj);
     // Typed built-ins: `spec`, `status` and a pod template are objects (else a decoding error,
@@ -293,7 +301,6 @@ pub fn admit(
         ("", "Event") | ("events.k8s.io", "Event") => {}
         _ => {}
     }
-    let _ = ctx;
     Ok(Vec::new())
 }
 
@@ -302,7 +309,7 @@ fn admit_cr(
     crd: &CrdVersion,
     old: Option<&Value>,
     obj: &mut Value,
-    ctx: &WriteCtx,
+    validation: FieldValidation,
     status_only: bool,
 ) -> ApiResult<Vec<String>> {
     let name = obj
@@ -316,7 +323,7 @@ fn admit_cr(
     let pruned = crdval::prune(c, obj);
     let mut warnings = Vec::new();
     if !pruned.is_empty() {
-        match ctx.validation {
+        match validation {
             FieldValidation::Strict => {
                 let list: Vec<String> = pruned
                     .iter()
@@ -571,19 +578,6 @@ fn validate_selector(
     Ok(())
 }
 
-/// The served version of a CRD (the storage version, else the first served one).
-fn served_version(crd: &Value) -> Option<&Value> {
-    let versions = crd.pointer("/spec/versions")?.as_array()?;
-    versions
-        .iter()
-        .find(|v| v.get("storage") == Some(&json!(true)) && v.get("served") != Some(&json!(false)))
-        .or_else(|| {
-            versions
-                .iter()
-                .find(|v| v.get("served") != Some(&json!(false)))
-        })
-}
-
 fn admit_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> ApiResult<()> {
     for ptr in ["/spec", "/spec/names"] {
         if obj.pointer(ptr).is_some_and(|v| !v.is_object()) {
@@ -695,319 +689,6 @@ fn admit_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> ApiResult<()> 
         obj["status"] = o.get("status").cloned().unwrap_or(json!({}));
     }
     Ok(())
-}
-
-/// A custom resource's registration from its CRD.
-fn crd_resource(crd: &Value) -> Option<ResourceInfo> {
-    let spec = crd.get("spec")?;
-    let v = served_version(crd)?;
-    let names = spec.get("names")?;
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let list = |k: &str| -> Vec<String> {
-        names
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let schema = v.pointer("/schema/openAPIV3Schema").cloned();
-    let compiled = schema.as_ref().and_then(|s| crdval::compile(s).ok());
-    let group = s(spec, "group");
-    let plural = s(names, "plural");
-    let scale = v.pointer("/subresources/scale").map(|sc| ScalePaths {
-        spec_replicas: s(sc, "specReplicasPath"),
-        status_replicas: s(sc, "statusReplicasPath"),
-        label_selector: sc
-            .get("labelSelectorPath")
-            .and_then(Value::as_str)
-            .map(String::from),
-    });
-    Some(ResourceInfo {
-        version: s(v, "name"),
-        kind: s(names, "kind"),
-        singular: s(names, "singular"),
-        short_names: list("shortNames"),
-        categories: list("categories"),
-        namespaced: s(spec, "scope") != "Cluster",
-        status: v.pointer("/subresources/status").is_some(),
-        scale,
-        generation: true,
-        crd: Some(Arc::new(CrdVersion {
-            crd_name: crd
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            schema,
-            compiled,
-            printer_columns: v
-                .get("additionalPrinterColumns")
-                .cloned()
-                .unwrap_or(json!([])),
-        })),
-        storage: format!("{group}/{plural}"),
-        group,
-        plural,
-    })
-}
-
-/// Side effects after an object is stored: CRDs are served at once, with their status.
-pub fn after_write(inner: &mut Inner, res: &ResourceInfo, stored: &Value, now: &str) {
-    if res.kind == "Namespace" && !res.is_crd() {
-        ensure_default_service_account(inner, stored, now);
-        return;
-    }
-    if res.kind != "CustomResourceDefinition" || res.is_crd() {
-        return;
-    }
-    let name = stored
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if stored.pointer("/metadata/deletionTimestamp").is_some() {
-        return;
-    }
-    if let Some(r) = crd_resource(stored) {
-        inner
-            .resources
-            .retain(|x| x.crd.as_ref().is_none_or(|c| c.crd_name != name));
-        inner.resources.push(r);
-        inner.resources_generation += 1;
-    }
-    let names = stored.pointer("/spec/names").cloned().unwrap_or(json!({}));
-    let version = served_version(stored)
-        .and_then(|v| v.get("name"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let mut accepted = names.clone();
-    if let Some(m) = accepted.as_object_mut() {
-        m.retain(|k, _| {
-            matches!(
-                k.as_str(),
-                "plural" | "singular" | "kind" | "listKind" | "shortNames" | "categories"
-            )
-        });
-    }
-    let existing_time = |t: &str| {
-        stored
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().find(|c| c.get("type") == Some(&json!(t))))
-            .and_then(|c| c.get("lastTransitionTime").cloned())
-            .unwrap_or(json!(now))
-    };
-    let mut stored_versions: Vec<Value> = stored
-        .pointer("/status/storedVersions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if !stored_versions.contains(&version) {
-        stored_versions.push(version);
-    }
-    let status = json!({
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": existing_time("NamesAccepted")},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": existing_time("Established")},
-        ],
-        "acceptedNames": accepted,
-        "storedVersions": stored_versions,
-    });
-    let mut finalizers: Vec<Value> = stored
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let cleanup = json!("customresourcecleanup.apiextensions.k8s.io");
-    if !finalizers.contains(&cleanup) {
-        finalizers.push(cleanup);
-    }
-    if stored.get("status") != Some(&status)
-        || stored.pointer("/metadata/finalizers") != Some(&Value::Array(finalizers.clone()))
-    {
-        let mut n = stored.clone();
-        n["status"] = status;
-        n["metadata"]["finalizers"] = Value::Array(finalizers);
-        let key = ops::key(res, None, &name);
-        inner.put(key, n, EventType::Modified);
-    }
-}
-
-/// Side effects after an object is finally removed.
-pub fn after_remove(inner: &mut Inner, res: &ResourceInfo, last: &Value) {
-    if res.kind == "CustomResourceDefinition" && !res.is_crd() {
-        let name = last
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        inner
-            .resources
-            .retain(|x| x.crd.as_ref().is_none_or(|c| c.crd_name != name));
-        inner.resources_generation += 1;
-    }
-}
-
-pub fn has_spec_finalizers(obj: &Value) -> bool {
-    obj.get("kind") == Some(&json!("Namespace"))
-        && obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-}
-
-pub fn needs_cleanup_finalizer(res: &ResourceInfo) -> bool {
-    !res.is_crd() && res.group.is_empty() && res.kind == "Namespace"
-}
-
-/// Marking for deletion: namespaces show `Terminating`, CRDs a `Terminating` condition.
-pub fn on_delete_mark(res: &ResourceInfo, obj: &mut Value) {
-    if res.kind == "Namespace" && !res.is_crd() {
-        obj["status"] = json!({"phase": "Terminating"});
-    }
-    if res.kind == "CustomResourceDefinition"
-        && !res.is_crd()
-        && let Some(conds) = obj
-            .pointer_mut("/status/conditions")
-            .and_then(Value::as_array_mut)
-    {
-        conds.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress", "lastTransitionTime": ops::now_string()}));
-    }
-}
-
-/// Namespace and CRD controllers: empty what is being deleted, then finish the deletion.
-pub fn cleanup_pass(inner: &mut Inner, now: &str) -> bool {
-    let mut changed = false;
-    let terminating: Vec<(String, Arc<Value>)> = inner
-        .objects
-        .iter()
-        .filter(|(k, o)| {
-            (k.0 == "namespaces" || k.0 == "apiextensions.k8s.io/customresourcedefinitions")
-                && o.pointer("/metadata/deletionTimestamp").is_some()
-        })
-        .map(|(k, o)| (k.0.clone(), o.clone()))
-        .collect();
-    for (storage, obj) in terminating {
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let contents: Vec<(ResourceInfo, String, String)> = if storage == "namespaces" {
-            inner
-                .objects
-                .iter()
-                .filter(|(k, _)| k.1 == name && k.0 != "namespaces")
-                .filter_map(|(k, _)| {
-                    inner
-                        .resource_by_storage(&k.0)
-                        .map(|r| (r.clone(), k.1.clone(), k.2.clone()))
-                })
-                .collect()
-        } else {
-            let Some(r) = inner
-                .resources
-                .iter()
-                .find(|r| r.crd.as_ref().is_some_and(|c| c.crd_name == name))
-                .cloned()
-            else {
-                finish_terminating(inner, &storage, &obj, &mut changed);
-                continue;
-            };
-            inner
-                .range(&r.storage, None)
-                .map(|(k, _)| (r.clone(), k.1.clone(), k.2.clone()))
-                .collect()
-        };
-        if contents.is_empty() {
-            finish_terminating(inner, &storage, &obj, &mut changed);
-            continue;
-        }
-        for (r, ns, n) in contents {
-            let ns = (!ns.is_empty()).then_some(ns);
-            let already = inner
-                .get(&ops::key(&r, ns.as_deref(), &n))
-                .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some());
-            if already {
-                continue;
-            }
-            if ops::delete(
-                inner,
-                &r,
-                ns.as_deref(),
-                &n,
-                &ops::DeleteOpts::default(),
-                now,
-            )
-            .is_ok()
-            {
-                changed = true;
-            }
-        }
-    }
-    changed
-}
-
-fn finish_terminating(inner: &mut Inner, storage: &str, obj: &Value, changed: &mut bool) {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let key = (storage.to_string(), String::new(), name);
-    let mut n = obj.clone();
-    if storage == "namespaces" {
-        n["spec"] = json!({});
-    }
-    if let Some(f) = n
-        .pointer_mut("/metadata/finalizers")
-        .and_then(Value::as_array_mut)
-    {
-        f.retain(|x| x != "customresourcecleanup.apiextensions.k8s.io");
-    }
-    patch::normalize_metadata(&mut n);
-    let empty = n
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
-    if empty {
-        if let Some(last) = inner.remove(&key, n)
-            && let Some(res) = inner.resource_by_storage(storage).cloned()
-        {
-            after_remove(inner, &res, &last);
-        }
-        *changed = true;
-    } else if n != *obj {
-        inner.put(key, n, EventType::Modified);
-        *changed = true;
-    }
-}
-
-/// The service-account controller's job: every active namespace has a `default` ServiceAccount.
-fn ensure_default_service_account(inner: &mut Inner, ns_obj: &Value, now: &str) {
-    if ns_obj.pointer("/metadata/deletionTimestamp").is_some() {
-        return;
-    }
-    let Some(ns) = ns_obj.pointer("/metadata/name").and_then(Value::as_str) else {
-        return;
-    };
-    let Some(sa) = inner.resource("", "v1", "serviceaccounts").cloned() else {
-        return;
-    };
-    if inner.get(&ops::key(&sa, Some(ns), "default")).is_some() {
-        return;
-    }
-    let ctx = WriteCtx {
-        now: now.to_string(),
-        manager: "kube-controller-manager".into(),
-        ..Default::default()
-    };
-    let body =
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
-    let _ = ops::create(inner, &sa, Some(ns), body, &ctx);
 }
 
 /// Creation through events.k8s.io/v1 is validated strictly (apiserver `ValidateEventCreate`);

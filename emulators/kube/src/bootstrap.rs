@@ -1,37 +1,26 @@
 //! Objects every cluster has: the `default`, `kube-system`, `kube-public` and `kube-node-lease`
-//! namespaces with their `default` ServiceAccounts.
+//! namespaces (their `default` ServiceAccounts come from the controllers, as on a cluster) and
+//! `service/kubernetes`.
 
+use crate::controllers::Controllers;
 use crate::ops::{self, WriteCtx};
+use crate::resources::ResourceInfo;
 use crate::store::Inner;
-use serde_json::json;
+use serde_json::{Value, json};
 
-pub fn seed(inner: &mut Inner) {
+pub fn seed(inner: &mut Inner, controllers: &mut Controllers) {
     let ctx = WriteCtx {
         now: ops::now_string(),
         manager: "kube-apiserver".into(),
         ..Default::default()
     };
     let ns_res = inner.resource("", "v1", "namespaces").cloned();
-    let sa_res = inner.resource("", "v1", "serviceaccounts").cloned();
     let svc_res = inner.resource("", "v1", "services").cloned();
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if let Some(r) = &ns_res {
-            let _ = ops::create(
-                inner,
-                r,
-                None,
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-                &ctx,
-            );
-        }
-        if let Some(r) = &sa_res {
-            let _ = ops::create(
-                inner,
-                r,
-                Some(ns),
-                json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
-                &ctx,
-            );
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            create(inner, r, None, body, &ctx);
+            controllers.observe(inner);
         }
     }
     // `service/kubernetes` in `default`, as every cluster has (shows in `kubectl get all`).
@@ -39,6 +28,13 @@ pub fn seed(inner: &mut Inner) {
         let svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
-        let _ = ops::create(inner, r, Some("default"), svc, &ctx);
+        create(inner, r, Some("default"), svc, &ctx);
+    }
+}
+
+/// A seed object that cannot be created is a bug in the seed; the emulator still serves.
+fn create(inner: &mut Inner, res: &ResourceInfo, ns: Option<&str>, body: Value, ctx: &WriteCtx) {
+    if let Err(e) = ops::create(inner, res, ns, body, ctx) {
+        tracing::error!(kind = %res.kind, ?ns, %e, "cannot seed an object");
     }
 }

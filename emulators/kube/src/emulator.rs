@@ -264,22 +264,7 @@ pub fn spawn_all(
             tracing::info!("emulator restarted: connections dropped, store kept");
         }
     }));
-    let s = state.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            s.0.gc.notified().await;
-            // GC is asynchronous on real clusters; operators must not depend on it being instant.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            loop {
-                let changed = crate::ops::collect_garbage(&mut s.lock());
-                if !changed {
-                    break;
-                }
-                s.written(false);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }));
+    tasks.push(tokio::spawn(crate::controllers::run(state.clone())));
     tasks.push(tokio::spawn(crate::apps::run(state.clone())));
     if state.settings().state_file.is_some() {
         tasks.push(tokio::spawn(crate::persist::run(state.clone())));

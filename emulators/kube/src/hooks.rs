@@ -1,9 +1,10 @@
 //! Test hooks (spec §14): fault injection, latency, watch control, request log, rollout control.
 //! Cheap to clone; shared by the library handle, the admin HTTP routes and the server.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// One logged API request.
@@ -58,10 +59,6 @@ struct HookState {
 #[derive(Clone, Default)]
 pub struct Hooks(Arc<HookState>);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Hooks {
     pub fn new() -> Self {
         let h = Self::default();
@@ -102,7 +99,7 @@ impl Hooks {
         count: usize,
         retry_after_seconds: Option<u64>,
     ) {
-        lock(&self.0.faults).push(Fault {
+        self.0.faults.lock().push(Fault {
             path_prefix: path_prefix.into(),
             code,
             remaining: count,
@@ -111,7 +108,7 @@ impl Hooks {
     }
 
     pub(crate) fn take_fault(&self, path: &str) -> Option<Fault> {
-        let mut faults = lock(&self.0.faults);
+        let mut faults = self.0.faults.lock();
         let f = faults
             .iter_mut()
             .find(|f| f.remaining > 0 && path.starts_with(&f.path_prefix))?;
@@ -126,7 +123,7 @@ impl Hooks {
     /// test that must hold with fewer rights (no list/watch of Secrets, say) takes them away
     /// here. Applies to every client, until [`Hooks::clear_forbidden`].
     pub fn forbid(&self, verb: &str, group: &str, resource: &str) {
-        lock(&self.0.forbidden).push(Forbidden {
+        self.0.forbidden.lock().push(Forbidden {
             verb: verb.into(),
             group: group.into(),
             resource: resource.into(),
@@ -135,17 +132,19 @@ impl Hooks {
 
     /// Undo every [`Hooks::forbid`].
     pub fn clear_forbidden(&self) {
-        lock(&self.0.forbidden).clear();
+        self.0.forbidden.lock().clear();
     }
 
     pub(crate) fn is_forbidden(&self, verb: &str, group: &str, resource: &str) -> bool {
-        lock(&self.0.forbidden)
+        self.0
+            .forbidden
+            .lock()
             .iter()
             .any(|f| f.verb == verb && f.group == group && f.resource == resource)
     }
 
     pub fn clear_faults(&self) {
-        lock(&self.0.faults).clear();
+        self.0.faults.lock().clear();
         self.0.latency_ms.store(0, Ordering::SeqCst);
     }
 
@@ -180,22 +179,22 @@ impl Hooks {
     }
 
     pub(crate) fn record(&self, r: RequestRecord) {
-        lock(&self.0.log).push(r);
+        self.0.log.lock().push(r);
     }
 
     /// Every API request so far (not admin or discovery requests).
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.0.log).clone()
+        self.0.log.lock().clone()
     }
 
     pub fn clear_requests(&self) {
-        lock(&self.0.log).clear();
+        self.0.log.lock().clear();
     }
 
     /// Request counts by `(verb, resource)` (resource includes `/subresource`).
     pub fn counts(&self) -> BTreeMap<(String, String), usize> {
         let mut out = BTreeMap::new();
-        for r in lock(&self.0.log).iter() {
+        for r in self.0.log.lock().iter() {
             let res = if r.subresource.is_empty() {
                 r.resource.clone()
             } else {

@@ -13,6 +13,7 @@ mod admit;
 pub mod apps;
 mod b64;
 mod bootstrap;
+mod controllers;
 mod crdval;
 mod discovery;
 mod emulator;

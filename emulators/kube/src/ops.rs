@@ -1,6 +1,7 @@
 //! Write and read semantics on the locked store (spec §3-§7, §10): create, update, patch,
 //! server-side apply, delete with finalizers, list snapshots. Pure functions of `&mut Inner`
-//! and the request; no IO, no `.await`.
+//! and the request; no IO, no `.await`. The verbs store and nothing more: what a write sets off
+//! (CRDs served, ServiceAccounts, garbage collection) is the `controllers`' job.
 
 use crate::admit;
 use crate::error::{ApiError, ApiResult};
@@ -12,13 +13,7 @@ use crate::views;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum FieldValidation {
-    Ignore,
-    #[default]
-    Warn,
-    Strict,
-}
+pub use crate::admit::FieldValidation;
 
 /// Per-request write options.
 #[derive(Debug, Clone, Default)]
@@ -310,7 +305,7 @@ fn create_with(
             name,
         });
     }
-    let warnings = admit::admit(inner, res, None, &mut obj, ctx, false)?;
+    let warnings = admit::admit(inner, res, None, &mut obj, ctx.validation, false)?;
     patch::normalize_metadata(&mut obj);
     let entries = match apply_entries {
         Some(e) => e,
@@ -343,7 +338,6 @@ fn create_with(
         });
     }
     let stored = inner.put(k, obj, EventType::Added);
-    admit::after_write(inner, res, &stored, &ctx.now);
     Ok(Written {
         obj: (*stored).clone(),
         created: true,
@@ -725,7 +719,7 @@ pub fn finish_update(
         res,
         Some(&old),
         &mut new,
-        ctx,
+        ctx.validation,
         subresource == Some("status"),
     )?;
     patch::normalize_metadata(&mut new);
@@ -785,12 +779,11 @@ pub fn finish_update(
             removed: false,
         });
     }
-    if deleting && finalizers_empty && !admit::has_spec_finalizers(&new) {
+    if deleting && finalizers_empty && !has_spec_finalizers(&new) {
         let last = inner
             .remove(&k, new)
             .map(|o| (*o).clone())
             .unwrap_or(Value::Null);
-        admit::after_remove(inner, res, &last);
         return Ok(Written {
             obj: last,
             created: false,
@@ -799,7 +792,6 @@ pub fn finish_update(
         });
     }
     let stored = inner.put(k, new, EventType::Modified);
-    admit::after_write(inner, res, &stored, &ctx.now);
     Ok(Written {
         obj: (*stored).clone(),
         created: false,
@@ -876,8 +868,8 @@ pub fn delete(
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
-        || admit::has_spec_finalizers(&old)
-        || admit::needs_cleanup_finalizer(res);
+        || has_spec_finalizers(&old)
+        || needs_cleanup_finalizer(res);
     if !has_finalizers {
         if opts.dry_run {
             return Ok(Deleted::Gone((*old).clone()));
@@ -886,7 +878,6 @@ pub fn delete(
             .remove(&k, (*old).clone())
             .map(|o| (*o).clone())
             .unwrap_or(Value::Null);
-        admit::after_remove(inner, res, &last);
         return Ok(Deleted::Gone(last));
     }
     if old.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
@@ -910,12 +901,12 @@ pub fn delete(
             .as_object_mut()
             .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
         if let Some(Value::Array(f)) = f
-            && !f.contains(&json!(FOREGROUND))
+            && !f.contains(&json!(FOREGROUND_FINALIZER))
         {
-            f.push(json!(FOREGROUND));
+            f.push(json!(FOREGROUND_FINALIZER));
         }
     }
-    admit::on_delete_mark(res, &mut new);
+    mark_deleting(res, &mut new, now);
     let stored = inner.put(k, new, EventType::Modified);
     Ok(Deleted::Pending((*stored).clone()))
 }
@@ -952,109 +943,38 @@ pub fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer a foreground deletion puts on the owner until its dependents are gone.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
-/// Foreground deletions: delete the dependents of owners marked `foregroundDeletion`, and
-/// release the owner (remove the finalizer) once none remain.
-fn foreground_pass(inner: &mut Inner, now: &str) -> bool {
-    let mut changed = false;
-    let owners: Vec<(Key, Arc<Value>)> = inner
-        .objects
-        .iter()
-        .filter(|(_, o)| {
-            o.pointer("/metadata/deletionTimestamp").is_some()
-                && o.pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| f.contains(&json!(FOREGROUND)))
-        })
-        .map(|(k, o)| (k.clone(), o.clone()))
-        .collect();
-    for (key, owner) in owners {
-        let uid = meta_str(&owner, "uid").unwrap_or("").to_string();
-        let dependents: Vec<Key> = inner
-            .objects
-            .iter()
-            .filter(|(_, o)| owner_uids(o).contains(&uid))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if dependents.is_empty() {
-            let Some(res) = inner.resource_by_storage(&key.0).cloned() else {
-                continue;
-            };
-            let mut n = (*owner).clone();
-            if let Some(f) = n
-                .pointer_mut("/metadata/finalizers")
-                .and_then(Value::as_array_mut)
-            {
-                f.retain(|x| x != FOREGROUND);
-            }
-            let ctx = WriteCtx {
-                now: now.to_string(),
-                manager: "kube-controller-manager".into(),
-                ..Default::default()
-            };
-            if finish_update(inner, &res, key, owner, n, None, &ctx, None).is_ok() {
-                changed = true;
-            }
-            continue;
-        }
-        for k in dependents {
-            let pending = inner
-                .get(&k)
-                .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some());
-            if pending {
-                continue;
-            }
-            if let Some(res) = inner.resource_by_storage(&k.0).cloned() {
-                let ns = (!k.1.is_empty()).then_some(k.1.clone());
-                let opts = DeleteOpts {
-                    propagation: Some("Background".into()),
-                    ..Default::default()
-                };
-                if delete(inner, &res, ns.as_deref(), &k.2, &opts, now).is_ok() {
-                    changed = true;
-                }
-            }
-        }
-    }
-    changed
+/// A namespace is finalized by its `spec.finalizers` (the namespace controller's `kubernetes`)
+/// before its metadata finalizers count.
+fn has_spec_finalizers(obj: &Value) -> bool {
+    obj.get("kind") == Some(&json!("Namespace"))
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
 }
 
-/// One background GC and namespace/CRD cleanup pass; returns whether anything changed.
-pub fn collect_garbage(inner: &mut Inner) -> bool {
-    let now = now_string();
-    let mut changed = false;
-    let live: std::collections::HashSet<String> = inner
-        .objects
-        .values()
-        .filter_map(|o| meta_str(o, "uid").map(String::from))
-        .collect();
-    let orphans: Vec<Key> = inner
-        .objects
-        .iter()
-        .filter(|(_, o)| {
-            let owners = owner_uids(o);
-            !owners.is_empty()
-                && owners.iter().all(|u| !live.contains(u))
-                && o.pointer("/metadata/deletionTimestamp").is_none()
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in orphans {
-        if let Some(res) = inner.resource_by_storage(&k.0).cloned() {
-            let ns = (!k.1.is_empty()).then_some(k.1.as_str());
-            let opts = DeleteOpts {
-                propagation: Some("Background".into()),
-                ..Default::default()
-            };
-            if delete(inner, &res, ns, &k.2, &opts, &now).is_ok() {
-                changed = true;
-            }
-        }
+/// Namespaces are never removed at once: the namespace controller empties them first.
+fn needs_cleanup_finalizer(res: &ResourceInfo) -> bool {
+    !res.is_crd() && res.group.is_empty() && res.kind == "Namespace"
+}
+
+/// Marking for deletion (the registry's part, at once): namespaces show `Terminating`, CRDs a
+/// `Terminating` condition.
+fn mark_deleting(res: &ResourceInfo, obj: &mut Value, now: &str) {
+    if res.kind == "Namespace" && !res.is_crd() {
+        obj["status"] = json!({"phase": "Terminating"});
     }
-    changed |= foreground_pass(inner, &now);
-    changed |= admit::cleanup_pass(inner, &now);
-    changed
+    if res.kind == "CustomResourceDefinition"
+        && !res.is_crd()
+        && let Some(conds) = obj
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+    {
+        conds.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress", "lastTransitionTime": now}));
+    }
 }
 
 /// List items (storage form) of a resource at the latest RV, or at `rv` from history.

@@ -48,19 +48,10 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
         .and_then(Value::as_u64)
         .unwrap_or(0);
     inner.rv = inner.rv.max(rv);
-    // Serve the stored CRDs again (their status is already in place, so no write happens).
-    let crds: Vec<(String, Value)> = inner
-        .objects
-        .iter()
-        .filter(|(k, _)| k.0 == "apiextensions.k8s.io/customresourcedefinitions")
-        .map(|(k, o)| (k.0.clone(), (**o).clone()))
-        .collect();
-    for (storage, crd) in crds {
-        if let Some(res) = inner.resource_by_storage(&storage).cloned() {
-            crate::admit::after_write(&mut inner, &res, &crd, &crate::ops::now_string());
-        }
-    }
     inner.compact();
+    // The loaded objects have no history: the controllers serve the stored CRDs again (their
+    // status is already in place, so no write happens).
+    state.resync_controllers(&mut inner);
     Ok(())
 }
 

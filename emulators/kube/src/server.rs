@@ -465,26 +465,18 @@ async fn resource_request(
         (Method::POST, None) => {
             let ctx = write_ctx(q, headers)?;
             let obj = parse_body(headers, &body)?;
-            let w = {
-                let mut inner = state.lock();
-                ops::create(&mut inner, &res, ns, obj, &ctx)?
-            };
+            let w = state.write(|inner| ops::create(inner, &res, ns, obj, &ctx))?;
             state.written(false);
             Ok(written_response(&res, w, StatusCode::CREATED))
         }
         (Method::PUT, Some(name)) => {
             let ctx = write_ctx(q, headers)?;
             let obj = parse_body(headers, &body)?;
-            let w = {
-                let mut inner = state.lock();
-                match t.subresource.as_deref() {
-                    Some("scale") => {
-                        scale_update(&mut inner, &res, ns, name, |_| Ok(obj.clone()), &ctx)?
-                    }
-                    Some("finalize") => ops::update(&mut inner, &res, ns, name, obj, None, &ctx)?,
-                    sub => ops::update(&mut inner, &res, ns, name, obj, sub, &ctx)?,
-                }
-            };
+            let w = state.write(|inner| match t.subresource.as_deref() {
+                Some("scale") => scale_update(inner, &res, ns, name, |_| Ok(obj.clone()), &ctx),
+                Some("finalize") => ops::update(inner, &res, ns, name, obj, None, &ctx),
+                sub => ops::update(inner, &res, ns, name, obj, sub, &ctx),
+            })?;
             state.written(w.removed);
             Ok(written_response(&res, w, StatusCode::OK))
         }
@@ -509,27 +501,24 @@ async fn resource_request(
                     "fieldManager is required for apply requests",
                 ));
             }
-            let w = {
-                let mut inner = state.lock();
-                match t.subresource.as_deref() {
-                    Some("scale") => scale_update(
-                        &mut inner,
-                        &res,
-                        ns,
-                        name,
-                        |scale| {
-                            let mut s = scale.clone();
-                            match ptype {
-                                PatchType::Json => crate::patch::json_patch(&mut s, &patch)?,
-                                _ => crate::patch::merge_patch(&mut s, &patch),
-                            }
-                            Ok(s)
-                        },
-                        &ctx,
-                    )?,
-                    sub => ops::patch(&mut inner, &res, ns, name, ptype, patch, sub, &ctx)?,
-                }
-            };
+            let w = state.write(|inner| match t.subresource.as_deref() {
+                Some("scale") => scale_update(
+                    inner,
+                    &res,
+                    ns,
+                    name,
+                    |scale| {
+                        let mut s = scale.clone();
+                        match ptype {
+                            PatchType::Json => crate::patch::json_patch(&mut s, &patch)?,
+                            _ => crate::patch::merge_patch(&mut s, &patch),
+                        }
+                        Ok(s)
+                    },
+                    &ctx,
+                ),
+                sub => ops::patch(inner, &res, ns, name, ptype, patch, sub, &ctx),
+            })?;
             state.written(w.removed);
             let code = if w.created {
                 StatusCode::CREATED
@@ -541,10 +530,7 @@ async fn resource_request(
         (Method::DELETE, Some(name)) => {
             let opts = delete_opts(q, headers, &body)?;
             let now = ops::now_string();
-            let d = {
-                let mut inner = state.lock();
-                ops::delete(&mut inner, &res, ns, name, &opts, &now)?
-            };
+            let d = state.write(|inner| ops::delete(inner, &res, ns, name, &opts, &now))?;
             match d {
                 Deleted::Gone(last) => {
                     state.written(true);
@@ -574,9 +560,8 @@ async fn resource_request(
                 FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &res.kind, &res.group)?;
             let now = ops::now_string();
             let mut items = Vec::new();
-            {
-                let mut inner = state.lock();
-                let (_, objs) = ops::list_snapshot(&inner, &res, ns, None)?;
+            state.write(|inner| -> ApiResult<()> {
+                let (_, objs) = ops::list_snapshot(inner, &res, ns, None)?;
                 for o in objs
                     .iter()
                     .filter(|o| labels.matches(o) && fields.matches(o))
@@ -590,13 +575,14 @@ async fn resource_request(
                         .pointer("/metadata/namespace")
                         .and_then(Value::as_str)
                         .map(String::from);
-                    match ops::delete(&mut inner, &res, ons.as_deref(), &name, &opts, &now)? {
+                    match ops::delete(inner, &res, ons.as_deref(), &name, &opts, &now)? {
                         Deleted::Gone(v) | Deleted::Pending(v) => {
                             items.push(views::to_view(&res, &v))
                         }
                     }
                 }
-            }
+                Ok(())
+            })?;
             state.written(true);
             Ok(json_response(
                 StatusCode::OK,

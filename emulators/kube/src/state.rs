@@ -1,10 +1,12 @@
 //! Shared server state: the store, the hooks, and the notifications that wake background tasks.
 
+use crate::controllers::Controllers;
 use crate::hooks::Hooks;
 use crate::resources;
 use crate::store::{DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER, Inner};
+use parking_lot::{Mutex, MutexGuard};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -41,9 +43,11 @@ impl Default for Settings {
 
 pub struct Shared {
     inner: Mutex<Inner>,
+    /// Locked only while `inner` is held (lock order: `inner`, then `controllers`).
+    controllers: Mutex<Controllers>,
     pub settings: Settings,
     pub hooks: Hooks,
-    /// Wakes the GC / namespace / CRD cleanup task.
+    /// Wakes the background controllers (GC, namespace and CRD cleanup).
     pub gc: Notify,
     /// Wakes the state-file writer.
     pub persist: Notify,
@@ -60,9 +64,11 @@ impl AppState {
             settings.history,
             settings.watch_buffer,
         );
-        crate::bootstrap::seed(&mut inner);
+        let mut controllers = Controllers::new(&inner);
+        crate::bootstrap::seed(&mut inner, &mut controllers);
         Self(Arc::new(Shared {
             inner: Mutex::new(inner),
+            controllers: Mutex::new(controllers),
             settings,
             hooks,
             gc: Notify::new(),
@@ -72,7 +78,32 @@ impl AppState {
 
     /// Lock the store. Never hold the guard across `.await`.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.inner.lock()
+    }
+
+    /// Lock the store for a write: the controllers see what `f` wrote before the lock is
+    /// released, so what a client expects at once (a CRD served) is there with the response.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self.lock();
+        let out = f(&mut inner);
+        self.observe(&mut inner);
+        out
+    }
+
+    /// Let the controllers see what was written to `inner` (held by the caller).
+    pub fn observe(&self, inner: &mut Inner) {
+        self.0.controllers.lock().observe(inner);
+    }
+
+    /// The store was filled without history (a state file): the controllers start over.
+    pub fn resync_controllers(&self, inner: &mut Inner) {
+        self.0.controllers.lock().resync(inner);
+    }
+
+    /// One pass of the background controllers; whether anything changed.
+    pub fn step_controllers(&self) -> bool {
+        let mut inner = self.lock();
+        self.0.controllers.lock().step(&mut inner)
     }
 
     pub fn hooks(&self) -> &Hooks {

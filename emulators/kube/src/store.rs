@@ -1,4 +1,5 @@
-//! The object store: one struct behind one `std::sync::Mutex` (never held across `.await`).
+//! The object store: one struct behind one `parking_lot::Mutex` (never held across `.await`;
+//! a panic while it is held does not poison it).
 //! A write bumps the global resourceVersion, mutates, records history and broadcasts under the
 //! lock, so watch event order equals resourceVersion order.
 

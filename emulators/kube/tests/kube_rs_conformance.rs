@@ -1,6 +1,9 @@
 //! Conformance through kube-rs's typed and dynamic APIs and kube-runtime (spec §3-§8, §11).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{DEADLINE, wait_until};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,24 +13,6 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use kube_emulator::KubeEmulator;
 use serde_json::json;
-use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + DEADLINE;
-    while tokio::time::Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(
