@@ -14,6 +14,8 @@ use super::names::condition_type::{READY, RECONCILING, STALLED};
 pub struct NewCondition {
     pub type_: &'static str,
     pub status: bool,
+    /// `Unknown` instead of `status` (kstatus: not known yet).
+    pub unknown: bool,
     pub reason: &'static str,
     pub message: String,
 }
@@ -28,8 +30,17 @@ impl NewCondition {
         Self {
             type_,
             status,
+            unknown: false,
             reason,
             message: message.into(),
+        }
+    }
+
+    /// A condition whose status is `Unknown`.
+    pub fn unknown(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            unknown: true,
+            ..Self::new(type_, false, reason, message)
         }
     }
 }
@@ -65,7 +76,11 @@ pub fn set_condition(
         };
         conditions.retain(|c| c.type_ != other);
     }
-    let status = if new.status { "True" } else { "False" };
+    let status = match (new.unknown, new.status) {
+        (true, _) => "Unknown",
+        (false, true) => "True",
+        (false, false) => "False",
+    };
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
             let changed = existing.status != status

@@ -546,6 +546,24 @@ pub struct DeploymentRecord {
     /// concluded from the old pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_revision: Option<String>,
+    /// Set when the approval gate (`spec.approval.gate`) created this deployment to be
+    /// approved before its rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+}
+
+/// What the approval gate remembers about a deployment it holds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GateRecord {
+    /// The workload revision running when the deployment was created: a rollout that ends
+    /// on it is not this revision's (absent when the workload did not exist yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_revision: Option<String>,
+    /// When GitLab's approval (or "none required") was first seen: the rollout the gate let
+    /// through is expected from then on (`spec.rolloutStartGrace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
 }
 
 impl DeploymentRecord {
@@ -564,6 +582,9 @@ impl DeploymentRecord {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentIntent {
     pub revision: DeployRevision,
+    /// Set when the approval gate makes this create (carried to the recorded deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
     pub environment: String,
     /// Status the deployment is created with.
     pub status: GitlabStatus,

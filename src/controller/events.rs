@@ -267,6 +267,7 @@ mod tests {
             created_at: None,
             updated_at: None,
             workload_revision: None,
+            gate: None,
         }
     }
 

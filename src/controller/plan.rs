@@ -24,9 +24,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::deployment::{
     ApprovalState, DeletionPolicy, DeployRevision, DeploymentId, DeploymentIntent,
-    DeploymentRecord, GitlabDeploymentStatus, GitlabStatus,
+    DeploymentRecord, GateRecord, GitlabDeploymentStatus, GitlabStatus,
 };
 use crate::api::validate::{RevisionSource, ValidatedSpec};
+use crate::controller::status::current_approval;
 use crate::controller::status::{rollout_clock, rollout_key};
 use crate::rollout::{
     Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate, format_go_duration,
@@ -115,6 +116,8 @@ pub enum Plan {
     CreateDeployment {
         revision: DeployRevision,
         initial_status: GitlabStatus,
+        /// Set when the approval gate creates it ahead of its rollout.
+        gate: Option<GateRecord>,
     },
     /// An intent without a recorded id: a crash happened between intent and id. Look the
     /// deployment up (environment, sha, ref, our user, `updated_after` the claim time) and
@@ -186,10 +189,125 @@ pub fn evaluate_rollout(
         ShaChange::Attribute(note) => Some(note),
     };
     let rollout = clocked(spec, status, target, &mut ctx, first, now);
-    Evaluation {
-        rollout,
-        attributed,
+    match gate_hold(spec, status, rollout, now) {
+        Gate::Hold(rollout) => Evaluation {
+            rollout,
+            attributed: None,
+        },
+        Gate::Through(rollout, note) => Evaluation {
+            rollout,
+            attributed: note.or(attributed),
+        },
     }
+}
+
+/// What the approval gate makes of the evaluated rollout.
+enum Gate {
+    /// Nothing is reported yet: this `Pending` status says why.
+    Hold(RolloutStatus),
+    /// The rollout as evaluated, with an Event note when the gate had to attribute it.
+    Through(RolloutStatus, Option<String>),
+}
+
+/// With `spec.approval.gate`, a deployment the gate created is held until GitLab approves
+/// it; after that, only a rollout that started after the deployment was created (a workload
+/// revision other than the one it held) is this revision's. If none starts within
+/// `rolloutStartGrace` of the approval, the workload as it stands is reported, with an Event
+/// (a commit that changed nothing the workload runs).
+fn gate_hold(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    rollout: RolloutStatus,
+    now: Timestamp,
+) -> Gate {
+    let held = status
+        .deployment
+        .as_ref()
+        .filter(|d| spec.approval.gate && !d.status.is_finished())
+        .filter(|d| wanted_revision(spec, &rollout).is_some_and(|w| d.revision() == w))
+        .and_then(|d| d.gate.as_ref().map(|g| (d, g)));
+    let Some((dep, gate)) = held else {
+        return Gate::Through(rollout, None);
+    };
+    let short = short_sha(&dep.sha);
+    let (kind, name) = (&spec.target.kind, &spec.target.name);
+    let approval = current_approval(status);
+    if !matches!(
+        approval,
+        Some(ApprovalState::Approved | ApprovalState::NotRequired)
+    ) {
+        return Gate::Hold(RolloutStatus {
+            state: RolloutState::Pending,
+            reason: Reason::AwaitingApproval,
+            message: approval_message(spec, status, dep.id, &short),
+            revision: rollout.revision,
+        });
+    }
+    let running = rollout.workload_revision();
+    let rolled = running.is_some() && running != gate.held_revision;
+    let absent = rollout.reason == Reason::TargetNotFound;
+    if rolled || (!absent && !rollout.is_terminal()) || (absent && gate.held_revision.is_some()) {
+        return Gate::Through(rollout, None);
+    }
+    let since = gate.approved_at.as_ref().map_or(now, |t| t.0);
+    let waited = since_secs(since, now);
+    if !absent && waited >= spec.rollout_start_grace {
+        let note = format!(
+            "No rollout of {kind} {name:?} started within {} after GitLab approved {short}; reporting the revision it runs as {short}",
+            format_go_duration(spec.rollout_start_grace)
+        );
+        return Gate::Through(rollout, Some(note));
+    }
+    let waiting_for = if absent {
+        format!("{kind} {name:?} to be created")
+    } else {
+        format!(
+            "{kind} {name:?} to roll it out (up to {})",
+            format_go_duration(spec.rollout_start_grace)
+        )
+    };
+    Gate::Hold(RolloutStatus {
+        state: RolloutState::Pending,
+        reason: Reason::RevisionNotRolledOut,
+        message: format!("GitLab approved {short}; waiting for {waiting_for}"),
+        revision: rollout.revision,
+    })
+}
+
+/// Where the approval of a held deployment stands, and what a person does about it.
+pub fn approval_message(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    id: DeploymentId,
+    short: &str,
+) -> String {
+    let approval = status.approval.as_ref();
+    if approval.is_some_and(|a| a.state == ApprovalState::Rejected) {
+        let by: Vec<String> = approval
+            .map(|a| {
+                a.approvals
+                    .iter()
+                    .filter(|r| r.status == "rejected")
+                    .map(|r| match &r.comment {
+                        Some(c) if !c.is_empty() => format!("{}: {c:?}", r.user),
+                        _ => r.user.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let who = if by.is_empty() {
+            "an approver".to_owned()
+        } else {
+            by.join(", ")
+        };
+        return format!("GitLab deployment {id} ({short}) was rejected by {who}");
+    }
+    let (approved, required) =
+        approval.map_or((0, 0), |a| ((a.required - a.pending).max(0), a.required));
+    format!(
+        "{approved} of {required} approvals for GitLab deployment {id} ({short}): approve it in GitLab or run kubectl gld approve {} -n {}",
+        spec.name, spec.namespace
+    )
 }
 
 /// The second half of [`evaluate_rollout`]: the wanted commit of a GitOps object and the
@@ -498,6 +616,42 @@ fn plan_deployment(
         return cancel(cur.id, knowledge, None);
     }
 
+    // 3b. An approver rejected the deployment the gate holds: it fails, as a rejected CI
+    //     deployment job would; the resource stalls until a new revision comes.
+    if spec.approval.gate
+        && let Some(cur) = current.filter(|d| d.gate.is_some() && !d.status.is_finished())
+        && current_approval(status) == Some(ApprovalState::Rejected)
+    {
+        return Plan::UpdateStatus {
+            id: cur.id,
+            to: GitlabStatus::Failed,
+        };
+    }
+
+    // 3c. The gate creates the deployment of a wanted revision at once, so approvers can act
+    //     on it before anything rolls out.
+    if spec.approval.gate
+        && let Some(wanted) = wanted_revision(spec, rollout)
+        && current.is_none_or(|c| c.revision() != wanted)
+        && !status
+            .refused_create
+            .as_ref()
+            .is_some_and(|r| r.refuses(&wanted, spec.generation))
+    {
+        let create = Plan::CreateDeployment {
+            revision: wanted,
+            initial_status: GitlabStatus::Running,
+            gate: Some(GateRecord {
+                held_revision: rollout.workload_revision(),
+                approved_at: None,
+            }),
+        };
+        return match current.filter(|c| !c.status.is_finished()) {
+            Some(cur) => cancel(cur.id, knowledge, Some(create)),
+            None => create,
+        };
+    }
+
     // 4. Nothing can be concluded (gate not passed, source not applied, unknown): never act on
     //    a stale status. Re-check on a timer so the deadline still fires.
     let Some(desired) = gitlab_status_for(rollout) else {
@@ -533,6 +687,7 @@ fn plan_deployment(
         None => Plan::CreateDeployment {
             revision: wanted,
             initial_status: desired,
+            gate: None,
         },
         Some(cur) if cur.revision() == wanted => {
             same_revision(spec, status, cur, rollout, desired, now, poll)
@@ -542,6 +697,7 @@ fn plan_deployment(
             let create = Plan::CreateDeployment {
                 revision: wanted,
                 initial_status: desired,
+                gate: None,
             };
             if cur.status.is_finished() {
                 create

@@ -500,6 +500,20 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         .await;
     }
 
+    // The gate may have created the deployment in this pass: the status written says it is
+    // held (the evaluation above ran before it existed).
+    let rollout = if spec.approval.gate && !run.outcomes.is_empty() {
+        evaluate_rollout(
+            &spec,
+            &run.current(now),
+            target_object.as_ref(),
+            &TrackCtx::default(),
+            now,
+        )
+        .rollout
+    } else {
+        rollout
+    };
     let status = next_status(
         &run.base,
         &Observation {

@@ -15,10 +15,11 @@ use serde::Deserialize;
 use crate::api::conditions::{NewCondition, is_true, set_condition, whole_seconds};
 use crate::api::deployment::{
     ApprovalRecord, ApprovalRuleRecord, ApprovalState, ApprovalStatus, DeployRevision,
-    DeploymentId, DeploymentIntent, DeploymentRecord, EnvironmentRecord, GitlabDeploymentStatus,
-    GitlabStatus, HistoryEntry, MergeRequestRecord, Phase, RefusedCreate, RolloutRecord,
+    DeploymentId, DeploymentIntent, DeploymentRecord, EnvironmentRecord, GateRecord,
+    GitlabDeploymentStatus, GitlabStatus, HistoryEntry, MergeRequestRecord, Phase, RefusedCreate,
+    RolloutRecord,
 };
-use crate::api::names::condition_type::{READY, RECONCILING, STALLED};
+use crate::api::names::condition_type::{APPROVED, READY, RECONCILING, STALLED};
 use crate::api::names::reason;
 use crate::api::validate::SpecError;
 use crate::controller::events::stalled_reason;
@@ -231,11 +232,13 @@ pub fn with_intent(
     revision: &DeployRevision,
     environment: &str,
     initial_status: GitlabStatus,
+    gate: Option<GateRecord>,
     now: Timestamp,
 ) -> GitlabDeploymentStatus {
     let mut next = status.clone();
     next.intent = Some(DeploymentIntent {
         revision: revision.clone(),
+        gate,
         environment: environment.to_owned(),
         status: initial_status,
         claimed_at: whole_seconds(now),
@@ -253,6 +256,7 @@ pub fn next_status(
     for outcome in obs.outcomes {
         apply(&mut next, outcome, now);
     }
+    note_gate_approval(&mut next, now);
     if obs.spec_error.is_none()
         && let Some(rollout) = obs.rollout
     {
@@ -302,6 +306,32 @@ pub fn record_workload_revision(
     }
 }
 
+/// The approval state of the current deployment: `None` while none is recorded for it (no
+/// deployment, or an answer about an older one). No approval record means none is required.
+pub fn current_approval(status: &GitlabDeploymentStatus) -> Option<ApprovalState> {
+    let dep = status.deployment.as_ref()?;
+    Some(match status.approval.as_ref() {
+        None => ApprovalState::NotRequired,
+        Some(a) if a.deployment_id.is_none_or(|id| id == dep.id) => a.state,
+        Some(_) => return None,
+    })
+}
+
+/// Remember when a held deployment was first seen approved (the start of the wait for the
+/// rollout the gate let through).
+fn note_gate_approval(status: &mut GitlabDeploymentStatus, now: Timestamp) {
+    let approved = matches!(
+        current_approval(status),
+        Some(ApprovalState::Approved | ApprovalState::NotRequired)
+    );
+    if let Some(gate) = status.deployment.as_mut().and_then(|d| d.gate.as_mut())
+        && approved
+        && gate.approved_at.is_none()
+    {
+        gate.approved_at = Some(whole_seconds(now));
+    }
+}
+
 fn to_time(t: Option<Timestamp>) -> Option<Time> {
     t.map(whole_seconds)
 }
@@ -334,6 +364,15 @@ fn record_deployment(
             .as_ref()
             .filter(|d| d.id == view.id)
             .and_then(|d| d.workload_revision.clone()),
+        // The gate's record comes with the intent that created it, then stays.
+        gate: match status.deployment.as_ref().filter(|d| d.id == view.id) {
+            Some(same) => same.gate.clone(),
+            None => status
+                .intent
+                .as_ref()
+                .filter(|i| i.revision.sha == view.sha && i.revision.ref_name == view.ref_name)
+                .and_then(|i| i.gate.clone()),
+        },
     };
     match status.deployment.take() {
         Some(old) if old.id != view.id => {
@@ -583,7 +622,11 @@ pub fn rollout_clock(
 fn derive_conditions(status: &mut GitlabDeploymentStatus, obs: &Observation<'_>, now: Timestamp) {
     let generation = obs.generation;
     let (ready, abnormal) = conditions_for(status_view(status), obs);
+    let approved = approved_condition(status, obs);
     let mut set = |c: NewCondition| set_condition(&mut status.conditions, c, generation, now);
+    if let Some(c) = approved {
+        set(c);
+    }
     set(ready);
     match abnormal {
         Some(c) => set(c),
@@ -680,6 +723,12 @@ fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Opt
     }
     let rollout = obs.rollout;
     let rollout_msg = rollout.map(|r| r.message.clone()).unwrap_or_default();
+    if rollout.is_some_and(|r| r.reason == Reason::AwaitingApproval) {
+        return (
+            not_ready(reason::APPROVAL_PENDING, rollout_msg.clone()),
+            reconciling(reason::APPROVAL_PENDING, rollout_msg),
+        );
+    }
     if obs.wanted.is_none() && rollout.is_some_and(|r| !matches!(r.state, RolloutState::Pending)) {
         let m = "The target carries no commit sha where spec.revisionFrom points; set the annotation or image tag to the commit".to_owned();
         return (
@@ -784,6 +833,107 @@ fn conditions_for(view: StatusView, obs: &Observation<'_>) -> (NewCondition, Opt
             )
         }
     }
+}
+
+/// `Approved` (normal-true, see `names::condition_type::APPROVED`): whether GitLab approved
+/// the deployment of the wanted revision. Left as it was when the spec is invalid.
+fn approved_condition(
+    status: &GitlabDeploymentStatus,
+    obs: &Observation<'_>,
+) -> Option<NewCondition> {
+    // Only a full evaluation knows the wanted revision; a failed pass sets the condition
+    // only where none exists yet (about the current deployment), so it is never missing.
+    let present = status.conditions.iter().any(|c| c.type_ == APPROVED);
+    if obs.spec_error.is_some() || (obs.rollout.is_none() && present) {
+        return None;
+    }
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    let dep = status
+        .deployment
+        .as_ref()
+        .filter(|d| obs.wanted.is_none_or(|w| d.revision() == *w));
+    let Some(dep) = dep else {
+        return Some(NewCondition::unknown(
+            APPROVED,
+            reason::DEPLOYMENT_PENDING,
+            "No GitLab deployment of the wanted revision yet",
+        ));
+    };
+    let id = dep.id;
+    let sha = short(&dep.sha);
+    let approval = status.approval.as_ref();
+    Some(match current_approval(status) {
+        None => NewCondition::unknown(
+            APPROVED,
+            reason::DEPLOYMENT_PENDING,
+            format!("GitLab's approvals of deployment {id} are not known yet"),
+        ),
+        Some(ApprovalState::NotRequired) => NewCondition::new(
+            APPROVED,
+            true,
+            reason::NOT_REQUIRED,
+            format!("GitLab deployment {id} ({sha}) needs no approval"),
+        ),
+        Some(ApprovalState::Approved) => {
+            let by: Vec<&str> = approval
+                .map(|a| {
+                    a.approvals
+                        .iter()
+                        .filter(|r| r.status == "approved")
+                        .map(|r| r.user.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            NewCondition::new(
+                APPROVED,
+                true,
+                reason::APPROVED,
+                format!(
+                    "GitLab deployment {id} ({sha}) approved by {}",
+                    by.join(", ")
+                ),
+            )
+        }
+        Some(ApprovalState::Pending) => {
+            let (required, pending) = approval.map_or((0, 0), |a| (a.required, a.pending));
+            NewCondition::new(
+                APPROVED,
+                false,
+                reason::APPROVAL_PENDING,
+                format!(
+                    "{} of {required} approvals for GitLab deployment {id} ({sha})",
+                    (required - pending).max(0)
+                ),
+            )
+        }
+        Some(ApprovalState::Rejected) => {
+            let by: Vec<String> = approval
+                .map(|a| {
+                    a.approvals
+                        .iter()
+                        .filter(|r| r.status == "rejected")
+                        .map(|r| match &r.comment {
+                            Some(c) if !c.is_empty() => format!("{}: {c:?}", r.user),
+                            _ => r.user.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            NewCondition::new(
+                APPROVED,
+                false,
+                reason::APPROVAL_REJECTED,
+                format!(
+                    "GitLab deployment {id} ({sha}) was rejected by {}",
+                    if by.is_empty() {
+                        "an approver".to_owned()
+                    } else {
+                        by.join(", ")
+                    }
+                ),
+            )
+        }
+    })
 }
 
 fn derive_phase(status: &GitlabDeploymentStatus, obs: &Observation<'_>) -> Phase {

@@ -216,6 +216,7 @@ async fn act(
         Plan::CreateDeployment {
             revision,
             initial_status,
+            gate,
         } => {
             // Write-ahead: claim the create. A 409 here means another writer got there first.
             let claimed = with_intent(
@@ -223,6 +224,7 @@ async fn act(
                 &revision,
                 &pass.spec.environment,
                 initial_status,
+                gate.clone(),
                 now,
             );
             sink.write(&claimed).await?;
@@ -231,6 +233,7 @@ async fn act(
                 &revision,
                 &pass.spec.environment,
                 initial_status,
+                gate,
                 now,
             );
             let request = CreateRequest {

@@ -57,6 +57,8 @@ pub enum Reason {
     /// `spec.sha` changed but the workload still runs the revision reported for the previous
     /// sha: the new one has not started rolling out.
     RevisionNotRolledOut,
+    /// The approval gate holds the wanted revision until GitLab approves it.
+    AwaitingApproval,
     ReplicasUpdating,
     OldReplicasTerminating,
     ReplicasBecomingAvailable,
@@ -103,6 +105,7 @@ impl Reason {
             GenerationNotObserved => "GenerationNotObserved",
             SourceRevisionNotApplied => "SourceRevisionNotApplied",
             RevisionNotRolledOut => "RevisionNotRolledOut",
+            AwaitingApproval => "AwaitingApproval",
             ReplicasUpdating => "ReplicasUpdating",
             OldReplicasTerminating => "OldReplicasTerminating",
             ReplicasBecomingAvailable => "ReplicasBecomingAvailable",

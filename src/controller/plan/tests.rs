@@ -107,6 +107,7 @@ fn record(id: i64, sha: &str, status: GitlabStatus) -> DeploymentRecord {
         created_at: Some(secs_ago(600)),
         updated_at: Some(secs_ago(60)),
         workload_revision: None,
+        gate: None,
     }
 }
 
@@ -125,6 +126,7 @@ impl St {
     }
     fn intent(mut self, sha: &str) -> Self {
         self.0.intent = Some(DeploymentIntent {
+            gate: None,
             revision: rev(sha),
             environment: "production".into(),
             status: GitlabStatus::Running,
@@ -175,6 +177,7 @@ fn create(sha: &str, s: GitlabStatus) -> Plan {
     Plan::CreateDeployment {
         revision: rev(sha),
         initial_status: s,
+        gate: None,
     }
 }
 fn nothing(requeue: Option<u64>) -> Plan {

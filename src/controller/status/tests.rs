@@ -171,6 +171,7 @@ fn conditions_and_phase_table() {
                 &rev(),
                 "production",
                 GitlabStatus::Running,
+                None,
                 now(),
             ),
             Observation {
@@ -636,6 +637,7 @@ fn intent_is_cleared_by_the_matching_deployment_or_a_failed_lookup() {
         &rev(),
         "production",
         GitlabStatus::Running,
+        None,
         now(),
     );
     assert_eq!(with_intent.intent.as_ref().unwrap().claimed_at.0, now());

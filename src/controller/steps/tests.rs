@@ -346,7 +346,7 @@ async fn crash_between_post_and_id_is_recovered_without_a_duplicate() {
     )
     .await;
     assert!(st.intent.is_none(), "the claim itself was not written");
-    let st = status::with_intent(&st, &rev(A), "production", Running, now());
+    let st = status::with_intent(&st, &rev(A), "production", Running, None, now());
     drive(
         &mut gitlab,
         &mut process,
@@ -450,6 +450,7 @@ async fn cleanup_reads_before_it_cancels_and_leaves_a_finished_deployment() {
             created_at: None,
             updated_at: None,
             workload_revision: None,
+            gate: None,
         }),
         ..GitlabDeploymentStatus::default()
     };
