@@ -1,5 +1,5 @@
-//! The CI example (examples/gitops/ci/gitlab-ci.yml) with the real kubectl against the kube
-//! emulator: its script lines run under `sh` as a GitLab runner runs them, with the job's
+//! The CI example (examples/gitops/ci/gitlab-ci.yml) with the real kubectl, against the kube
+//! emulator and the pinned upstream control plane (`both_backends!`): its script lines run under `sh` as a GitLab runner runs them, with the job's
 //! variables. Its wait step ends, with success, only once `Approved=True` is written for the
 //! generation the job itself applied (an approval of the previous commit does not count), and
 //! fails at its timeout while approvals are pending or after a rejection, printing why.
@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::Env;
 use harness::gitops::argocd_health_dir;
+use harness::{Backend, Env};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -158,12 +158,19 @@ fn kubectl_installed() -> bool {
     false
 }
 
-#[tokio::test]
-async fn the_wait_step_ends_only_once_this_commit_is_approved() {
+/// The emulator serves TLS here: kubectl sends its bearer token only over TLS.
+async fn start(backend: Backend) -> Env {
+    match backend {
+        Backend::Emulator => Env::start_tls().await,
+        Backend::Real => Env::start_on(Backend::Real).await,
+    }
+}
+
+async fn the_wait_step_ends_only_once_this_commit_is_approved(backend: Backend) {
     if !kubectl_installed() {
         return;
     }
-    let env = Env::start_tls().await;
+    let env = start(backend).await;
     let home = harness::tempdir("kubectl-home");
     let p = pipeline();
     // The previous commit's pipeline: approved, for its generation.
@@ -200,12 +207,13 @@ async fn the_wait_step_ends_only_once_this_commit_is_approved() {
     assert!(stdout.contains("condition met"), "{stdout}");
 }
 
-#[tokio::test]
-async fn the_wait_step_fails_at_its_timeout_while_pending_or_rejected_and_says_why() {
+async fn the_wait_step_fails_at_its_timeout_while_pending_or_rejected_and_says_why(
+    backend: Backend,
+) {
     if !kubectl_installed() {
         return;
     }
-    let env = Env::start_tls().await;
+    let env = start(backend).await;
     let home = harness::tempdir("kubectl-home");
     let p = pipeline();
     let generation = name_revision(&env, home.path(), &p, OLD_SHA).await;
@@ -238,3 +246,8 @@ async fn the_wait_step_fails_at_its_timeout_while_pending_or_rejected_and_says_w
         assert!(stdout.contains(why), "{fixture}: {stdout}");
     }
 }
+
+both_backends!(
+    the_wait_step_ends_only_once_this_commit_is_approved,
+    the_wait_step_fails_at_its_timeout_while_pending_or_rejected_and_says_why,
+);
