@@ -1,9 +1,10 @@
 // Command argocd-lua-health runs an Argo CD resource health check (health.lua) the way Argo
 // CD's application controller runs one from argocd-cm: gopher-lua (Lua 5.1, the interpreter
 // Argo CD embeds), the resource in the global `obj`, only the base, table and package
-// libraries open (a customization without `resource.customizations.useOpenLibs`), a one-second
-// deadline, and the returned table read as {status, message}, an unknown status becoming
-// Unknown.
+// libraries open (a customization without `resource.customizations.useOpenLibs`; Argo CD also
+// gives such scripts a restricted `os`, left out here so a passing script needs none of it), a
+// one-second deadline, and the returned table read as {status, message}, an unknown status
+// becoming Unknown.
 //
 // Usage:
 //
