@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod cluster;
+pub mod gitops;
 pub mod rbac_real;
 
 pub use backend::Backend;
