@@ -232,3 +232,79 @@ async fn an_unprotected_environment_is_approved_at_once_and_the_condition_says_n
     assert_eq!(env.gitlab_deployments("staging").len(), 1);
     op.stop().await;
 }
+
+/// The engines' own health code (Argo CD's Lua health check run by gopher-lua, Flux's CEL
+/// healthCheckExprs run by fluxcd/pkg/runtime/cel) on the status objects this operator really
+/// wrote: held (pending), approved, rejected.
+#[tokio::test]
+async fn argo_cd_and_flux_read_the_operators_real_status_objects() {
+    let env = Env::start().await;
+    let approver = env.protect_production();
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    let first = env.project.head().to_owned();
+    let object = |gd: &GitlabDeployment| {
+        let mut v = serde_json::to_value(gd).unwrap();
+        v["apiVersion"] = json!("gitlab-operator.io/v1alpha1");
+        v["kind"] = json!("GitlabDeployment");
+        v
+    };
+    env.apply_gld("web-prod", gated(&env, &first)).await;
+    let pending = env
+        .wait_for("web-prod", "held", |gd| {
+            approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
+        })
+        .await;
+    let id = pending.status.clone().unwrap().deployment.unwrap().id;
+    env.review(&approver, id, ApprovalStatus::Approved).await;
+    env.refresh("web-prod", "1").await;
+    let approved_gd = env
+        .wait_for("web-prod", "approved", |gd| {
+            approved(gd) == Some(("True".into(), reason::APPROVED.into()))
+        })
+        .await;
+    roll_out(&env, "registry.example/app:2.0.0").await;
+    env.wait_for("web-prod", "success", |gd| {
+        harness::gitlab_status(gd).as_deref() == Some("success")
+    })
+    .await;
+    let second = env.gitlab.handle().push_commits(env.project.id, "main", 1)[0].clone();
+    env.apply_gld("web-prod", gated(&env, &second)).await;
+    let held_again = env
+        .wait_for("web-prod", "second held", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.deployment.as_ref())
+                .is_some_and(|d| d.sha == second)
+                && approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
+        })
+        .await;
+    let id = held_again.status.clone().unwrap().deployment.unwrap().id;
+    env.review(&approver, id, ApprovalStatus::Rejected).await;
+    env.refresh("web-prod", "2").await;
+    let rejected = env
+        .wait_for("web-prod", "rejected", |gd| {
+            approved(gd) == Some(("False".into(), reason::APPROVAL_REJECTED.into()))
+                && harness::gitlab_status(gd).as_deref() == Some("failed")
+        })
+        .await;
+    op.stop().await;
+
+    let objects = [
+        object(&pending),
+        object(&approved_gd),
+        object(&held_again),
+        object(&rejected),
+    ];
+    let argo: Vec<String> = harness::gitops::argocd_health(&objects)
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(argo, ["Progressing", "Healthy", "Progressing", "Degraded"]);
+    let flux: Vec<String> = harness::gitops::flux_health(&objects)
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(flux, ["InProgress", "Current", "InProgress", "Failed"]);
+}
