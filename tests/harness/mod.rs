@@ -246,6 +246,7 @@ impl Env {
             instance: Some("test-operator".into()),
             webhook: None,
             shard: Shard::default(),
+            gate: None,
         }
     }
 
