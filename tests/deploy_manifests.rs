@@ -1178,3 +1178,10 @@ async fn shard_component_applies_server_side_to_the_kube_emulator() {
     apply_and_check(&dir, &[]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn gate_endpoint_component_applies_server_side_to_the_kube_emulator() {
+    let (dir, _) = gate_render();
+    apply_and_check(&dir, &[]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -200,6 +200,13 @@ fn namespaced_render_is_what_the_namespaced_overlay_renders() {
     );
 }
 
+/// `to` as a path relative to directory `from` (kustomize refuses absolute resource paths).
+fn relative(from: &Path, to: &Path) -> String {
+    let ups = from.components().count() - 1;
+    let rest = to.strip_prefix("/").unwrap();
+    format!("{}{}", "../".repeat(ups), rest.display())
+}
+
 /// `gateEndpoint.enabled` renders what deploy/ with the gate-endpoint component renders.
 #[test]
 fn gate_endpoint_render_is_what_the_gate_endpoint_component_renders() {
@@ -216,8 +223,8 @@ fn gate_endpoint_render_is_what_the_gate_endpoint_component_renders() {
         dir.join("kustomization.yaml"),
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
-            repo().join("deploy").display(),
-            repo().join("deploy/components/gate-endpoint").display()
+            relative(&dir, &repo().join("deploy")),
+            relative(&dir, &repo().join("deploy/components/gate-endpoint"))
         ),
     )
     .unwrap();
