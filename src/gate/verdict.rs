@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::api::conditions::find_condition;
-use crate::api::deployment::GitlabDeployment;
+use crate::api::deployment::{DeploymentId, GitlabDeployment};
 use crate::api::names::{condition_type, reason};
 
 /// What a gate answers for one resource.
@@ -47,7 +47,7 @@ pub struct Verdict {
     pub pending: i64,
     /// The GitLab deployment the approval state belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<i64>,
+    pub deployment_id: Option<DeploymentId>,
     /// The `Approved` condition's reason, when it describes the current generation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
