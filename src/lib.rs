@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod gate;
 pub mod gitlab;
 pub mod metrics;
 pub mod rollout;

@@ -949,6 +949,111 @@ fn webhooks_component_opens_the_receiver_port_behind_a_service() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `deploy/` with the gate-endpoint component, rendered in a scratch kustomization.
+fn gate_render() -> (PathBuf, Vec<Value>) {
+    let dir = scratch_dir("gate");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &deploy_dir()),
+            relative(&dir, &deploy_dir().join("components/gate-endpoint"))
+        ),
+    )
+    .unwrap();
+    let objs = kustomize(&dir);
+    (dir, objs)
+}
+
+/// The gate-endpoint component turns the gate on the way the CLI reads it (listen address and
+/// a token file, never the insecure flag), mounts the token Secret as a directory where the
+/// token file is (a subPath mount would never see a rotation), and the Service reaches the
+/// container port on every replica. Without the component nothing of it renders.
+#[test]
+fn gate_endpoint_component_mounts_the_token_and_opens_the_port_behind_a_service() {
+    let (dir, objs) = gate_render();
+    let c = container(&objs);
+    let mut argv = strings(&c["command"]);
+    argv.extend(strings(&c["args"]));
+    let cli = Cli::command();
+    let run = cli.find_subcommand("run").unwrap();
+    for var in ["GATE_LISTEN", "GATE_TOKEN_FILE"] {
+        assert!(
+            run.get_arguments()
+                .any(|a| a.get_env() == Some(std::ffi::OsStr::new(var))),
+            "{var} is a `run` flag's env"
+        );
+    }
+    let addr: std::net::SocketAddr = env_value(&c, "GATE_LISTEN")
+        .expect("the component sets GATE_LISTEN")
+        .parse()
+        .unwrap();
+    let token_file = PathBuf::from(env_value(&c, "GATE_TOKEN_FILE").expect("a token file"));
+    // The same settings parse as `run` arguments into an authenticated gate.
+    argv.extend([
+        "--gate-listen".to_owned(),
+        addr.to_string(),
+        "--gate-token-file".to_owned(),
+        token_file.display().to_string(),
+    ]);
+    let Sub::Run(run_args) = Cli::try_parse_from(&argv).unwrap().command else {
+        panic!("not run")
+    };
+    assert!(!run_args.gate_insecure_no_auth);
+    let port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gate")
+        .expect("a named container port for the gate");
+    assert_eq!(port["containerPort"], u64::from(addr.port()));
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "gate-token")
+        .expect("the token volume is mounted");
+    assert!(
+        mount.get("subPath").is_none(),
+        "no subPath: rotation must reach the file"
+    );
+    assert_eq!(mount["readOnly"], true);
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        token_file.parent().unwrap()
+    );
+    let deployment = find(&objs, "Deployment", NAME);
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "gate-token")
+        .unwrap();
+    assert_eq!(
+        volume["secret"]["secretName"],
+        "gitlab-deployment-operator-gate"
+    );
+    assert_eq!(
+        volume["secret"]["items"][0]["path"].as_str(),
+        token_file.file_name().and_then(|f| f.to_str())
+    );
+    let svc = find(&objs, "Service", "gitlab-deployment-operator-gate");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "gate");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert!(labels_match(
+        &svc["spec"]["selector"],
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    ));
+    // Off by default: no env, no port, no Service.
+    let base = kustomize(&deploy_dir());
+    assert_eq!(env_value(&container(&base), "GATE_LISTEN"), None);
+    assert!(
+        base.iter()
+            .all(|o| o["metadata"]["name"] != "gitlab-deployment-operator-gate")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `deploy/` with the shard component, rendered in a scratch kustomization.
 fn shard_render() -> (PathBuf, Vec<Value>) {
     let dir = scratch_dir("shard");
@@ -1070,6 +1175,13 @@ fn shard_component_adds_a_shard_with_its_own_lease_and_the_main_install_excludes
 #[tokio::test]
 async fn shard_component_applies_server_side_to_the_kube_emulator() {
     let (dir, _) = shard_render();
+    apply_and_check(&dir, &[]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn gate_endpoint_component_applies_server_side_to_the_kube_emulator() {
+    let (dir, _) = gate_render();
     apply_and_check(&dir, &[]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

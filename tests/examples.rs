@@ -104,6 +104,13 @@ async fn install_crds(client: &Client) {
             "kustomizations",
         ),
         foreign_crd("argoproj.io", "v1alpha1", "Application", "applications"),
+        foreign_crd("flagger.app", "v1beta1", "Canary", "canaries"),
+        foreign_crd(
+            "argoproj.io",
+            "v1alpha1",
+            "AnalysisTemplate",
+            "analysistemplates",
+        ),
     ] {
         let name = crd.metadata.name.clone().unwrap();
         api.create(&PostParams::default(), &crd).await.unwrap();
@@ -223,6 +230,9 @@ async fn every_example_applies_and_validates() {
         "gitops/argocd/approval-gate/app/gitlabdeployment.yaml: GitlabDeployment",
         "gitops/argocd/approval-gate/application.yaml: Application",
         "gitops/argocd/approval-gate/argocd-cm.yaml: ConfigMap argocd-cm",
+        "gitops/flagger/gitlabdeployment.yaml: GitlabDeployment",
+        "gitops/flagger/canary.yaml: Canary",
+        "gitops/argo-rollouts/analysis-template.yaml: AnalysisTemplate",
     ] {
         assert!(
             applied.iter().any(|a| a.starts_with(want)),

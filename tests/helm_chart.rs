@@ -200,6 +200,77 @@ fn namespaced_render_is_what_the_namespaced_overlay_renders() {
     );
 }
 
+/// `to` as a path relative to directory `from` (kustomize refuses absolute resource paths).
+fn relative(from: &Path, to: &Path) -> String {
+    let ups = from.components().count() - 1;
+    let rest = to.strip_prefix("/").unwrap();
+    format!("{}{}", "../".repeat(ups), rest.display())
+}
+
+/// `gateEndpoint.enabled` renders what deploy/ with the gate-endpoint component renders.
+#[test]
+fn gate_endpoint_render_is_what_the_gate_endpoint_component_renders() {
+    let dir = std::env::temp_dir().join(format!(
+        "gdo-helm-gate-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &repo().join("deploy")),
+            relative(&dir, &repo().join("deploy/components/gate-endpoint"))
+        ),
+    )
+    .unwrap();
+    let helm = template(&[
+        "--include-crds",
+        "--set",
+        "namespace.create=true",
+        "--set",
+        "gateEndpoint.enabled=true",
+    ])
+    .unwrap();
+    assert_same(
+        normalized(helm),
+        normalized(kustomize(&dir)),
+        "helm template --set gateEndpoint.enabled=true vs deploy/ + components/gate-endpoint",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let custom = template(&[
+        "--set",
+        "gateEndpoint.enabled=true",
+        "--set",
+        "gateEndpoint.port=9090",
+        "--set",
+        "gateEndpoint.tokenSecret.name=my-gate",
+        "--set",
+        "gateEndpoint.tokenSecret.key=bearer",
+    ])
+    .unwrap();
+    let d = custom.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "my-gate");
+    assert_eq!(pod["volumes"][0]["secret"]["items"][0]["key"], "bearer");
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "GATE_LISTEN" && e["value"] == "0.0.0.0:9090")
+    );
+    let svc = custom
+        .iter()
+        .find(|o| {
+            o["kind"] == "Service" && o["metadata"]["name"] == "gitlab-deployment-operator-gate"
+        })
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9090);
+}
+
 #[test]
 fn values_schema_refuses_bad_values() {
     for (set, word) in [
@@ -211,6 +282,8 @@ fn values_schema_refuses_bad_values() {
         ("allowInsecureHttp=yes", "/allowInsecureHttp"),
         ("watchNamespaces[0]=Not_A_Namespace", "/watchNamespaces/0"),
         ("replica=3", "replica"),
+        ("gateEndpoint.port=8080", "/gateEndpoint/port"),
+        ("gateEndpoint.enable=true", "enable"),
     ] {
         let err = template(&["--set", set]).expect_err(set);
         assert!(err.contains(word), "{set}: {err}");

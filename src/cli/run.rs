@@ -16,6 +16,7 @@ use crate::controller::reconcile::ReconcileSettings;
 use crate::controller::run::{RunConfig, RunError, Telemetry, run as run_operator};
 use crate::controller::shard::Shard;
 use crate::controller::targets::Scope;
+use crate::gate::{GateAuth, GateCache, GateConfig, GateError};
 use crate::telemetry::{self, LogFormat};
 use crate::webhook::WebhookConfig;
 use crate::webhook::tokens::SecretName;
@@ -116,6 +117,23 @@ pub struct RunArgs {
     /// net for a lost hook.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub webhook_safety_net: Duration,
+    /// Address of the approval gate endpoint for Flagger webhooks and Argo Rollouts' `web`
+    /// metric, e.g. `0.0.0.0:8082`. Off when absent. See docs/approvals-gate-endpoint.md.
+    #[arg(long, env = "GATE_LISTEN")]
+    pub gate_listen: Option<SocketAddr>,
+    /// File holding the gate's bearer token (mount it from a Secret); re-read when it changes.
+    /// Required with `--gate-listen` unless `--gate-insecure-no-auth`.
+    #[arg(long, env = "GATE_TOKEN_FILE")]
+    pub gate_token_file: Option<std::path::PathBuf>,
+    /// Serve the gate without a token: only for tests and sandboxes.
+    #[arg(long)]
+    pub gate_insecure_no_auth: bool,
+    /// Gate requests per second over all clients (429 with Retry-After beyond).
+    #[arg(long, default_value = "50")]
+    pub gate_rate: std::num::NonZeroU32,
+    /// Gate requests accepted at once after a quiet spell.
+    #[arg(long, default_value = "100")]
+    pub gate_burst: std::num::NonZeroU32,
 }
 
 pub(crate) fn parse_connection(text: &str) -> Result<ConnectionTarget, String> {
@@ -163,6 +181,14 @@ pub enum RunCmdError {
         "--webhook-secret {0:?} needs a namespace: write NS/NAME or set --operator-namespace (POD_NAMESPACE)"
     )]
     WebhookSecretNamespace(String),
+    #[error(
+        "--gate-listen needs --gate-token-file (a file mounted from a Secret) so that only Flagger and Argo Rollouts can ask; pass --gate-insecure-no-auth instead only for tests and sandboxes"
+    )]
+    GateTokenMissing,
+    #[error("--gate-token-file and --gate-insecure-no-auth contradict each other: pass one")]
+    GateAuthConflict,
+    #[error(transparent)]
+    Gate(#[from] GateError),
     #[error("cannot start the admin server on {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -183,9 +209,13 @@ impl RunCmdError {
             RunCmdError::Elected(ElectedError::Run(RunError::Selector { .. })) => 2,
             RunCmdError::Elected(ElectedError::Run(_)) => 4,
             RunCmdError::Elected(ElectedError::LostLease(_)) => 6,
+            RunCmdError::Gate(GateError::Bind { .. }) => 5,
             RunCmdError::LeaseNamespace
             | RunCmdError::LeaseTimings
-            | RunCmdError::WebhookSecretNamespace(_) => 2,
+            | RunCmdError::WebhookSecretNamespace(_)
+            | RunCmdError::GateTokenMissing
+            | RunCmdError::GateAuthConflict
+            | RunCmdError::Gate(GateError::Token(_)) => 2,
         }
     }
 }
@@ -241,6 +271,25 @@ impl RunArgs {
         }))
     }
 
+    /// The gate endpoint's settings, when `--gate-listen` turns it on.
+    fn gate(&self) -> Result<Option<GateConfig>, RunCmdError> {
+        let Some(addr) = self.gate_listen else {
+            return Ok(None);
+        };
+        let auth = match (&self.gate_token_file, self.gate_insecure_no_auth) {
+            (Some(path), false) => GateAuth::TokenFile(path.clone()),
+            (None, true) => GateAuth::Insecure,
+            (None, false) => return Err(RunCmdError::GateTokenMissing),
+            (Some(_), true) => return Err(RunCmdError::GateAuthConflict),
+        };
+        Ok(Some(GateConfig {
+            addr,
+            auth,
+            per_second: self.gate_rate,
+            burst: self.gate_burst,
+        }))
+    }
+
     fn shard(&self) -> Shard {
         Shard::new(self.watch_label_selector.as_deref())
     }
@@ -269,6 +318,7 @@ impl RunArgs {
             instance: self.identity.clone(),
             webhook: None,
             shard: self.shard(),
+            gate: None,
         }
     }
 }
@@ -316,6 +366,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
     telemetry::init(args.log_format);
     let mut config = args.config();
     config.webhook = args.webhook()?;
+    let gate = args.gate()?;
     let lease = args.lease()?;
     if config.allow == HostAllowList::default() {
         tracing::warn!(
@@ -341,6 +392,35 @@ pub async fn run(args: RunArgs) -> Result<(), RunCmdError> {
         source,
     })?;
     tracing::info!(%addr, "admin server listening");
+    if let Some(gate) = gate {
+        let cache = GateCache::default();
+        config.gate = Some(cache.clone());
+        let stop = shutdown.clone();
+        let (addr, server) = crate::gate::server::bind(
+            &gate,
+            cache.clone(),
+            Arc::clone(&telemetry.gate),
+            async move { stop.cancelled().await },
+        )
+        .await?;
+        tracing::info!(%addr, "gate endpoint listening");
+        tokio::spawn(async move {
+            if let Err(err) = server.await {
+                tracing::warn!(error = %err, "gate endpoint stopped");
+            }
+        });
+        // Only the leader runs the controller and its cache: a standby keeps its own so every
+        // replica behind the Service answers.
+        if lease.is_some() {
+            tokio::spawn(crate::gate::cache::follow(
+                client.clone(),
+                config.scope.clone(),
+                config.shard.clone(),
+                cache,
+                shutdown.clone(),
+            ));
+        }
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -382,6 +462,50 @@ mod tests {
         let args = run_args(&[]);
         assert_eq!(args.webhook().unwrap(), None);
         assert_eq!(args.config().webhook, None);
+    }
+
+    #[test]
+    fn gate_flags() {
+        if std::env::var_os("GATE_LISTEN").is_some()
+            || std::env::var_os("GATE_TOKEN_FILE").is_some()
+        {
+            return;
+        }
+        assert_eq!(run_args(&[]).gate().unwrap(), None);
+        assert!(matches!(
+            run_args(&["--gate-listen", "127.0.0.1:8082"]).gate(),
+            Err(RunCmdError::GateTokenMissing)
+        ));
+        assert!(matches!(
+            run_args(&[
+                "--gate-listen",
+                "127.0.0.1:8082",
+                "--gate-token-file",
+                "/t",
+                "--gate-insecure-no-auth"
+            ])
+            .gate(),
+            Err(RunCmdError::GateAuthConflict)
+        ));
+        let config = run_args(&[
+            "--gate-listen",
+            "127.0.0.1:8082",
+            "--gate-token-file",
+            "/var/run/gate/token",
+            "--gate-rate",
+            "5",
+        ])
+        .gate()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.auth,
+            GateAuth::TokenFile("/var/run/gate/token".into())
+        );
+        assert_eq!(config.per_second.get(), 5);
+        assert_eq!(config.burst.get(), 100);
+        let insecure = run_args(&["--gate-listen", "127.0.0.1:8082", "--gate-insecure-no-auth"]);
+        assert_eq!(insecure.gate().unwrap().unwrap().auth, GateAuth::Insecure);
     }
 
     #[test]

@@ -44,6 +44,7 @@ use crate::api::connection::{ClusterGitlabConnection, GitlabConnection};
 use crate::api::deployment::{ApprovalState, ConnectionKind, GitlabDeployment};
 use crate::api::names::{EVENT_REPORTER, REFRESH_ANNOTATION};
 use crate::api::validate::ConnectionTarget;
+use crate::gate::{GateCache, GateMetrics};
 use crate::gitlab::GitlabMetrics;
 use crate::metrics::{OperatorMetrics, PhaseLabels};
 use crate::webhook::ids::DeploymentIds;
@@ -68,6 +69,9 @@ pub struct RunConfig {
     pub webhook: Option<WebhookConfig>,
     /// The label selector every `GitlabDeployment` watch is filtered by (`--watch-label-selector`).
     pub shard: Shard,
+    /// Where the gate endpoint reads GitlabDeployments: the run publishes its cache there once
+    /// synced and withdraws it when it ends. `None` when the gate is off.
+    pub gate: Option<GateCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,7 @@ pub struct Telemetry {
     pub operator: Arc<OperatorMetrics>,
     pub gitlab: Arc<GitlabMetrics>,
     pub webhook: Arc<WebhookMetrics>,
+    pub gate: Arc<GateMetrics>,
 }
 
 impl Default for Telemetry {
@@ -108,11 +113,14 @@ impl Default for Telemetry {
         let gitlab = Arc::new(GitlabMetrics::register(&mut registry));
         let webhook = Arc::new(WebhookMetrics::default());
         webhook.register(&mut registry);
+        let gate = Arc::new(GateMetrics::default());
+        gate.register(&mut registry);
         Self {
             registry: Arc::new(registry),
             operator,
             gitlab,
             webhook,
+            gate,
         }
     }
 }
@@ -539,6 +547,18 @@ pub async fn run(
             Default::default(),
         );
         controllers_input.push((ns.clone(), reader, stream));
+    }
+
+    // The gate endpoint answers from this cache once it holds every resource, and stops when
+    // this run ends (a lost lease: the standby's own cache takes over, see `gate::cache`).
+    let _withdraw_gate = config.gate.as_ref().map(GateCache::withdraw_on_drop);
+    if let Some(cache) = config.gate.clone() {
+        let synced = gate.synced();
+        let stores = deployment_stores.clone();
+        tasks.spawn(async move {
+            synced.await;
+            cache.publish(stores);
+        });
     }
 
     let caches = ConnectionCaches {

@@ -111,6 +111,7 @@ fn operator_config(gitlab: SocketAddr) -> RunConfig {
         instance: Some("sandbox".to_owned()),
         webhook: None,
         shard: Shard::default(),
+        gate: None,
     }
 }
 

@@ -40,7 +40,7 @@ pub fn source_of_key(key: &str) -> Option<HookSource> {
 }
 
 /// Equal contents, in time that does not depend on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

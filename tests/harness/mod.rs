@@ -247,6 +247,7 @@ impl Env {
             instance: Some("test-operator".into()),
             webhook: None,
             shard: Shard::default(),
+            gate: None,
         }
     }
 
