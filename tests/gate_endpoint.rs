@@ -1,7 +1,7 @@
 //! The approval gate endpoint end to end: real HTTP to the gate, which answers from a real
 //! reflector cache fed by a real watch on the kube emulator through kube's `Client`. The
 //! GitlabDeployment statuses are written through the API (`replace_status`) in the shape the
-//! approval contract gives (docs/approvals-gate-endpoint.md); the operator's own writing of
+//! approval contract gives (docs/approvals.md); the operator's own writing of
 //! them is tested where the operator computes them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -118,7 +118,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub webhook_safety_net: Duration,
     /// Address of the approval gate endpoint for Flagger webhooks and Argo Rollouts' `web`
-    /// metric, e.g. `0.0.0.0:8082`. Off when absent. See docs/approvals-gate-endpoint.md.
+    /// metric, e.g. `0.0.0.0:8082`. Off when absent. See docs/approvals.md.
     #[arg(long, env = "GATE_LISTEN")]
     pub gate_listen: Option<SocketAddr>,
     /// File holding the gate's bearer token (mount it from a Secret); re-read when it changes.

@@ -1,7 +1,7 @@
 //! The approval gate endpoint (`run --gate-listen`), off by default: Flagger's confirm and
 //! rollback webhooks and Argo Rollouts' `web` metric ask it whether a GitlabDeployment is
 //! approved for its wanted revision. It answers from the operator's cache, never from GitLab,
-//! so a busy analysis costs no GitLab call. See docs/approvals-gate-endpoint.md.
+//! so a busy analysis costs no GitLab call. See docs/approvals.md.
 //!
 //! - [`verdict`]: the contract's verdict (pure, table-tested).
 //! - [`auth`]: the bearer token from a file mounted from a Secret, re-read on rotation.
