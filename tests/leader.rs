@@ -9,16 +9,11 @@ mod harness;
 use std::time::Duration;
 
 use gitlab_emulator::Endpoint;
-use harness::{Backend, Env, Operator, gitlab_status};
+use harness::{Backend, Env, Operator, gitlab_status, until};
 use serde_json::json;
 
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How long a leader change may take here.
+const LEADER_WITHIN: Duration = Duration::from_secs(20);
 
 fn leader_of<'a>(a: &'a Operator, b: &'a Operator) -> Option<&'a str> {
     match (a.is_leader(), b.is_leader()) {
@@ -35,7 +30,10 @@ async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicat
     let env = Env::start_on(backend).await;
     let a = env.start_elected("replica-a");
     let b = env.start_elected("replica-b");
-    until("a leader is elected", || leader_of(&a, &b).is_some()).await;
+    until("a leader is elected", LEADER_WITHIN, || {
+        leader_of(&a, &b).is_some()
+    })
+    .await;
     // Give the follower a few rounds: it must stay a follower.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let first = leader_of(&a, &b).unwrap();
@@ -55,9 +53,11 @@ async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicat
     })
     .await;
     leader.kill();
-    until("the follower takes over within the lease duration", || {
-        follower.is_leader()
-    })
+    until(
+        "the follower takes over within the lease duration",
+        LEADER_WITHIN,
+        || follower.is_leader(),
+    )
     .await;
     env.wait_for("web-staging", "success reported by the new leader", |gd| {
         gitlab_status(gd).as_deref() == Some("success")
@@ -73,13 +73,16 @@ async fn only_one_replica_leads_and_a_killed_leader_is_replaced_without_duplicat
 async fn a_leader_that_stops_gracefully_hands_over_within_a_couple_of_seconds(backend: Backend) {
     let env = Env::start_on(backend).await;
     let a = env.start_elected("replica-a");
-    until("a leads", || a.is_leader()).await;
+    until("a leads", LEADER_WITHIN, || a.is_leader()).await;
     let b = env.start_elected("replica-b");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!b.is_leader(), "b follows while a leads");
     let stopped = tokio::time::Instant::now();
     a.stop().await;
-    until("b takes the released lease", || b.is_leader()).await;
+    until("b takes the released lease", LEADER_WITHIN, || {
+        b.is_leader()
+    })
+    .await;
     // The lease is 3 s here; a release must hand over well before it would expire.
     assert!(
         stopped.elapsed() < Duration::from_secs(2),

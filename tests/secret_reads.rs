@@ -12,7 +12,7 @@ use std::time::Duration;
 use gitlab_deployment_operator::api::GitlabDeployment;
 use gitlab_deployment_operator::api::names::{TOKEN_LABEL, reason};
 use gitlab_deployment_operator::controller::credentials::CredentialPolicy;
-use harness::{Env, NS, TOKEN_SECRET, gitlab_status};
+use harness::{Env, NS, Operator, TOKEN_SECRET, gitlab_status, until};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube_emulator::RequestRecord;
@@ -365,6 +365,110 @@ async fn missing_ca_bundles_stall_and_recover_by_themselves() {
         )
         .await;
     }
+    op.stop().await;
+}
+
+/// Wait until the operator's reconcile count has not moved for `quiet`; returns it.
+async fn settled_reconciles(op: &Operator, quiet: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut last = op.reconciled();
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = op.reconciled();
+        if now != last {
+            (last, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= quiet {
+            return last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator never settled"
+        );
+    }
+}
+
+/// A change to a connection, or to the token Secret it reads, wakes only the resources that
+/// use that connection (looked up in the operator's reference index), not every resource.
+#[tokio::test]
+async fn a_connection_or_secret_change_wakes_only_its_users() {
+    let env = Env::start().await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let other_token = |token: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other-token"},
+               "stringData": {"token": token}})
+    };
+    let other_connection = |timeout: &str| json!({"tokenSecretRef": {"name": "other-token", "key": "token"}, "timeout": timeout});
+    put::<Secret>(&env, other_token(&env.project.maintainer_token)).await;
+    connection(
+        &env,
+        "other",
+        &env.gitlab.base_url(),
+        other_connection("5s"),
+    )
+    .await;
+    let mut config = env.config();
+    config.settings.credentials = CredentialPolicy {
+        memo_lifetime: Duration::from_secs(1),
+        ..CredentialPolicy::default()
+    };
+    let op = env.start_operator_with(config);
+    let resources = [
+        ("a1", "default"),
+        ("a2", "default"),
+        ("a3", "default"),
+        ("b1", "other"),
+    ];
+    for (name, conn) in resources {
+        env.apply_gld(name, using(&env, name, conn)).await;
+    }
+    for (name, _) in resources {
+        env.wait_for(name, "success", succeeded).await;
+    }
+    // Longer than the 5 s safety-net requeues that follow the first reconciles.
+    let settled = settled_reconciles(&op, Duration::from_secs(6)).await;
+
+    // The connection changes: its one user is reconciled, the default connection's are not.
+    connection(
+        &env,
+        "other",
+        &env.gitlab.base_url(),
+        other_connection("6s"),
+    )
+    .await;
+    until(
+        "the connection's user is reconciled",
+        Duration::from_secs(20),
+        || op.reconciled() > settled,
+    )
+    .await;
+    let after_connection = settled_reconciles(&op, Duration::from_secs(2)).await;
+    assert_eq!(
+        after_connection - settled,
+        1,
+        "a connection change reconciles its one user only"
+    );
+
+    // Its token Secret is rotated: the memo sees it, and again only that user is reconciled.
+    env.gitlab.handle().add_personal_access_token(
+        env.project.maintainer_id,
+        "glpat-other-rotated",
+        &[gitlab_emulator::Scope::Api],
+    );
+    put::<Secret>(&env, other_token("glpat-other-rotated")).await;
+    until(
+        "the Secret's user is reconciled",
+        Duration::from_secs(20),
+        || op.reconciled() > after_connection,
+    )
+    .await;
+    let after_secret = settled_reconciles(&op, Duration::from_secs(2)).await;
+    assert_eq!(
+        after_secret - after_connection,
+        1,
+        "a token Secret change reconciles the users of its connection only"
+    );
     op.stop().await;
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use gitlab_deployment_operator::controller::shard::Shard;
 use gitlab_emulator::Endpoint;
-use harness::{Env, Operator, gitlab_status};
+use harness::{Env, Operator, gitlab_status, until};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -20,14 +20,6 @@ const KEY: &str = "sharding.gitlab-operator.io/key";
 const SHARD1: &str = "sharding.gitlab-operator.io/key=shard1";
 const SHARD2: &str = "sharding.gitlab-operator.io/key=shard2";
 const MAIN: &str = "!sharding.gitlab-operator.io/key";
-
-async fn until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A resource following Deployment `workload`, the sha read from its image tag.
 fn spec(env: &Env, environment: &str, workload: &str) -> serde_json::Value {

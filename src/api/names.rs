@@ -56,7 +56,6 @@ pub mod reason {
     pub const APPROVAL_PENDING: &str = "ApprovalPending";
     pub const APPROVAL_REJECTED: &str = "ApprovalRejected";
     pub const SUPERSEDED: &str = "Superseded";
-    pub const RECOVERING: &str = "RecoveringIntent";
     pub const REVISION_UNKNOWN: &str = "RevisionUnknown";
     pub const TOKEN_SECRET_MISSING: &str = "TokenSecretMissing";
     pub const CONNECTION_MISSING: &str = "ConnectionMissing";
@@ -82,6 +81,4 @@ pub mod reason {
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const GITLAB_ERROR: &str = "GitLabError";
-    pub const RATE_LIMITED: &str = "RateLimited";
-    pub const DELETING: &str = "Deleting";
 }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use super::deployment::*;
 use super::names;
-use super::validate::{ProjectRef, RevisionSource, SpecError, parse_duration, validate};
+use super::validate::{
+    ConnectionTarget, ProjectRef, RevisionSource, SpecError, parse_duration, validate,
+};
 use super::{ClusterGitlabConnection, GitlabConnection};
 
 const SHA: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
@@ -53,7 +55,7 @@ fn merge(target: &mut Value, patch: Value) {
 
 #[test]
 fn validate_accepts_and_resolves_defaults() {
-    let v = validate(&with(json!({}))).unwrap();
+    let v = validate(&with(json!({})), &ConnectionTarget::default()).unwrap();
     assert_eq!(v.namespace, "apps");
     assert_eq!(v.generation, 2);
     assert_eq!(v.project, ProjectRef::Path("group/web".into()));
@@ -64,10 +66,13 @@ fn validate_accepts_and_resolves_defaults() {
         matches!(v.revision, RevisionSource::Fixed(ref r) if r.sha == SHA && r.ref_name == "main" && !r.tag)
     );
 
-    let v = validate(&with(
-        json!({"spec": {"project": "42", "progressTimeout": "1h30m", "deletionPolicy": "Delete",
+    let v = validate(
+        &with(
+            json!({"spec": {"project": "42", "progressTimeout": "1h30m", "deletionPolicy": "Delete",
         "connectionRef": {"kind": "ClusterGitlabConnection", "name": "shared"}}}),
-    ))
+        ),
+        &ConnectionTarget::default(),
+    )
     .unwrap();
     assert_eq!(v.project, ProjectRef::Id(42));
     assert_eq!(v.project.as_url_segment(), "42");
@@ -255,7 +260,7 @@ fn validate_table() {
         ),
     ];
     for (name, patch, want) in cases {
-        let got = validate(&with(patch)).map(|_| ());
+        let got = validate(&with(patch), &ConnectionTarget::default()).map(|_| ());
         assert_eq!(got, want, "case {name}");
         if let Err(e) = got {
             assert_eq!(e.category(), names::reason::INVALID_SPEC, "case {name}");

@@ -10,9 +10,9 @@ use kube::ResourceExt;
 use regex::Regex;
 
 use super::deployment::{
-    ApprovalPolicy, ConnectionKind, DURATION_PATTERN, DeletionPolicy, DeployRevision,
-    ENVIRONMENT_PATTERN, EnvironmentSettings, GitlabDeployment, PROJECT_PATTERN, RevisionFrom,
-    SHA_PATTERN, TargetRef,
+    ApprovalPolicy, ConnectionKind, ConnectionRef, DURATION_PATTERN, DeletionPolicy,
+    DeployRevision, ENVIRONMENT_PATTERN, EnvironmentSettings, GitlabDeployment, PROJECT_PATTERN,
+    RevisionFrom, SHA_PATTERN, TargetRef,
 };
 use super::names::{DEFAULT_CONNECTION_NAME, reason};
 
@@ -61,10 +61,35 @@ impl ProjectRef {
 }
 
 /// The connection to use, defaults resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionTarget {
     pub kind: ConnectionKind,
     pub name: String,
+}
+
+impl ConnectionTarget {
+    /// The connection a resource uses: the one `spec.connectionRef` names, else `default` (the
+    /// operator's `--default-connection`). The one place this rule is decided; the validation,
+    /// the reference index, the webhook receiver and `kubectl gld` all ask here.
+    pub fn of(connection_ref: Option<&ConnectionRef>, default: &ConnectionTarget) -> Self {
+        match connection_ref {
+            Some(r) => ConnectionTarget {
+                kind: r.kind,
+                name: r.name.clone(),
+            },
+            None => default.clone(),
+        }
+    }
+}
+
+/// `GitlabConnection/default`, the operator's default `--default-connection`.
+impl Default for ConnectionTarget {
+    fn default() -> Self {
+        ConnectionTarget {
+            kind: ConnectionKind::GitlabConnection,
+            name: DEFAULT_CONNECTION_NAME.to_owned(),
+        }
+    }
 }
 
 /// Where the reported commit comes from.
@@ -190,8 +215,12 @@ impl SpecError {
     }
 }
 
-/// Check every rule of the CRD again and resolve defaults.
-pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
+/// Check every rule of the CRD again and resolve defaults; a resource without
+/// `spec.connectionRef` uses `default_connection`.
+pub fn validate(
+    gd: &GitlabDeployment,
+    default_connection: &ConnectionTarget,
+) -> Result<ValidatedSpec, SpecError> {
     let spec = &gd.spec;
     let namespace = gd
         .namespace()
@@ -259,17 +288,14 @@ pub fn validate(gd: &GitlabDeployment) -> Result<ValidatedSpec, SpecError> {
             found: text.clone(),
         })?,
     };
-    let connection = match &spec.connection_ref {
-        None => ConnectionTarget {
-            kind: ConnectionKind::GitlabConnection,
-            name: DEFAULT_CONNECTION_NAME.to_owned(),
-        },
-        Some(r) if r.name.trim().is_empty() => return Err(SpecError::ConnectionName),
-        Some(r) => ConnectionTarget {
-            kind: r.kind,
-            name: r.name.clone(),
-        },
-    };
+    if spec
+        .connection_ref
+        .as_ref()
+        .is_some_and(|r| r.name.trim().is_empty())
+    {
+        return Err(SpecError::ConnectionName);
+    }
+    let connection = ConnectionTarget::of(spec.connection_ref.as_ref(), default_connection);
     let approval = spec.approval.clone().unwrap_or_default();
     let rollout_target =
         spec.target.kind == "Rollout" && spec.target.api_version.starts_with("argoproj.io/");

@@ -44,7 +44,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use futures::TryStreamExt;
 
 use crate::gitlab::{
-    self, ApprovalStatus, ApproveDeployment, CreateDeployment, CreateHook, Deployment,
+    self, ApprovalStatus, ApproveDeployment, Category, CreateDeployment, CreateHook, Deployment,
     DeploymentApproval, DeploymentOrderBy, DeploymentStatus, GitlabClient, ListDeployments,
     ListMergeRequests, MergeRequest, MergeRequestOrderBy, MergeRequestState, Page, ProjectHook,
     ProjectId, RetryPolicy, SortOrder, Token, TokenKind, WriteStatus,
@@ -345,20 +345,20 @@ impl DeploymentsError {
         match self {
             DeploymentsError::Usage(_) => 2,
             DeploymentsError::Output(_) => 1,
-            DeploymentsError::Gitlab(e) => match e.category() {
-                "ConfigError" => 2,
-                "Unauthorized" => 3,
-                "Forbidden" => 4,
-                "NotFound" => 5,
-                "Validation" => 6,
-                "InvalidTransition" => 7,
-                "NotAllowed" => 8,
-                "Conflict" => 9,
-                "RateLimited" => 10,
-                "ServerError" => 11,
-                "Timeout" => 12,
-                "TransportError" => 13,
-                _ => 1,
+            DeploymentsError::Gitlab(e) => match e.class() {
+                Category::ConfigError => 2,
+                Category::Unauthorized => 3,
+                Category::Forbidden => 4,
+                Category::NotFound => 5,
+                Category::Validation => 6,
+                Category::InvalidTransition => 7,
+                Category::NotAllowed => 8,
+                Category::Conflict => 9,
+                Category::RateLimited => 10,
+                Category::ServerError => 11,
+                Category::Timeout => 12,
+                Category::TransportError => 13,
+                Category::DecodeError | Category::UnexpectedStatus => 1,
             },
         }
     }

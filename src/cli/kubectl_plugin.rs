@@ -268,13 +268,7 @@ async fn connection_url(
     args: &GldArgs,
 ) -> Result<String, GldError> {
     let namespace = gd.namespace().unwrap_or_default();
-    let target = match &gd.spec.connection_ref {
-        Some(r) => ConnectionTarget {
-            kind: r.kind,
-            name: r.name.clone(),
-        },
-        None => args.default_connection.clone(),
-    };
+    let target = ConnectionTarget::of(gd.spec.connection_ref.as_ref(), &args.default_connection);
     let url = match target.kind {
         ConnectionKind::GitlabConnection => {
             let api: Api<GitlabConnection> = Api::namespaced(client.clone(), &namespace);

@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 /// Backoff parameters. The defaults suit GitLab calls: a first retry after about a second,
 /// doubling to five minutes.
@@ -65,10 +66,7 @@ impl<K: Eq + Hash> Default for FailureCounts<K> {
 impl<K: Eq + Hash> FailureCounts<K> {
     /// Count one more failure and return the new total.
     pub fn record_failure(&self, key: K) -> u32 {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut counts = self.counts.lock();
         let count = counts.entry(key).or_insert(0);
         *count = count.saturating_add(1);
         *count
@@ -76,18 +74,12 @@ impl<K: Eq + Hash> FailureCounts<K> {
 
     /// The object reconciled cleanly: its next failure starts from the shortest delay again.
     pub fn reset(&self, key: &K) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut counts = self.counts.lock();
         counts.remove(key);
     }
 
     pub fn get(&self, key: &K) -> u32 {
-        let counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let counts = self.counts.lock();
         counts.get(key).copied().unwrap_or(0)
     }
 }

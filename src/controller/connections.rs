@@ -10,22 +10,24 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
+use parking_lot::Mutex;
 
 use super::allowlist::{HostAllowList, HostError};
 use super::credentials::{CredentialPolicy, ReadError, Source, SourceKey, SourceMemo};
+use super::error::Category;
 use super::scoped::ScopedStore;
 use crate::api::connection::{
     CaBundleRef, ClusterGitlabConnection, ConnectionSettings, GitlabConnection, TokenType,
 };
 use crate::api::deployment::ConnectionKind;
-use crate::api::names::{TOKEN_LABEL, TOKEN_LABEL_VALUE, reason};
+use crate::api::names::{TOKEN_LABEL, TOKEN_LABEL_VALUE};
 use crate::api::validate::{ConnectionTarget, parse_duration};
 use crate::gitlab::{self, GitlabClient, GitlabMetrics, RateLimit, Token, TokenKind};
 
@@ -103,30 +105,31 @@ pub enum ConnectionError {
 }
 
 impl ConnectionError {
-    /// Stable category (condition reason, Event reason, metric label).
-    pub fn category(&self) -> &'static str {
+    /// Stable category (condition reason, Event reason, metric label); all but a failed read
+    /// (`KubeApiError`, retried) need a person.
+    pub fn class(&self) -> Category {
         match self {
             ConnectionError::NotFound { .. }
-            | ConnectionError::ClusterConnectionUnavailable { .. } => reason::CONNECTION_MISSING,
+            | ConnectionError::ClusterConnectionUnavailable { .. } => Category::ConnectionMissing,
             ConnectionError::SecretMissing { .. }
             | ConnectionError::SecretKeyMissing { .. }
             | ConnectionError::SecretNotLabeled { .. }
             | ConnectionError::Read {
                 token: true,
                 source: ReadError::Forbidden { .. },
-            } => reason::TOKEN_SECRET_MISSING,
+            } => Category::TokenSecretMissing,
             ConnectionError::Read {
                 source: ReadError::Failed { .. },
                 ..
-            } => KUBE_API_ERROR,
-            ConnectionError::Host { .. } => reason::HOST_NOT_ALLOWED,
+            } => Category::KubeApiError,
+            ConnectionError::Host { .. } => Category::HostNotAllowed,
             ConnectionError::CaBundleMissing { .. }
             | ConnectionError::Read {
                 token: false,
                 source: ReadError::Forbidden { .. },
             }
             | ConnectionError::Timeout { .. }
-            | ConnectionError::Client { .. } => reason::CONNECTION_INVALID,
+            | ConnectionError::Client { .. } => Category::ConnectionInvalid,
         }
     }
 
@@ -152,22 +155,7 @@ impl ConnectionError {
             _ => None,
         }
     }
-
-    /// Whether it goes away by itself (the API server failed a read): retried with backoff
-    /// instead of marking the resource `Stalled`.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ConnectionError::Read {
-                source: ReadError::Failed { .. },
-                ..
-            }
-        )
-    }
 }
-
-/// Category of a Kubernetes API failure that is retried.
-pub const KUBE_API_ERROR: &str = "KubeApiError";
 
 /// After a GitLab 401/403, the token is read again unless it was read this recently.
 const REREAD_MIN_AGE: Duration = Duration::from_secs(1);
@@ -393,10 +381,7 @@ impl Connections {
             "{}/{}/{}",
             conn.version, secret.resource_version, ca_version
         );
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut clients = self.clients.lock();
         if let Some(built) = clients.get(&conn.uid)
             && built.fingerprint == fingerprint
         {
@@ -494,7 +479,6 @@ impl Connections {
         let reads = self
             .clients
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
             .values()
             .find(|built| built.client.same_as(refused))
             .map(|built| built.reads.clone());
@@ -568,10 +552,7 @@ impl Connections {
                     .filter_map(|c| c.uid()),
             )
             .collect();
-        self.clients
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .retain(|uid, _| uids.contains(uid));
+        self.clients.lock().retain(|uid, _| uids.contains(uid));
         self.sources.refresh_due().await;
     }
 

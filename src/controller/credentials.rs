@@ -23,12 +23,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -243,7 +244,7 @@ impl SourceMemo {
     }
 
     fn slot(&self, key: &SourceKey) -> Arc<tokio::sync::Mutex<Slot>> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.slots.lock();
         Arc::clone(slots.entry(key.clone()).or_default())
     }
 
@@ -299,7 +300,6 @@ impl SourceMemo {
         let slots: Vec<(SourceKey, Arc<tokio::sync::Mutex<Slot>>)> = self
             .slots
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
@@ -317,21 +317,12 @@ impl SourceMemo {
 
     /// Forget every entry `keep` refuses (no connection names it any more).
     pub fn retain(&self, keep: impl Fn(&SourceKey) -> bool) {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|key, _| keep(key));
+        self.slots.lock().retain(|key, _| keep(key));
     }
 
     /// The keys remembered, for tests and diagnostics.
     pub fn keys(&self) -> Vec<SourceKey> {
-        let mut keys: Vec<SourceKey> = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let mut keys: Vec<SourceKey> = self.slots.lock().keys().cloned().collect();
         keys.sort();
         keys
     }

@@ -1,23 +1,12 @@
-//! The reconciler's error: one variant per failing step, each with a stable category (Event
-//! reason, metric label) and a kind that `error_policy` matches on.
+//! The reconciler's error: one variant per failing step, each with a stable [`Category`]
+//! (Event reason, condition reason, metric label) from which the [`ErrorKind`] `error_policy`
+//! matches on follows.
 
-use super::connections::{ConnectionError, KUBE_API_ERROR};
+use super::connections::ConnectionError;
 use crate::api::names::reason;
 use crate::api::validate::SpecError;
 use crate::gitlab;
-
-/// How `error_policy` treats an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Retry with per-object exponential backoff.
-    Transient,
-    /// Retry when the connection's `Retry-After` pause ends.
-    RateLimited,
-    /// Needs a person: `Stalled=True` is already on status; wait for a change.
-    User,
-    /// A bug or an impossible state: retry slowly and log loudly.
-    Internal,
-}
+pub use crate::gitlab::ErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,12 +29,73 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Adding or removing the finalizer failed. (`reconcile` unwraps the finalizer helper's
+    /// `ApplyFailed`/`CleanupFailed` into the error they carry, so only its own failures are
+    /// kept here.)
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the object has no {0}; it did not come from the API server")]
     Metadata(&'static str),
     #[error("GitLab {step}: unexpected answer: {detail}")]
     GitlabAnswer { step: &'static str, detail: String },
+}
+
+/// The stable category of an [`Error`]. Its name is the public word (Event reason, condition
+/// reason, `category` metric label); its kind is how `error_policy` treats it. Decisions match
+/// on these variants, never on the names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    InvalidSpec,
+    ConnectionMissing,
+    TokenSecretMissing,
+    ConnectionInvalid,
+    HostNotAllowed,
+    TargetKindNotServed,
+    /// The Kubernetes API failed a read or a write: retried.
+    KubeApiError,
+    /// A write refused because our cached copy of the object was behind the server's (a 409
+    /// on a status write, a failed `test` in the finalizer patch): retried almost at once.
+    StaleObject,
+    FinalizerError,
+    InvalidObject,
+    /// GitLab answered something the operator cannot use (not one of the client's errors).
+    GitlabError,
+    Gitlab(gitlab::Category),
+}
+
+impl Category {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Category::InvalidSpec => reason::INVALID_SPEC,
+            Category::ConnectionMissing => reason::CONNECTION_MISSING,
+            Category::TokenSecretMissing => reason::TOKEN_SECRET_MISSING,
+            Category::ConnectionInvalid => reason::CONNECTION_INVALID,
+            Category::HostNotAllowed => reason::HOST_NOT_ALLOWED,
+            Category::TargetKindNotServed => reason::TARGET_KIND_NOT_SERVED,
+            Category::KubeApiError => "KubeApiError",
+            Category::StaleObject => "StaleObject",
+            Category::FinalizerError => "FinalizerError",
+            Category::InvalidObject => "InvalidObject",
+            Category::GitlabError => reason::GITLAB_ERROR,
+            Category::Gitlab(c) => c.name(),
+        }
+    }
+
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            Category::InvalidSpec
+            | Category::ConnectionMissing
+            | Category::TokenSecretMissing
+            | Category::ConnectionInvalid
+            | Category::HostNotAllowed
+            | Category::TargetKindNotServed => ErrorKind::User,
+            Category::KubeApiError | Category::StaleObject | Category::FinalizerError => {
+                ErrorKind::Transient
+            }
+            Category::InvalidObject | Category::GitlabError => ErrorKind::Internal,
+            Category::Gitlab(c) => c.kind(),
+        }
+    }
 }
 
 impl Error {
@@ -70,61 +120,40 @@ impl Error {
         )
     }
 
-    /// Stable PascalCase category.
-    pub fn category(&self) -> &'static str {
+    /// The error's category, from its variant (and, for a wrapped error, the wrapped one's).
+    pub fn class(&self) -> Category {
         match self {
-            Error::Spec(e) => e.category(),
-            Error::Connection(e) => e.category(),
-            Error::TargetKindNotServed(_) => reason::TARGET_KIND_NOT_SERVED,
-            Error::Gitlab { source, .. } => source.category(),
-            Error::StatusWrite { source, .. } if is_conflict(source) => STALE_OBJECT,
-            Error::StatusWrite { .. } => KUBE_API_ERROR,
+            Error::Spec(_) => Category::InvalidSpec,
+            Error::Connection(e) => e.class(),
+            Error::TargetKindNotServed(_) => Category::TargetKindNotServed,
+            Error::Gitlab { source, .. } => Category::Gitlab(source.class()),
+            Error::StatusWrite { source, .. } if is_conflict(source) => Category::StaleObject,
+            Error::StatusWrite { .. } => Category::KubeApiError,
+            // The finalizer patch carries a `test` of the finalizers we saw: a 422/409 means
+            // our cached copy was behind the server; the watch brings the fresh one.
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
-                // The finalizer patch carries a `test` of the finalizers we saw: a 422/409 means
-                // our cached copy was behind the server; the watch brings the fresh one.
                 kube::runtime::finalizer::Error::AddFinalizer(e)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e)
                     if is_stale_patch(e) =>
                 {
-                    STALE_OBJECT
+                    Category::StaleObject
                 }
-                _ => "FinalizerError",
+                _ => Category::FinalizerError,
             },
-            Error::Metadata(_) => "InvalidObject",
-            Error::GitlabAnswer { .. } => reason::GITLAB_ERROR,
+            Error::Metadata(_) => Category::InvalidObject,
+            Error::GitlabAnswer { .. } => Category::GitlabError,
         }
+    }
+
+    /// Stable PascalCase name of [`Error::class`].
+    pub fn category(&self) -> &'static str {
+        self.class().name()
     }
 
     pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::Connection(e) if e.is_transient() => ErrorKind::Transient,
-            Error::Spec(_) | Error::Connection(_) | Error::TargetKindNotServed(_) => {
-                ErrorKind::User
-            }
-            Error::Gitlab { source, .. } => match source.kind() {
-                gitlab::ErrorKind::Transient => ErrorKind::Transient,
-                gitlab::ErrorKind::RateLimited => ErrorKind::RateLimited,
-                gitlab::ErrorKind::User => ErrorKind::User,
-                gitlab::ErrorKind::Internal => ErrorKind::Internal,
-            },
-            Error::StatusWrite { .. } => ErrorKind::Transient,
-            Error::GitlabAnswer { .. } => ErrorKind::Internal,
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
-                // Adding/removing the finalizer failed: an API hiccup.
-                _ => ErrorKind::Transient,
-            },
-            Error::Metadata(_) => ErrorKind::Internal,
-        }
+        self.class().kind()
     }
 }
-
-/// Category of a write refused because our cached copy of the object was behind the server's
-/// (a 409 on a status write, a failed `test` in the finalizer patch). Retried almost at once.
-pub const STALE_OBJECT: &str = "StaleObject";
 
 fn is_stale_patch(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
@@ -140,6 +169,58 @@ pub fn is_conflict(err: &kube::Error) -> bool {
 mod tests {
     use super::*;
     use crate::controller::credentials::{ReadError, SourceKey};
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..kube::core::Status::default()
+        }))
+    }
+
+    fn status_write(code: u16) -> Error {
+        Error::StatusWrite {
+            namespace: "ns".into(),
+            name: "web".into(),
+            source: api_error(code),
+        }
+    }
+
+    fn gitlab_ctx() -> gitlab::RequestContext {
+        gitlab::RequestContext::new(
+            gitlab::Endpoint::CreateDeployment,
+            &gitlab::ProjectId::Id(1),
+            None,
+        )
+    }
+
+    /// The category names are public (Event and condition reasons, metric labels, docs): each
+    /// stays what it is, and each variant has one.
+    #[test]
+    fn category_names_are_stable() {
+        let own = [
+            (Category::InvalidSpec, "InvalidSpec"),
+            (Category::ConnectionMissing, "ConnectionMissing"),
+            (Category::TokenSecretMissing, "TokenSecretMissing"),
+            (Category::ConnectionInvalid, "ConnectionInvalid"),
+            (Category::HostNotAllowed, "HostNotAllowed"),
+            (Category::TargetKindNotServed, "TargetKindNotServed"),
+            (Category::KubeApiError, "KubeApiError"),
+            (Category::StaleObject, "StaleObject"),
+            (Category::FinalizerError, "FinalizerError"),
+            (Category::InvalidObject, "InvalidObject"),
+            (Category::GitlabError, "GitLabError"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (category, name) in own {
+            assert_eq!(category.name(), name);
+            assert!(seen.insert(name), "{name} twice");
+        }
+        for c in gitlab::Category::ALL {
+            assert_eq!(Category::Gitlab(c).name(), c.name());
+            assert_eq!(Category::Gitlab(c).kind(), c.kind());
+            assert!(seen.insert(c.name()), "{} twice", c.name());
+        }
+    }
 
     #[test]
     fn errors_keep_their_category_and_kind() {
@@ -194,7 +275,7 @@ mod tests {
                         message: "connection refused".into(),
                     },
                 }),
-                KUBE_API_ERROR,
+                "KubeApiError",
                 ErrorKind::Transient,
             ),
             (
@@ -206,6 +287,63 @@ mod tests {
                 Error::Metadata("namespace"),
                 "InvalidObject",
                 ErrorKind::Internal,
+            ),
+            (
+                Error::GitlabAnswer {
+                    step: "create deployment",
+                    detail: "no id".into(),
+                },
+                "GitLabError",
+                ErrorKind::Internal,
+            ),
+            (status_write(409), "StaleObject", ErrorKind::Transient),
+            (status_write(500), "KubeApiError", ErrorKind::Transient),
+            (
+                Error::Finalizer(Box::new(kube::runtime::finalizer::Error::AddFinalizer(
+                    api_error(422),
+                ))),
+                "StaleObject",
+                ErrorKind::Transient,
+            ),
+            (
+                Error::Finalizer(Box::new(kube::runtime::finalizer::Error::RemoveFinalizer(
+                    api_error(503),
+                ))),
+                "FinalizerError",
+                ErrorKind::Transient,
+            ),
+            (
+                Error::gitlab(
+                    "create deployment",
+                    gitlab::Error::Timeout {
+                        ctx: gitlab_ctx(),
+                        after: std::time::Duration::from_secs(5),
+                    },
+                ),
+                "Timeout",
+                ErrorKind::Transient,
+            ),
+            (
+                Error::gitlab(
+                    "create deployment",
+                    gitlab::Error::RateLimited {
+                        ctx: gitlab_ctx(),
+                        retry_after: std::time::Duration::from_secs(5),
+                    },
+                ),
+                "RateLimited",
+                ErrorKind::RateLimited,
+            ),
+            (
+                Error::gitlab(
+                    "create deployment",
+                    gitlab::Error::Unauthorized {
+                        ctx: gitlab_ctx(),
+                        detail: "401 Unauthorized".into(),
+                    },
+                ),
+                "Unauthorized",
+                ErrorKind::User,
             ),
         ];
         for (err, category, kind) in cases {

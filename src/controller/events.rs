@@ -9,6 +9,7 @@ use crate::api::deployment::{
     ApprovalState, EnvironmentSyncState, GitlabDeploymentStatus, GitlabStatus,
 };
 use crate::api::names::{condition_type::STALLED, reason};
+use crate::gitlab;
 
 /// An Event to publish: type, reason (a constant from `names::reason`), one-sentence note.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,7 +219,7 @@ pub fn transitions(
 /// Map a condition reason string back to its constant (Event and condition reasons must be
 /// `'static`).
 pub fn stalled_reason(found: &str) -> &'static str {
-    [
+    const STALLED_REASONS: [&str; 11] = [
         reason::INVALID_SPEC,
         reason::TOKEN_SECRET_MISSING,
         reason::CONNECTION_MISSING,
@@ -230,18 +231,17 @@ pub fn stalled_reason(found: &str) -> &'static str {
         reason::ROLLOUT_FAILED,
         reason::APPROVAL_REJECTED,
         reason::REVISION_UNKNOWN,
-        // The GitLab client's user-error categories.
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "Validation",
-        "InvalidTransition",
-        "NotAllowed",
-        "ConfigError",
-    ]
-    .into_iter()
-    .find(|r| *r == found)
-    .unwrap_or("Stalled")
+    ];
+    // The GitLab client's categories that need a person.
+    let gitlab_user_errors = gitlab::Category::ALL
+        .into_iter()
+        .filter(|c| c.kind() == gitlab::ErrorKind::User)
+        .map(gitlab::Category::name);
+    STALLED_REASONS
+        .into_iter()
+        .chain(gitlab_user_errors)
+        .find(|r| *r == found)
+        .unwrap_or("Stalled")
 }
 
 #[cfg(test)]
@@ -417,5 +417,30 @@ mod tests {
         );
         assert!(n[0].warning);
         assert!(n[0].note.contains("failed"), "{}", n[0].note);
+    }
+
+    #[test]
+    fn stalled_reasons_are_kept_and_the_rest_is_stalled() {
+        let cases = [
+            (reason::INVALID_SPEC, reason::INVALID_SPEC),
+            (reason::TOKEN_SECRET_MISSING, reason::TOKEN_SECRET_MISSING),
+            (reason::APPROVAL_REJECTED, reason::APPROVAL_REJECTED),
+            // The GitLab client's categories that need a person.
+            ("Unauthorized", "Unauthorized"),
+            ("Forbidden", "Forbidden"),
+            ("NotFound", "NotFound"),
+            ("Validation", "Validation"),
+            ("InvalidTransition", "InvalidTransition"),
+            ("NotAllowed", "NotAllowed"),
+            ("ConfigError", "ConfigError"),
+            // Retried ones, and anything unknown.
+            ("ServerError", "Stalled"),
+            ("RateLimited", "Stalled"),
+            ("DecodeError", "Stalled"),
+            ("SomethingElse", "Stalled"),
+        ];
+        for (found, want) in cases {
+            assert_eq!(stalled_reason(found), want, "{found}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod own_writes;
 pub mod plan;
 pub mod reconcile;
+pub mod references;
 pub mod run;
 pub mod scoped;
 pub mod shard;

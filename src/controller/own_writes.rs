@@ -7,10 +7,10 @@
 //! version past our writes wakes the waiting resource at once instead of after a fixed delay.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
+use parking_lot::Mutex;
 
 use crate::api::deployment::GitlabDeployment;
 
@@ -83,8 +83,8 @@ impl OwnWrites {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<GitlabDeployment>, Pending>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<ObjectRef<GitlabDeployment>, Pending>> {
+        self.pending.lock()
     }
 }
 

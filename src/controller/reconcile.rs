@@ -28,7 +28,6 @@ use super::credentials::CredentialPolicy;
 use super::error::{Error, ErrorKind};
 use super::events::{Notice, transitions};
 use super::gitlab_calls::LiveGitlab;
-use super::index::{TargetKey, TargetKind};
 use super::own_writes::OwnWrites;
 use super::plan::{
     ApprovalPoll, Evaluation, Knowledge, evaluate_rollout, reported_new_sha, wanted_revision,
@@ -255,6 +254,13 @@ pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) 
     let key = ObjectRef::from_obj(obj.as_ref());
     let failures = ctx.failures.record_failure(key);
     let unit = rand::random::<f64>();
+    if err.class() == super::error::Category::StaleObject {
+        // Optimistic concurrency doing its job (the cache was behind a write, often our own):
+        // expected, retried soon, not worth a warning.
+        let delay = Duration::from_millis(200);
+        tracing::debug!(error = %err, retry_in = ?delay, "stale object; retrying");
+        return Action::requeue(delay);
+    }
     match err.kind() {
         ErrorKind::User => {
             tracing::info!(error = %err, category = err.category(), "needs a person; waiting for a change");
@@ -272,13 +278,6 @@ pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) 
             Action::requeue(pause + ctx.settings.backoff.delay(1, unit))
         }
         ErrorKind::Transient => {
-            if err.category() == super::error::STALE_OBJECT {
-                // Optimistic concurrency doing its job (the cache was behind a write, often
-                // our own): expected, retried soon, not worth a warning.
-                let delay = Duration::from_millis(200);
-                tracing::debug!(error = %err, retry_in = ?delay, "stale object; retrying");
-                return Action::requeue(delay);
-            }
             let delay = ctx.settings.backoff.delay(failures, unit);
             tracing::warn!(error = %err, category = err.category(), retry_in = ?delay, "transient failure");
             Action::requeue(delay)
@@ -381,11 +380,7 @@ fn validated(
     obj: &GitlabDeployment,
     ctx: &Context,
 ) -> Result<ValidatedSpec, crate::api::validate::SpecError> {
-    let mut spec = crate::api::validate::validate(obj)?;
-    if obj.spec.connection_ref.is_none() {
-        spec.connection = ctx.settings.default_connection.clone();
-    }
-    Ok(spec)
+    crate::api::validate::validate(obj, &ctx.settings.default_connection)
 }
 
 async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Error> {
@@ -413,14 +408,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
     };
 
-    let target = TargetKey {
-        kind: TargetKind {
-            api_version: spec.target.api_version.clone(),
-            kind: spec.target.kind.clone(),
-        },
-        namespace: namespace.clone(),
-        name: spec.target.name.clone(),
-    };
+    let target = super::references::target_key(&namespace, &spec.target);
     let target_object = match ctx.targets.lookup(&target) {
         // The kind's watcher triggers this resource once its cache is filled.
         TargetLookup::Pending => return Ok(Action::requeue(Duration::from_secs(5))),

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt, future};
@@ -26,6 +26,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +34,10 @@ use tokio_util::sync::CancellationToken;
 use super::allowlist::HostAllowList;
 use super::connections::{ConnectionCaches, Connections};
 use super::credentials::SourceMemo;
-use super::index::{IndexChange, TargetIndex, TargetKey, TargetKind};
+use super::index::{IndexChange, ReferenceIndex};
 use super::own_writes::OwnWrites;
 use super::reconcile::{Context, ReconcileSettings, error_policy, reconcile};
+use super::references::references;
 use super::scoped::ScopedStore;
 use super::shard::Shard;
 use super::targets::{Scope, TargetWatches};
@@ -315,40 +317,28 @@ fn hash_refresh(obj: &GitlabDeployment) -> Option<u64> {
     Some(hasher.finish())
 }
 
-fn target_key(obj: &GitlabDeployment) -> Option<TargetKey> {
-    let t = &obj.spec.target;
-    if t.api_version.is_empty() || t.kind.is_empty() || t.name.is_empty() {
-        return None;
-    }
-    Some(TargetKey {
-        kind: TargetKind {
-            api_version: t.api_version.clone(),
-            kind: t.kind.clone(),
-        },
-        namespace: obj.namespace()?,
-        name: t.name.clone(),
-    })
-}
+type OwnerIndex = Mutex<ReferenceIndex<ObjectRef<GitlabDeployment>>>;
 
-/// Apply one `GitlabDeployment` watch event to the target index, starting a target watcher
+/// Apply one `GitlabDeployment` watch event to the reference index, starting a target watcher
 /// the first time a kind is followed.
 fn index_event(
     event: &watcher::Event<GitlabDeployment>,
     scope: Option<&str>,
-    index: &Mutex<TargetIndex<ObjectRef<GitlabDeployment>>>,
+    index: &OwnerIndex,
     targets: &TargetWatches<ObjectRef<GitlabDeployment>>,
+    default: &ConnectionTarget,
 ) {
     let mut new_kinds = Vec::new();
     {
-        let mut index = index.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut index = index.lock();
         match event {
             watcher::Event::Init => index.relist_started(scope),
             watcher::Event::InitDone => index.relist_done(scope),
             watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
                 let owner = ObjectRef::from_obj(obj);
-                match target_key(obj) {
-                    Some(key) => {
-                        if let IndexChange::NewKind(kind) = index.apply(owner, key) {
+                match references(obj, default) {
+                    Some(refs) => {
+                        if let IndexChange::NewKind(kind) = index.apply(owner, refs) {
                             new_kinds.push(kind);
                         }
                     }
@@ -375,7 +365,7 @@ fn index_deployment_ids(
     ids: &DeploymentIdIndex,
     default: &ConnectionTarget,
 ) {
-    let mut ids = ids.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut ids = ids.lock();
     match event {
         watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
             let held = obj
@@ -393,32 +383,6 @@ fn index_deployment_ids(
         }),
         watcher::Event::Init => {}
     }
-}
-
-/// GitlabDeployments that use `connection` (as seen from namespace `ns` for namespaced ones).
-fn users_of(
-    deployments: &ScopedStore<GitlabDeployment>,
-    connection: &ConnectionTarget,
-    namespace: Option<&str>,
-    default: &ConnectionTarget,
-) -> Vec<ObjectRef<GitlabDeployment>> {
-    deployments
-        .state()
-        .into_iter()
-        .filter(|gd| {
-            if connection.kind == ConnectionKind::GitlabConnection
-                && gd.namespace().as_deref() != namespace
-            {
-                return false;
-            }
-            let (kind, name) = match &gd.spec.connection_ref {
-                Some(r) => (r.kind, r.name.as_str()),
-                None => (default.kind, default.name.as_str()),
-            };
-            kind == connection.kind && name == connection.name
-        })
-        .map(|gd| ObjectRef::from_obj(gd.as_ref()))
-        .collect()
 }
 
 /// Run the operator until `shutdown` is cancelled. `admin` turns ready once every cache
@@ -451,7 +415,7 @@ pub async fn run(
     };
 
     // Target watchers feed the same triggers through a forwarding channel.
-    let index = Arc::new(Mutex::new(TargetIndex::new()));
+    let index: Arc<OwnerIndex> = Arc::new(Mutex::new(ReferenceIndex::new()));
     let (target_tx, mut target_rx) = mpsc::unbounded_channel::<ObjectRef<GitlabDeployment>>();
     let targets = Arc::new(TargetWatches::new(
         client.clone(),
@@ -530,7 +494,7 @@ pub async fn run(
         .modify(drop_managed_fields)
         .reflect(writer)
         .inspect_ok(move |event| {
-            index_event(event, scope.as_deref(), &index, &targets);
+            index_event(event, scope.as_deref(), &index, &targets, &default);
             index_deployment_ids(event, scope.as_deref(), &id_store, &ids, &default);
             if let watcher::Event::Apply(obj) = event
                 && own_writes.observed(obj)
@@ -622,17 +586,18 @@ pub async fn run(
         });
     }
 
-    // Dependents of connections, Secrets and ConfigMaps. The initial list wakes them too: a
-    // GitlabDeployment reconciled before its connection's first list arrived was judged on
-    // an empty cache ("not found") and would otherwise wait for the next change (seen
+    // Dependents of connections, Secrets and ConfigMaps, looked up in the reference index:
+    // an event wakes only the resources that use the connection. The initial list wakes them
+    // too: a GitlabDeployment reconciled before its connection's first list arrived was judged
+    // on an empty cache ("not found") and would otherwise wait for the next change (seen
     // against the real kube-apiserver, whose lists come back in no fixed order).
     {
-        let deployments = deployment_stores.clone();
+        let index = Arc::clone(&index);
         let triggers = triggers.clone();
         let ctx = Arc::clone(&ctx);
-        let default = config.settings.default_connection.clone();
         let wake = move |connection: ConnectionTarget, namespace: Option<String>| {
-            for target in users_of(&deployments, &connection, namespace.as_deref(), &default) {
+            let users = index.lock().users_of(&connection, namespace.as_deref());
+            for target in users {
                 triggers.send(target);
             }
         };

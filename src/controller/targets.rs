@@ -4,11 +4,11 @@
 //! Flux Kustomization), so one watcher per followed kind is started the first time the index
 //! reports it. Each watcher keeps a reflector store the reconciler reads from (no GET per
 //! reconcile) and turns every event on a target into a trigger for exactly the resources that
-//! follow it, looked up in the [`TargetIndex`].
+//! follow it, looked up in the [`ReferenceIndex`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::borrow::Cow;
@@ -20,11 +20,12 @@ use kube::core::DynamicResourceScope;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::index::{TargetIndex, TargetKey, TargetKind};
+use super::index::{ReferenceIndex, TargetKey, TargetKind};
 use crate::rollout::TargetObject;
 
 /// Which namespaces the operator serves.
@@ -144,7 +145,7 @@ impl Drop for KindWatch {
 pub struct TargetWatches<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> {
     client: Client,
     scope: Scope,
-    index: Arc<Mutex<TargetIndex<O>>>,
+    index: Arc<Mutex<ReferenceIndex<O>>>,
     kinds: Mutex<HashMap<TargetKind, KindWatch>>,
     trigger: mpsc::UnboundedSender<O>,
 }
@@ -153,7 +154,7 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
     pub fn new(
         client: Client,
         scope: Scope,
-        index: Arc<Mutex<TargetIndex<O>>>,
+        index: Arc<Mutex<ReferenceIndex<O>>>,
         trigger: mpsc::UnboundedSender<O>,
     ) -> Self {
         Self {
@@ -167,7 +168,7 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
 
     /// Start a watcher for `kind` unless one runs already.
     pub fn ensure(&self, kind: &TargetKind) {
-        let mut kinds = lock(&self.kinds);
+        let mut kinds = self.kinds.lock();
         if kinds.contains_key(kind) {
             return;
         }
@@ -198,17 +199,17 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
     /// Look a target up in its kind's cache, starting the watcher if needed.
     pub fn lookup(&self, key: &TargetKey) -> TargetLookup {
         self.ensure(&key.kind);
-        let kinds = lock(&self.kinds);
+        let kinds = self.kinds.lock();
         let Some(watch) = kinds.get(&key.kind) else {
             return TargetLookup::Pending;
         };
-        if let Some(message) = lock(&watch.error).clone() {
+        if let Some(message) = watch.error.lock().clone() {
             return TargetLookup::KindNotServed(message);
         }
         if !watch.ready.load(Ordering::Acquire) {
             return TargetLookup::Pending;
         }
-        let stores = lock(&watch.stores);
+        let stores = watch.stores.lock();
         let store = stores
             .get(&Some(key.namespace.clone()))
             .or_else(|| stores.get(&None));
@@ -230,14 +231,8 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
 
     /// How many kinds are watched (for metrics and tests).
     pub fn watched_kinds(&self) -> usize {
-        lock(&self.kinds).len()
+        self.kinds.lock().len()
     }
-}
-
-/// Lock a std mutex, recovering the data if a panicking thread poisoned it: the maps here stay
-/// consistent across every single operation, so the data is still good.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Split `apps/v1` into group and version (`v1` alone is the core group).
@@ -286,7 +281,7 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     client: Client,
     scope: Scope,
     kind: TargetKind,
-    index: Arc<Mutex<TargetIndex<O>>>,
+    index: Arc<Mutex<ReferenceIndex<O>>>,
     trigger: mpsc::UnboundedSender<O>,
     stores: Arc<Mutex<HashMap<Option<String>, Store<CachedTarget>>>>,
     ready: Arc<AtomicBool>,
@@ -300,13 +295,13 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
     let resource = loop {
         match kube::discovery::pinned_kind(&client, &gvk).await {
             Ok((resource, _caps)) => {
-                *lock(&error) = None;
+                *error.lock() = None;
                 break resource;
             }
             Err(err) => {
                 tracing::warn!(api_version = %kind.api_version, kind = %kind.kind, error = %err,
                     "target kind not served; will look again");
-                *lock(&error) = Some(format!(
+                *error.lock() = Some(format!(
                     "the API server does not serve kind {} in {} ({err}); install its CRD or fix spec.target",
                     kind.kind, kind.api_version
                 ));
@@ -330,7 +325,7 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
         };
         let writer = reflector::store::Writer::<CachedTarget>::new(resource.clone());
         let reader = writer.as_reader();
-        lock(&stores).insert(ns.clone(), reader);
+        stores.lock().insert(ns.clone(), reader);
         let kind = kind.clone();
         let index = Arc::clone(&index);
         let trigger = trigger.clone();
@@ -342,7 +337,7 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
             .reflect(writer)
             .inspect_ok(move |event| {
                 if matches!(event, watcher::Event::InitDone) {
-                    *lock(&error) = None;
+                    *error.lock() = None;
                 }
                 on_target_event(event, &kind, &index, &trigger, &ready, &pending);
             });
@@ -355,7 +350,7 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
             // also put on the status of every resource that follows this kind.
             tracing::warn!(kind = %kind.kind, error = %err, "target watch error");
             if is_forbidden(&err) {
-                *lock(&error) = Some(format!(
+                *error.lock() = Some(format!(
                     "the operator may not list and watch {} in {} ({err}); grant list and watch on them in its RBAC (see docs/deploy.md)",
                     resource.plural, kind.api_version
                 ));
@@ -378,7 +373,7 @@ fn is_forbidden(err: &watcher::Error) -> bool {
 fn on_target_event<O: Eq + std::hash::Hash + Clone>(
     event: &watcher::Event<CachedTarget>,
     kind: &TargetKind,
-    index: &Mutex<TargetIndex<O>>,
+    index: &Mutex<ReferenceIndex<O>>,
     trigger: &mpsc::UnboundedSender<O>,
     ready: &AtomicBool,
     pending: &std::sync::atomic::AtomicUsize,
@@ -390,7 +385,7 @@ fn on_target_event<O: Eq + std::hash::Hash + Clone>(
                 namespace: obj.namespace().unwrap_or_default(),
                 name: obj.name_any(),
             };
-            for owner in lock(index).owners_of(&key) {
+            for owner in index.lock().owners_of(&key) {
                 let _closed = trigger.send(owner);
             }
         }
@@ -413,11 +408,11 @@ fn on_target_event<O: Eq + std::hash::Hash + Clone>(
 
 /// Trigger every owner that follows some object of `kind`.
 fn notify_kind<O: Eq + std::hash::Hash + Clone>(
-    index: &Mutex<TargetIndex<O>>,
+    index: &Mutex<ReferenceIndex<O>>,
     trigger: &mpsc::UnboundedSender<O>,
     kind: &TargetKind,
 ) {
-    for owner in lock(index).owners_of_kind(kind) {
+    for owner in index.lock().owners_of_kind(kind) {
         let _closed = trigger.send(owner);
     }
 }

@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{Token, TokenKind};
+use super::classify::classify;
 use super::endpoint::RequestContext;
-use super::error::{Error, classify};
+use super::error::Error;
 use super::metrics::GitlabMetrics;
 use super::ratelimit::{RateLimit, Throttle, retry_after};
 use super::retry::RetryPolicy;

@@ -5,11 +5,11 @@
 //!   throttled GitLab (spec §8).
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 /// Client-side request budget of one connection.
@@ -80,10 +80,7 @@ impl Throttle {
 
     /// The pause deadline set by the last 429, if still in the future.
     pub(crate) fn paused_until(&self) -> Option<Instant> {
-        let guard = match self.paused_until.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let guard = self.paused_until.lock();
         guard.filter(|t| *t > Instant::now())
     }
 
@@ -91,10 +88,7 @@ impl Throttle {
     /// Retry-After must not release callers early). Returns the resulting deadline.
     pub(crate) fn pause(&self, pause: Duration) -> Instant {
         let wanted = Instant::now() + pause;
-        let mut guard = match self.paused_until.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = self.paused_until.lock();
         let deadline = match *guard {
             Some(t) if t > wanted => t,
             _ => wanted,

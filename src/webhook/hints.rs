@@ -2,10 +2,10 @@
 //! once), and which connections send hooks (their approval polling slows to a safety net).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
+use parking_lot::Mutex;
 
 use crate::api::deployment::{ConnectionKind, GitlabDeployment};
 use crate::api::validate::ConnectionTarget;
@@ -66,32 +66,23 @@ impl HookHints {
 
     /// A hook named this resource's deployment: its next reconcile re-reads it.
     pub fn wake(&self, key: ObjectRef<GitlabDeployment>) {
-        self.woken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key);
+        self.woken.lock().insert(key);
     }
 
     /// Whether a hook woke this resource since its last reconcile (forgetting it).
     pub fn take(&self, key: &ObjectRef<GitlabDeployment>) -> bool {
-        self.woken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
+        self.woken.lock().remove(key)
     }
 
     /// An authenticated approval event from `source` arrived.
     pub fn heard_from(&self, source: &HookSource) {
-        self.heard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(source.clone(), Instant::now());
+        self.heard.lock().insert(source.clone(), Instant::now());
     }
 
     /// The approval safety-net interval when `source` sends approval events, else `None`
     /// (poll as usual).
     pub fn safety_net_for(&self, source: &HookSource) -> Option<Duration> {
-        let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        let heard = self.heard.lock();
         heard
             .get(source)
             .filter(|at| at.elapsed() < HEARD_FOR)

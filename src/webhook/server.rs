@@ -4,7 +4,7 @@
 //! `gitlab_operator_webhooks_total{result}`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use kube::runtime::reflector::ObjectRef;
+use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -147,11 +148,7 @@ async fn handle(r: &Receiver, headers: &HeaderMap, body: Body) -> (StatusCode, &
             r.hints.heard_from(source);
         }
     }
-    let owners = r
-        .ids
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .owners(deployment_id, &sources);
+    let owners = r.ids.lock().owners(deployment_id, &sources);
     if owners.is_empty() {
         return (StatusCode::ACCEPTED, "unknown_deployment");
     }
@@ -206,12 +203,7 @@ pub fn source_of(
     default: &crate::api::validate::ConnectionTarget,
 ) -> Option<HookSource> {
     let namespace = obj.metadata.namespace.as_deref()?;
-    let connection = match &obj.spec.connection_ref {
-        Some(r) => crate::api::validate::ConnectionTarget {
-            kind: r.kind,
-            name: r.name.clone(),
-        },
-        None => default.clone(),
-    };
+    let connection =
+        crate::api::validate::ConnectionTarget::of(obj.spec.connection_ref.as_ref(), default);
     Some(HookSource::of(&connection, namespace))
 }

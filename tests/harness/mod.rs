@@ -99,6 +99,15 @@ pub struct Env {
     pub ns: String,
 }
 
+/// Poll `check` every 50 ms until it holds; fail the test naming `what` after `within`.
+pub async fn until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn install_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use parking_lot::Mutex;
 use tokio::process::Command;
 
 use super::BenchError;
@@ -77,15 +78,11 @@ async fn run_tracked(
     let child = cmd.spawn()?;
     let pid = child.id();
     if let Some(pid) = pid {
-        live.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(pid, kind);
+        live.lock().insert(pid, kind);
     }
     let out = child.wait_with_output().await;
     if let Some(pid) = pid {
-        live.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&pid);
+        live.lock().remove(&pid);
     }
     Ok(out?)
 }
@@ -175,12 +172,7 @@ pub async fn track_all(
         let peaks = Arc::clone(&peaks);
         tokio::spawn(async move {
             loop {
-                let pids: Vec<(u32, Kind)> = live
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .iter()
-                    .map(|(p, k)| (*p, *k))
-                    .collect();
+                let pids: Vec<(u32, Kind)> = live.lock().iter().map(|(p, k)| (*p, *k)).collect();
                 let mut kubectl: Sample = (0, 0, 0);
                 let mut curl = 0u64;
                 for (pid, kind) in pids {
@@ -196,7 +188,7 @@ pub async fn track_all(
                     }
                 }
                 {
-                    let mut p = peaks.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut p = peaks.lock();
                     if kubectl > p.0 {
                         p.0 = kubectl;
                     }
@@ -211,7 +203,7 @@ pub async fn track_all(
     let _ = sampler.await;
     let after = procfs::cpu(std::process::id()).unwrap_or_default();
     let ((peak_kubectl, peak_kubectl_rss_kib, peak_kubectl_pss_kib), max_curl_rss_kib) =
-        *peaks.lock().unwrap_or_else(PoisonError::into_inner);
+        *peaks.lock();
     let mut succeeded = 0;
     for r in results {
         match r {

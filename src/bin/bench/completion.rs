@@ -3,13 +3,14 @@
 //! (the `kubectl rollout status` rule), stamped with the same wall clock GitLab's emulator uses.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 /// (workload name, sha) → first time seen complete.
@@ -33,10 +34,7 @@ impl CompletionWatch {
                 let Ok(deployment) = event else { continue };
                 let now = Utc::now();
                 if let Some(key) = completed_revision(&deployment) {
-                    sink.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(key)
-                        .or_insert(now);
+                    sink.lock().entry(key).or_insert(now);
                 }
             }
         });
@@ -46,7 +44,6 @@ impl CompletionWatch {
     pub fn get(&self, name: &str, sha: &str) -> Option<DateTime<Utc>> {
         self.seen
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(&(name.to_string(), sha.to_string()))
             .copied()
     }
