@@ -27,7 +27,7 @@ use crate::api::deployment::{
     DeploymentRecord, GateRecord, GitlabDeploymentStatus, GitlabStatus,
 };
 use crate::api::validate::{RevisionSource, ValidatedSpec};
-use crate::controller::status::current_approval;
+use crate::controller::status::{approval_text, current_approval};
 use crate::controller::status::{rollout_clock, rollout_key};
 use crate::rollout::{
     Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate, format_go_duration,
@@ -275,37 +275,18 @@ fn gate_hold(
 }
 
 /// Where the approval of a held deployment stands, and what a person does about it.
-pub fn approval_message(
+fn approval_message(
     spec: &ValidatedSpec,
     status: &GitlabDeploymentStatus,
     id: DeploymentId,
     short: &str,
 ) -> String {
-    let approval = status.approval.as_ref();
-    if approval.is_some_and(|a| a.state == ApprovalState::Rejected) {
-        let by: Vec<String> = approval
-            .map(|a| {
-                a.approvals
-                    .iter()
-                    .filter(|r| r.status == "rejected")
-                    .map(|r| match &r.comment {
-                        Some(c) if !c.is_empty() => format!("{}: {c:?}", r.user),
-                        _ => r.user.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let who = if by.is_empty() {
-            "an approver".to_owned()
-        } else {
-            by.join(", ")
-        };
-        return format!("GitLab deployment {id} ({short}) was rejected by {who}");
+    let text = approval_text(status, id, short);
+    if current_approval(status) == Some(ApprovalState::Rejected) {
+        return text;
     }
-    let (approved, required) =
-        approval.map_or((0, 0), |a| ((a.required - a.pending).max(0), a.required));
     format!(
-        "{approved} of {required} approvals for GitLab deployment {id} ({short}): approve it in GitLab or run kubectl gld approve {} -n {}",
+        "{text}: approve it in GitLab or run kubectl gld approve {} -n {}",
         spec.name, spec.namespace
     )
 }

@@ -317,6 +317,35 @@ pub fn current_approval(status: &GitlabDeploymentStatus) -> Option<ApprovalState
     })
 }
 
+/// Where the approval of deployment `id` stands, in words: "n of m approvals for GitLab
+/// deployment ID (SHA)", or who rejected it and their comment. The `Approved` condition and
+/// the gate's hold both say it this way.
+pub fn approval_text(status: &GitlabDeploymentStatus, id: DeploymentId, short: &str) -> String {
+    let approval = status.approval.as_ref();
+    if approval.is_some_and(|a| a.state == ApprovalState::Rejected) {
+        let by: Vec<String> = approval
+            .into_iter()
+            .flat_map(|a| a.approvals.iter())
+            .filter(|r| r.status == "rejected")
+            .map(|r| match &r.comment {
+                Some(c) if !c.is_empty() => format!("{}: {c:?}", r.user),
+                _ => r.user.clone(),
+            })
+            .collect();
+        let who = if by.is_empty() {
+            "an approver".to_owned()
+        } else {
+            by.join(", ")
+        };
+        return format!("GitLab deployment {id} ({short}) was rejected by {who}");
+    }
+    let (required, pending) = approval.map_or((0, 0), |a| (a.required, a.pending));
+    format!(
+        "{} of {required} approvals for GitLab deployment {id} ({short})",
+        (required - pending).max(0)
+    )
+}
+
 /// Remember when a held deployment was first seen approved (the start of the wait for the
 /// rollout the gate let through).
 fn note_gate_approval(status: &mut GitlabDeploymentStatus, now: Timestamp) {
@@ -894,44 +923,13 @@ fn approved_condition(
                 ),
             )
         }
-        Some(ApprovalState::Pending) => {
-            let (required, pending) = approval.map_or((0, 0), |a| (a.required, a.pending));
-            NewCondition::new(
-                APPROVED,
-                false,
-                reason::APPROVAL_PENDING,
-                format!(
-                    "{} of {required} approvals for GitLab deployment {id} ({sha})",
-                    (required - pending).max(0)
-                ),
-            )
-        }
-        Some(ApprovalState::Rejected) => {
-            let by: Vec<String> = approval
-                .map(|a| {
-                    a.approvals
-                        .iter()
-                        .filter(|r| r.status == "rejected")
-                        .map(|r| match &r.comment {
-                            Some(c) if !c.is_empty() => format!("{}: {c:?}", r.user),
-                            _ => r.user.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            NewCondition::new(
-                APPROVED,
-                false,
-                reason::APPROVAL_REJECTED,
-                format!(
-                    "GitLab deployment {id} ({sha}) was rejected by {}",
-                    if by.is_empty() {
-                        "an approver".to_owned()
-                    } else {
-                        by.join(", ")
-                    }
-                ),
-            )
+        Some(state @ (ApprovalState::Pending | ApprovalState::Rejected)) => {
+            let why = if state == ApprovalState::Pending {
+                reason::APPROVAL_PENDING
+            } else {
+                reason::APPROVAL_REJECTED
+            };
+            NewCondition::new(APPROVED, false, why, approval_text(status, id, &sha))
         }
     })
 }

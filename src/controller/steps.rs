@@ -274,13 +274,7 @@ async fn act(
             }
         }
         Plan::RecoverDeployment { intent } => {
-            let current = run.current(now);
-            let known: Vec<DeploymentId> = current
-                .history
-                .iter()
-                .map(|h| h.deployment_id)
-                .chain(current.deployment.iter().map(|d| d.id))
-                .collect();
+            let known = known_ids(&run.current(now));
             match gitlab.find_interrupted(&intent, &known).await? {
                 Some(view) => {
                     tracing::info!(
@@ -348,6 +342,17 @@ async fn act(
     }
 }
 
+/// The GitLab deployments this resource already knows (current and history): a lookup for
+/// an interrupted create never takes one of them for it.
+fn known_ids(status: &GitlabDeploymentStatus) -> Vec<DeploymentId> {
+    status
+        .history
+        .iter()
+        .map(|h| h.deployment_id)
+        .chain(status.deployment.iter().map(|d| d.id))
+        .collect()
+}
+
 /// What the finalizer's GitLab cleanup ended with.
 #[derive(Debug, PartialEq)]
 pub enum Cleaned {
@@ -382,12 +387,7 @@ pub async fn execute_cleanup(
         let notice = match step {
             Cleanup::Nothing => return Ok(Cleaned::Done),
             Cleanup::Recover { intent } => {
-                let known: Vec<DeploymentId> = status
-                    .history
-                    .iter()
-                    .map(|h| h.deployment_id)
-                    .chain(status.deployment.iter().map(|d| d.id))
-                    .collect();
+                let known = known_ids(status);
                 let outcome = match gitlab.find_interrupted(&intent, &known).await? {
                     Some(view) => Outcome::Recorded {
                         view,
