@@ -8,7 +8,6 @@ mod harness;
 use std::time::Duration;
 
 use gitlab_deployment_operator::api::GitlabDeployment;
-use gitlab_deployment_operator::api::deployment::ApprovalState;
 use gitlab_deployment_operator::api::names::reason;
 use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use harness::Env;
@@ -35,6 +34,24 @@ fn approved(gd: &GitlabDeployment) -> Option<(String, String)> {
     condition(gd, "Approved").map(|c| (c.status, c.reason))
 }
 
+/// Production protected (one approval), Deployment `web` at 1.0.0, the operator running and
+/// `web-prod` gated at the project's head: returned once it is held (`Approved=False`), with
+/// the approver's token.
+async fn start_held(env: &Env) -> (String, harness::Operator, GitlabDeployment) {
+    let approver = env.protect_production();
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let op = env.start_operator();
+    let sha = env.project.head().to_owned();
+    env.apply_gld("web-prod", gated(env, &sha)).await;
+    let held = env
+        .wait_for("web-prod", "held (Approved=False)", |gd| {
+            approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
+        })
+        .await;
+    (approver, op, held)
+}
+
 /// Apply a new image: the rollout a GitOps engine applies once the gate opens.
 async fn roll_out(env: &Env, image: &str) {
     env.apply_workload(
@@ -48,19 +65,9 @@ async fn roll_out(env: &Env, image: &str) {
 #[tokio::test]
 async fn the_gate_holds_until_gitlab_approves_then_reports_the_rollout() {
     let env = Env::start().await;
-    let approver = env.protect_production();
-    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
-        .await;
-    let op = env.start_operator();
     let sha = env.project.head().to_owned();
-    env.apply_gld("web-prod", gated(&env, &sha)).await;
-
     // Created at once, running, held: Approved=False with the command that approves.
-    let held = env
-        .wait_for("web-prod", "Approved=False", |gd| {
-            approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
-        })
-        .await;
+    let (approver, op, held) = start_held(&env).await;
     let status = held.status.clone().unwrap();
     let dep = status.deployment.clone().unwrap();
     assert_eq!(dep.status.as_str(), "running");
@@ -109,15 +116,7 @@ async fn the_gate_holds_until_gitlab_approves_then_reports_the_rollout() {
 #[tokio::test]
 async fn a_rejection_fails_the_deployment_and_stalls_until_the_next_revision() {
     let env = Env::start().await;
-    let approver = env.protect_production();
-    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
-        .await;
-    let op = env.start_operator();
-    let sha = env.project.head().to_owned();
-    env.apply_gld("web-prod", gated(&env, &sha)).await;
-    let held = env
-        .wait_for_approval("web-prod", ApprovalState::Pending)
-        .await;
+    let (approver, op, held) = start_held(&env).await;
     let id = held.status.unwrap().deployment.unwrap().id;
     env.review(&approver, id, ApprovalStatus::Rejected).await;
     env.refresh("web-prod", "rejected").await;
@@ -164,15 +163,8 @@ async fn a_rejection_fails_the_deployment_and_stalls_until_the_next_revision() {
 #[tokio::test]
 async fn an_approval_of_one_sha_never_passes_for_the_next() {
     let env = Env::start().await;
-    let approver = env.protect_production();
-    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
-        .await;
-    let op = env.start_operator();
     let first = env.project.head().to_owned();
-    env.apply_gld("web-prod", gated(&env, &first)).await;
-    let held = env
-        .wait_for_approval("web-prod", ApprovalState::Pending)
-        .await;
+    let (approver, op, held) = start_held(&env).await;
     let id = held.status.unwrap().deployment.unwrap().id;
     env.review(&approver, id, ApprovalStatus::Approved).await;
     env.refresh("web-prod", "1").await;
@@ -239,23 +231,13 @@ async fn an_unprotected_environment_is_approved_at_once_and_the_condition_says_n
 #[tokio::test]
 async fn argo_cd_and_flux_read_the_operators_real_status_objects() {
     let env = Env::start().await;
-    let approver = env.protect_production();
-    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
-        .await;
-    let op = env.start_operator();
-    let first = env.project.head().to_owned();
+    let (approver, op, pending) = start_held(&env).await;
     let object = |gd: &GitlabDeployment| {
         let mut v = serde_json::to_value(gd).unwrap();
         v["apiVersion"] = json!("gitlab-operator.io/v1alpha1");
         v["kind"] = json!("GitlabDeployment");
         v
     };
-    env.apply_gld("web-prod", gated(&env, &first)).await;
-    let pending = env
-        .wait_for("web-prod", "held", |gd| {
-            approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
-        })
-        .await;
     let id = pending.status.clone().unwrap().deployment.unwrap().id;
     env.review(&approver, id, ApprovalStatus::Approved).await;
     env.refresh("web-prod", "1").await;

@@ -333,25 +333,6 @@ async fn fixtures_are_gitlab_deployments_the_crd_accepts() {
     }
 }
 
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
 fn sync_wave(obj: &Value) -> i64 {
     obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
         .as_str()
@@ -382,7 +363,7 @@ fn sha_and_tag(objects: &[Value]) -> (String, String) {
 #[test]
 fn argocd_gate_app_names_the_revision_once_and_syncs_the_gate_first() {
     let app = repo().join("examples/gitops/argocd/approval-gate/app");
-    let objects = kustomize(&app);
+    let objects = harness::kustomize(&app);
     let (sha, tag) = sha_and_tag(&objects);
     assert_eq!(sha, tag, "spec.sha is the image tag");
     let gate = objects
@@ -414,7 +395,7 @@ fn argocd_gate_app_names_the_revision_once_and_syncs_the_gate_first() {
         };
         std::fs::write(tmp.path().join(path.file_name().unwrap()), text).unwrap();
     }
-    let (sha, tag) = sha_and_tag(&kustomize(tmp.path()));
+    let (sha, tag) = sha_and_tag(&harness::kustomize(tmp.path()));
     assert_eq!(
         (sha.as_str(), tag.as_str()),
         (
@@ -454,7 +435,7 @@ fn flux_app_waits_on_the_gate_and_image_automation_moves_both() {
                 .ends_with(&format!("/{dir}")),
             "{k}"
         );
-        let objects = kustomize(&root.join(dir));
+        let objects = harness::kustomize(&root.join(dir));
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0]["kind"], kind);
     }
@@ -464,8 +445,8 @@ fn flux_app_waits_on_the_gate_and_image_automation_moves_both() {
     assert!(gld.contains(r#"# {"$imagepolicy": "flux-system:web:tag"}"#));
     assert!(deployment.contains(r#"# {"$imagepolicy": "flux-system:web"}"#));
     let objects = [
-        kustomize(&root.join("gate")).remove(0),
-        kustomize(&root.join("app")).remove(0),
+        harness::kustomize(&root.join("gate")).remove(0),
+        harness::kustomize(&root.join("app")).remove(0),
     ];
     let (sha, tag) = sha_and_tag(&objects);
     assert_eq!(sha, tag);

@@ -15,8 +15,7 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,11 +33,9 @@ use kube::api::{
 };
 use kube::runtime::wait::{await_condition, conditions};
 use kube_emulator::RequestRecord;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const OPERATOR_NS: &str = "gitlab-deployment-operator";
 const SA: &str = "gitlab-deployment-operator";
 /// User-Agent of the test's own calls, so they can be told from the operator's.
@@ -94,24 +91,6 @@ fn strings(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let out = Command::new(KUBECTL)
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 /// Every rule the rendered bindings grant the operator's ServiceAccount.
@@ -491,13 +470,13 @@ fn deploy_dir() -> PathBuf {
 #[tokio::test]
 async fn cluster_wide_rbac_grants_exactly_the_calls_the_operator_makes() {
     let calls = operator_requests(Scope::All).await;
-    let objs = kustomize(&deploy_dir());
+    let objs = harness::kustomize(&deploy_dir());
     compare(&calls, &grants(&objs), "deploy/");
 }
 
 #[tokio::test]
 async fn namespaced_overlay_rbac_grants_exactly_the_calls_the_operator_makes() {
-    let objs = kustomize(&deploy_dir().join("overlays/namespaced"));
+    let objs = harness::kustomize(&deploy_dir().join("overlays/namespaced"));
     // Serve what the overlay's Deployment says it serves.
     let env_list = objs
         .iter()

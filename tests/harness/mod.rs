@@ -593,6 +593,27 @@ impl Env {
     }
 }
 
+/// `kubectl kustomize DIR` (the machine's kubectl, as .ci/run requires it on PATH), one JSON
+/// value per object.
+pub fn kustomize(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+        .map(|doc| serde_json::Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
 /// A fresh directory under the system temp dir, removed on drop (the operator crate has no
 /// tempfile dependency).
 pub fn tempdir(prefix: &str) -> TempDir {
