@@ -9,9 +9,10 @@
 //! deployment up, never by creating a second one.
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
@@ -151,10 +152,7 @@ impl Context {
         let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
             return false;
         };
-        let mut seen = self
-            .refreshes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut seen = self.refreshes.lock();
         match seen.insert(ObjectRef::from_obj(obj), value.clone()) {
             Some(previous) => previous != *value,
             None => false,
@@ -166,32 +164,19 @@ impl Context {
     fn forget(&self, obj: &GitlabDeployment) -> Action {
         let key = ObjectRef::from_obj(obj);
         self.own_writes.forget(&key);
-        self.refreshes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
-        self.verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
+        self.refreshes.lock().remove(&key);
+        self.verified.lock().remove(&key);
         self.failures.reset(&key);
         self.hints.take(&key);
         Action::await_change()
     }
 
     fn is_verified(&self, key: &ObjectRef<GitlabDeployment>, id: DeploymentId) -> bool {
-        self.verified
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .get(key)
-            == Some(&id)
+        self.verified.lock().get(key) == Some(&id)
     }
 
     fn set_verified(&self, key: &ObjectRef<GitlabDeployment>, id: Option<DeploymentId>) {
-        let mut verified = self
-            .verified
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut verified = self.verified.lock();
         match id {
             Some(id) => verified.insert(key.clone(), id),
             None => verified.remove(key),
