@@ -290,3 +290,277 @@ async fn argo_cd_and_flux_read_the_operators_real_status_objects() {
         .collect();
     assert_eq!(flux, ["InProgress", "Current", "InProgress", "Failed"]);
 }
+
+/// `spec.approval.promote` end to end, on the example under examples/gitops/argo-rollouts/
+/// promote: the test plays Argo Rollouts' controller (status writes as it makes them) and
+/// checks the operator's patches.
+mod argo_rollouts {
+    use super::*;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+
+    fn example(file: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/gitops/argo-rollouts/promote")
+            .join(file);
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn rollouts(env: &Env) -> Api<DynamicObject> {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+            "rollouts",
+        );
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource)
+    }
+
+    /// Argo Rollouts' CRD as far as the API server is concerned: a status subresource and
+    /// its own schema (not ours to check).
+    async fn install_rollout_crd(env: &Env) {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+        let crd: CustomResourceDefinition = serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "rollouts.argoproj.io"},
+            "spec": {
+                "group": "argoproj.io", "scope": "Namespaced",
+                "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "listKind": "RolloutList"},
+                "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                    "subresources": {"status": {}}}]
+            }
+        }))
+        .unwrap();
+        crds.create(&Default::default(), &crd).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            await_condition(
+                crds,
+                "rollouts.argoproj.io",
+                conditions::is_crd_established(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
+    /// A status write of Argo Rollouts' controller.
+    async fn controller_writes(env: &Env, status: serde_json::Value) {
+        rollouts(env)
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The example's Rollout carrying `sha`, its second indefinite pause made one too (so the
+    /// test can check that a later pause is left to people), and the example's
+    /// GitlabDeployment pointed at the emulated project. The controller has started the
+    /// canary and waits at step 1 (`pause: {}`).
+    async fn start_paused(env: &Env, sha: &str) -> harness::Operator {
+        install_rollout_crd(env).await;
+        let mut rollout = example("rollout.yaml");
+        rollout["metadata"]["namespace"] = json!(env.ns);
+        rollout["spec"]["template"]["metadata"]["annotations"]["app.example.com/git-revision"] =
+            json!(sha);
+        rollout["spec"]["strategy"]["canary"]["steps"][3] = json!({"pause": {}});
+        let obj: DynamicObject = serde_json::from_value(rollout).unwrap();
+        let created = rollouts(env)
+            .create(&Default::default(), &obj)
+            .await
+            .unwrap();
+        let generation = created.metadata.generation.unwrap();
+        controller_writes(
+            env,
+            json!({
+                "observedGeneration": generation.to_string(),
+                "currentPodHash": "h2", "stableRS": "h1", "phase": "Paused",
+                "currentStepIndex": 1, "controllerPause": true,
+                "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}],
+                "message": "CanaryPauseStep"
+            }),
+        )
+        .await;
+        let op = env.start_operator();
+        let mut gld = example("gitlabdeployment.yaml");
+        gld["spec"]["project"] = json!(env.project.path);
+        env.apply_gld("web-production", gld["spec"].clone()).await;
+        env.wait_for("web-production", "held (Approved=False)", |gd| {
+            approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
+        })
+        .await;
+        op
+    }
+
+    fn pause_reasons(rollout: &DynamicObject) -> Vec<String> {
+        rollout.data["status"]["pauseConditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The operator's writes to the Rollout, from the emulator's request log.
+    fn rollout_writes(env: &Env) -> Vec<String> {
+        env.emulator()
+            .hooks()
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.resource == "rollouts" && r.verb != "get" && r.verb != "list" && r.verb != "watch"
+            })
+            .filter(|r| r.field_manager == "gitlab-deployment-operator")
+            .map(|r| format!("{} {}/{}", r.verb, r.resource, r.subresource))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_approval_promotes_the_paused_rollout_once_and_the_rollout_is_reported() {
+        let env = Env::start().await;
+        let approver = env.protect_production();
+        let sha = env.project.head().to_owned();
+        let op = start_paused(&env, &sha).await;
+        // Held: nothing touches the Rollout.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            pause_reasons(&rollouts(&env).get("web").await.unwrap()),
+            ["CanaryPauseStep"]
+        );
+        assert!(rollout_writes(&env).is_empty());
+
+        let held = env.glds().get("web-production").await.unwrap();
+        let id = held.status.unwrap().deployment.unwrap().id;
+        env.review(&approver, id, ApprovalStatus::Approved).await;
+        env.refresh("web-production", "approved").await;
+        // The promote `kubectl argo rollouts promote` would send: pause conditions cleared
+        // through the status subresource.
+        harness::until("the operator promotes", Duration::from_secs(20), || {
+            !rollout_writes(&env).is_empty()
+        })
+        .await;
+        let promoted = rollouts(&env).get("web").await.unwrap();
+        assert!(
+            pause_reasons(&promoted).is_empty(),
+            "{:?}",
+            promoted.data["status"]
+        );
+        assert_eq!(rollout_writes(&env), ["patch rollouts/status"]);
+        env.wait_for_event("web-production", reason::ROLLOUT_PROMOTED)
+            .await;
+        let gd = env.glds().get("web-production").await.unwrap();
+        let record = gd
+            .status
+            .unwrap()
+            .deployment
+            .unwrap()
+            .gate
+            .unwrap()
+            .promoted
+            .unwrap();
+        assert_eq!((record.pod_hash.as_str(), record.step), ("h2", Some(1)));
+
+        // The controller moves on to the next indefinite pause: that one is for people.
+        controller_writes(
+            &env,
+            json!({
+                "currentStepIndex": 3, "controllerPause": true, "phase": "Paused",
+                "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:05:00Z"}]
+            }),
+        )
+        .await;
+        env.refresh("web-production", "later pause").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            pause_reasons(&rollouts(&env).get("web").await.unwrap()),
+            ["CanaryPauseStep"]
+        );
+        assert_eq!(
+            rollout_writes(&env).len(),
+            1,
+            "a later pause is not promoted"
+        );
+        let gd = env.glds().get("web-production").await.unwrap();
+        assert_eq!(harness::gitlab_status(&gd).as_deref(), Some("running"));
+
+        // A person promotes it; the rollout completes and GitLab hears success.
+        controller_writes(
+            &env,
+            json!({
+                "pauseConditions": null, "controllerPause": false, "currentStepIndex": 4,
+                "stableRS": "h2", "phase": "Healthy", "message": null
+            }),
+        )
+        .await;
+        env.wait_for("web-production", "success", |gd| {
+            harness::gitlab_status(gd).as_deref() == Some("success")
+        })
+        .await;
+        let deployments = env.gitlab_deployments("production");
+        assert_eq!(deployments.len(), 1, "{deployments:?}");
+        assert_eq!(deployments[0].sha, sha);
+        op.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_rejection_aborts_the_rollout_and_fails_the_deployment() {
+        let env = Env::start().await;
+        let approver = env.protect_production();
+        let sha = env.project.head().to_owned();
+        let op = start_paused(&env, &sha).await;
+        let held = env.glds().get("web-production").await.unwrap();
+        let id = held.status.unwrap().deployment.unwrap().id;
+        env.review(&approver, id, ApprovalStatus::Rejected).await;
+        env.refresh("web-production", "rejected").await;
+        harness::until("the operator aborts", Duration::from_secs(20), || {
+            !rollout_writes(&env).is_empty()
+        })
+        .await;
+        let aborted = rollouts(&env).get("web").await.unwrap();
+        assert_eq!(aborted.data["status"]["abort"], json!(true));
+        assert_eq!(
+            pause_reasons(&aborted),
+            ["CanaryPauseStep"],
+            "an abort promotes nothing"
+        );
+        env.wait_for_event("web-production", reason::ROLLOUT_ABORTED)
+            .await;
+        let failed = env
+            .wait_for("web-production", "failed and stalled", |gd| {
+                harness::gitlab_status(gd).as_deref() == Some("failed")
+                    && condition(gd, "Stalled").is_some_and(|c| {
+                        c.status == "True" && c.reason == reason::APPROVAL_REJECTED
+                    })
+            })
+            .await;
+        assert!(
+            failed
+                .status
+                .unwrap()
+                .deployment
+                .unwrap()
+                .gate
+                .unwrap()
+                .aborted_at
+                .is_some()
+        );
+
+        // Argo Rollouts' controller takes the abort; a person retries it: not overruled.
+        controller_writes(
+            &env,
+            json!({"abort": false, "pauseConditions": null, "phase": "Progressing"}),
+        )
+        .await;
+        env.refresh("web-production", "retried").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(rollout_writes(&env), ["patch rollouts/status"], "one abort");
+        let deployments = env.gitlab_deployments("production");
+        assert_eq!(deployments.len(), 1, "{deployments:?}");
+        assert_eq!(deployments[0].status, "failed");
+        op.stop().await;
+    }
+}

@@ -5,6 +5,8 @@
 //! what the README tells a person to apply.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,13 +28,15 @@ fn examples_dir() -> PathBuf {
 }
 
 /// Files under examples/ that are not Kubernetes manifests, each held by its own test instead.
-const NOT_MANIFESTS: [&str; 2] = [
+const NOT_MANIFESTS: [&str; 3] = [
     // A GitLab CI pipeline; tests/kubectl_wait_approved.rs runs its lines with kubectl.
     "gitops/ci/gitlab-ci.yml",
     // Argo CD's layout for a health check: a script, its test list and status snapshots
     // (not objects to apply); tests/gitops_health.rs runs them and checks the snapshots
     // against the operator's types and the CRD.
     "gitops/argocd/resource_customizations",
+    // A kustomize JSON patch for the operator's ClusterRole; the test below renders it.
+    "gitops/argo-rollouts/promote/rbac-patch.yaml",
 ];
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -105,6 +109,7 @@ async fn install_crds(client: &Client) {
         ),
         foreign_crd("argoproj.io", "v1alpha1", "Application", "applications"),
         foreign_crd("flagger.app", "v1beta1", "Canary", "canaries"),
+        foreign_crd("argoproj.io", "v1alpha1", "Rollout", "rollouts"),
         foreign_crd(
             "argoproj.io",
             "v1alpha1",
@@ -233,6 +238,8 @@ async fn every_example_applies_and_validates() {
         "gitops/flagger/gitlabdeployment.yaml: GitlabDeployment",
         "gitops/flagger/canary.yaml: Canary",
         "gitops/argo-rollouts/analysis-template.yaml: AnalysisTemplate",
+        "gitops/argo-rollouts/promote/rollout.yaml: Rollout web",
+        "gitops/argo-rollouts/promote/gitlabdeployment.yaml: GitlabDeployment",
     ] {
         assert!(
             applied.iter().any(|a| a.starts_with(want)),
@@ -281,5 +288,58 @@ fn gitops_examples_put_the_gitlab_deployment_beside_the_workload() {
             "{dir}"
         );
         assert!(gld["spec"].get("revisionFrom").is_some(), "{dir}");
+    }
+}
+
+/// The RBAC patch the Argo Rollouts promote example asks for applies to the operator's
+/// install and grants exactly what the promote and abort need.
+#[test]
+fn the_argo_rollouts_rbac_patch_renders_onto_the_install() {
+    let tmp = harness::tempdir("gld-examples");
+    let dir = tmp.path();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base");
+    let patch = examples_dir().join("gitops/argo-rollouts/promote/rbac-patch.yaml");
+    std::fs::copy(&patch, dir.join("rbac-patch.yaml")).unwrap();
+    // kustomize takes only relative resource paths.
+    let up = "../".repeat(dir.components().count() - 1);
+    let base = format!("{up}{}", base.display().to_string().trim_start_matches('/'));
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\npatches:\n  - path: rbac-patch.yaml\n    target: {{kind: ClusterRole, name: gitlab-deployment-operator}}\n",
+            base
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", "--load-restrictor=LoadRestrictionsNone"])
+        .arg(dir)
+        .output()
+        .expect("kubectl on PATH");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let role: Value = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|v| {
+            v["kind"] == "ClusterRole" && v["metadata"]["name"] == "gitlab-deployment-operator"
+        })
+        .expect("the ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    for (resource, verbs) in [
+        ("rollouts", json!(["list", "watch"])),
+        ("rollouts/status", json!(["patch"])),
+    ] {
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["apiGroups"] == json!(["argoproj.io"])
+                    && r["resources"] == json!([resource])
+                    && r["verbs"] == verbs),
+            "no {resource} {verbs} rule in {rules:#?}"
+        );
     }
 }

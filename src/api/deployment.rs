@@ -569,14 +569,36 @@ pub struct DeploymentRecord {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GateRecord {
-    /// The workload revision running when the deployment was created: a rollout that ends
-    /// on it is not this revision's (absent when the workload did not exist yet).
+    /// The workload revision the workload was settled on when the deployment was created: a
+    /// rollout that ends on it is not this revision's (absent when the workload did not exist
+    /// yet, or was already rolling this revision out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_revision: Option<String>,
     /// When GitLab's approval (or "none required") was first seen: the rollout the gate let
     /// through is expected from then on (`spec.rolloutStartGrace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<Time>,
+    /// With `spec.approval.promote`: the indefinite pause of the Argo Rollout the operator
+    /// promoted for this revision. Written before the promote is sent, so a crash re-sends it
+    /// only for this same pause, and a later pause of the revision is left to people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<PromotedPause>,
+    /// With `spec.approval.promote`: when the operator aborted the Argo Rollout of this
+    /// rejected revision. Once: a person who retries the Rollout afterwards is not overruled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_at: Option<Time>,
+}
+
+/// An Argo Rollout pause the operator promoted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotedPause {
+    /// The Rollout's `status.currentPodHash` at the pause.
+    pub pod_hash: String,
+    /// The canary step index (`status.currentStepIndex`); absent for a blue-green pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    pub at: Time,
 }
 
 impl DeploymentRecord {

@@ -73,6 +73,12 @@ pub mod reason {
     /// GitLab refused `spec.environmentSettings` (or an older GitLab dropped them).
     pub const ENVIRONMENT_SETTINGS_REJECTED: &str = "EnvironmentSettingsRejected";
     pub const DEPLOYMENT_DELETED: &str = "DeploymentDeleted";
+    /// `spec.approval.promote`: the operator promoted the Argo Rollout GitLab approved.
+    pub const ROLLOUT_PROMOTED: &str = "RolloutPromoted";
+    /// `spec.approval.promote`: the operator aborted the Argo Rollout GitLab rejected.
+    pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+    /// The API server refused the operator's promote or abort of the target (RBAC).
+    pub const TARGET_WRITE_FORBIDDEN: &str = "TargetWriteForbidden";
     pub const APPROVED: &str = "Approved";
     /// `Approved=True`: the environment asks for no approval.
     pub const NOT_REQUIRED: &str = "NotRequired";

@@ -38,6 +38,15 @@ pub enum Error {
     Metadata(&'static str),
     #[error("GitLab {step}: unexpected answer: {detail}")]
     GitlabAnswer { step: &'static str, detail: String },
+    /// The promote or abort of the target Argo Rollout (`spec.approval.promote`) failed.
+    #[error("{action} {target}: {source}")]
+    TargetWrite {
+        action: &'static str,
+        /// `Rollout NAMESPACE/NAME`.
+        target: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
 }
 
 /// The stable category of an [`Error`]. Its name is the public word (Event reason, condition
@@ -51,6 +60,9 @@ pub enum Category {
     ConnectionInvalid,
     HostNotAllowed,
     TargetKindNotServed,
+    /// The API server refused a promote or abort of the target: the operator's role lacks
+    /// `patch` on the Rollout's status (docs/deploy.md, "Other target kinds").
+    TargetWriteForbidden,
     /// The Kubernetes API failed a read or a write: retried.
     KubeApiError,
     /// A write refused because our cached copy of the object was behind the server's (a 409
@@ -72,6 +84,7 @@ impl Category {
             Category::ConnectionInvalid => reason::CONNECTION_INVALID,
             Category::HostNotAllowed => reason::HOST_NOT_ALLOWED,
             Category::TargetKindNotServed => reason::TARGET_KIND_NOT_SERVED,
+            Category::TargetWriteForbidden => reason::TARGET_WRITE_FORBIDDEN,
             Category::KubeApiError => "KubeApiError",
             Category::StaleObject => "StaleObject",
             Category::FinalizerError => "FinalizerError",
@@ -88,7 +101,8 @@ impl Category {
             | Category::TokenSecretMissing
             | Category::ConnectionInvalid
             | Category::HostNotAllowed
-            | Category::TargetKindNotServed => ErrorKind::User,
+            | Category::TargetKindNotServed
+            | Category::TargetWriteForbidden => ErrorKind::User,
             Category::KubeApiError | Category::StaleObject | Category::FinalizerError => {
                 ErrorKind::Transient
             }
@@ -142,6 +156,12 @@ impl Error {
             },
             Error::Metadata(_) => Category::InvalidObject,
             Error::GitlabAnswer { .. } => Category::GitlabError,
+            Error::TargetWrite { source, .. }
+                if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 403) =>
+            {
+                Category::TargetWriteForbidden
+            }
+            Error::TargetWrite { .. } => Category::KubeApiError,
         }
     }
 
@@ -204,6 +224,7 @@ mod tests {
             (Category::ConnectionInvalid, "ConnectionInvalid"),
             (Category::HostNotAllowed, "HostNotAllowed"),
             (Category::TargetKindNotServed, "TargetKindNotServed"),
+            (Category::TargetWriteForbidden, "TargetWriteForbidden"),
             (Category::KubeApiError, "KubeApiError"),
             (Category::StaleObject, "StaleObject"),
             (Category::FinalizerError, "FinalizerError"),

@@ -143,6 +143,7 @@ pub fn transitions(
             }
         }
     }
+    notices.extend(rollout_actions(old, new));
     let old_approval = old.approval.as_ref().map(|a| a.state);
     if let Some(approval) = new.approval.as_ref()
         && old_approval != Some(approval.state)
@@ -216,10 +217,54 @@ pub fn transitions(
     notices
 }
 
+/// The promote or abort of an Argo Rollout this pass recorded (`spec.approval.promote`).
+fn rollout_actions(old: &GitlabDeploymentStatus, new: &GitlabDeploymentStatus) -> Vec<Notice> {
+    let Some(dep) = new.deployment.as_ref() else {
+        return Vec::new();
+    };
+    let Some(gate) = dep.gate.as_ref() else {
+        return Vec::new();
+    };
+    let before = old
+        .deployment
+        .as_ref()
+        .filter(|o| o.id == dep.id)
+        .and_then(|o| o.gate.as_ref());
+    let short: String = dep.sha.chars().take(7).collect();
+    let mut notices = Vec::new();
+    if let Some(pause) = gate
+        .promoted
+        .as_ref()
+        .filter(|p| before.and_then(|b| b.promoted.as_ref()) != Some(*p))
+    {
+        let at = pause.step.map_or_else(
+            || "its blue-green pause".to_owned(),
+            |s| format!("step {s}"),
+        );
+        notices.push(normal(
+            reason::ROLLOUT_PROMOTED,
+            format!(
+                "Promoted the Rollout paused at {at} (pod hash {}): GitLab deployment {} of {short} is approved",
+                pause.pod_hash, dep.id
+            ),
+        ));
+    }
+    if gate.aborted_at.is_some() && before.is_none_or(|b| b.aborted_at.is_none()) {
+        notices.push(warning(
+            reason::ROLLOUT_ABORTED,
+            format!(
+                "Aborted the Rollout: GitLab deployment {} of {short} was rejected",
+                dep.id
+            ),
+        ));
+    }
+    notices
+}
+
 /// Map a condition reason string back to its constant (Event and condition reasons must be
 /// `'static`).
 pub fn stalled_reason(found: &str) -> &'static str {
-    const STALLED_REASONS: [&str; 11] = [
+    const STALLED_REASONS: [&str; 12] = [
         reason::INVALID_SPEC,
         reason::TOKEN_SECRET_MISSING,
         reason::CONNECTION_MISSING,
@@ -231,6 +276,7 @@ pub fn stalled_reason(found: &str) -> &'static str {
         reason::ROLLOUT_FAILED,
         reason::APPROVAL_REJECTED,
         reason::REVISION_UNKNOWN,
+        reason::TARGET_WRITE_FORBIDDEN,
     ];
     // The GitLab client's categories that need a person.
     let gitlab_user_errors = gitlab::Category::ALL

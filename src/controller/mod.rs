@@ -18,5 +18,6 @@ pub mod scoped;
 pub mod shard;
 pub mod status;
 pub mod steps;
+pub mod target_control;
 pub mod targets;
 pub mod views;

@@ -22,15 +22,17 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::conditions::whole_seconds;
 use crate::api::deployment::{
     ApprovalState, DeletionPolicy, DeployRevision, DeploymentId, DeploymentIntent,
-    DeploymentRecord, GateRecord, GitlabDeploymentStatus, GitlabStatus,
+    DeploymentRecord, GateRecord, GitlabDeploymentStatus, GitlabStatus, PromotedPause,
 };
 use crate::api::validate::{RevisionSource, ValidatedSpec};
 use crate::controller::status::{approval_text, current_approval};
 use crate::controller::status::{rollout_clock, rollout_key};
 use crate::rollout::{
-    Reason, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate, format_go_duration,
+    Reason, RolloutControl, RolloutState, RolloutStatus, TargetObject, TrackCtx, evaluate,
+    format_go_duration,
 };
 
 /// Re-evaluate a progressing or pending target this often even without watch events, so
@@ -92,16 +94,19 @@ impl Knowledge {
 
 /// The inputs of a plan besides the spec, status and rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlanInputs {
+pub struct PlanInputs<'a> {
     pub poll: ApprovalPoll,
     pub knowledge: Knowledge,
+    /// The target's Argo Rollout facts (`None` for other kinds), for `spec.approval.promote`.
+    pub control: Option<&'a RolloutControl>,
 }
 
-impl Default for PlanInputs {
+impl Default for PlanInputs<'_> {
     fn default() -> Self {
         PlanInputs {
             poll: ApprovalPoll::POLLING,
             knowledge: Knowledge::FRESH,
+            control: None,
         }
     }
 }
@@ -141,6 +146,16 @@ pub enum Plan {
     /// Bring GitLab environment `environment_id` in line with `spec.environmentSettings`: one
     /// `GET` to compare, one `PUT` when it differs (and an agent lookup when named by name).
     SyncEnvironment { environment_id: i64 },
+    /// Record `pause` in the gate's status (resourceVersion precondition), then promote the
+    /// target Argo Rollout with the patch `kubectl argo rollouts promote` sends, preconditioned
+    /// on the Rollout's `resource_version`; end the pass (the Rollout's watch brings the rest).
+    PromoteRollout {
+        pause: PromotedPause,
+        resource_version: String,
+    },
+    /// Record the abort in the gate's status, then abort the target Argo Rollout of a rejected
+    /// revision (`status.abort: true`, as `kubectl argo rollouts abort`).
+    AbortRollout { resource_version: String },
     /// No GitLab call. `requeue: None` means wait for a watch event.
     Nothing { requeue: Option<Duration> },
 }
@@ -534,7 +549,7 @@ pub fn plan_with(
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
     now: Timestamp,
-    inputs: PlanInputs,
+    inputs: PlanInputs<'_>,
 ) -> Plan {
     match plan_deployment(spec, status, rollout, now, inputs) {
         Plan::Nothing { requeue } => {
@@ -562,9 +577,13 @@ fn plan_deployment(
     status: &GitlabDeploymentStatus,
     rollout: &RolloutStatus,
     now: Timestamp,
-    inputs: PlanInputs,
+    inputs: PlanInputs<'_>,
 ) -> Plan {
-    let PlanInputs { poll, knowledge } = inputs;
+    let PlanInputs {
+        poll,
+        knowledge,
+        control,
+    } = inputs;
     // 1. A claimed create whose id was never recorded: recover before anything else, or a
     //    crash between POST and the id write would become a duplicate.
     if let Some(intent) = &status.intent {
@@ -623,14 +642,24 @@ fn plan_deployment(
             revision: wanted,
             initial_status: GitlabStatus::Running,
             gate: Some(GateRecord {
-                held_revision: rollout.workload_revision(),
-                approved_at: None,
+                // A rollout under way carries the wanted revision (its commit through
+                // `revisionFrom`, or a changed `spec.sha` per `sha_change`): nothing to
+                // exclude. A settled workload runs an older revision: its rollout is not this one.
+                held_revision: (rollout.state != RolloutState::Progressing)
+                    .then(|| rollout.workload_revision())
+                    .flatten(),
+                ..GateRecord::default()
             }),
         };
         return match current.filter(|c| !c.status.is_finished()) {
             Some(cur) => cancel(cur.id, knowledge, Some(create)),
             None => create,
         };
+    }
+
+    // 3d. With `spec.approval.promote`, the Argo Rollout follows GitLab's verdict.
+    if let Some(step) = rollout_control_step(spec, status, rollout, control, now) {
+        return step;
     }
 
     // 4. Nothing can be concluded (gate not passed, source not applied, unknown): never act on
@@ -686,6 +715,61 @@ fn plan_deployment(
                 cancel(cur.id, knowledge, Some(create))
             }
         }
+    }
+}
+
+/// With `spec.approval.promote`, what the approval of the deployment the gate holds means for
+/// the target Argo Rollout of that revision:
+/// - approved (or none required), and the Rollout waits at a pause only a promote ends: promote
+///   it, once per revision. The pause is recorded first; the same pause may be promoted again
+///   (a crash after the record), any later one is left to people. A person's `spec.paused`,
+///   a timed pause or an analysis pause is never ended by the operator.
+/// - rejected while the Rollout rolls the revision out: abort it, once (a person may retry).
+///
+/// The deployment must be the wanted revision's, and the Rollout's status must describe its
+/// current spec, so a pause of another revision is never promoted.
+fn rollout_control_step(
+    spec: &ValidatedSpec,
+    status: &GitlabDeploymentStatus,
+    rollout: &RolloutStatus,
+    control: Option<&RolloutControl>,
+    now: Timestamp,
+) -> Option<Plan> {
+    if !spec.approval.promote {
+        return None;
+    }
+    let control = control.filter(|c| c.observed && c.updating && !c.aborted)?;
+    let resource_version = control.resource_version.clone()?;
+    let pod_hash = control.pod_hash.clone()?;
+    let cur = status.deployment.as_ref()?;
+    let gate = cur.gate.as_ref()?;
+    if wanted_revision(spec, rollout).is_none_or(|w| cur.revision() != w) {
+        return None;
+    }
+    match current_approval(status)? {
+        ApprovalState::Rejected => gate
+            .aborted_at
+            .is_none()
+            .then_some(Plan::AbortRollout { resource_version }),
+        ApprovalState::Approved | ApprovalState::NotRequired if !cur.status.is_finished() => {
+            if control.paused_by_person {
+                return None;
+            }
+            let pause = control.indefinite_pause?;
+            let same_pause = |p: &PromotedPause| p.pod_hash == pod_hash && p.step == pause.step;
+            if gate.promoted.as_ref().is_some_and(|p| !same_pause(p)) {
+                return None;
+            }
+            Some(Plan::PromoteRollout {
+                pause: PromotedPause {
+                    pod_hash,
+                    step: pause.step,
+                    at: whole_seconds(now),
+                },
+                resource_version,
+            })
+        }
+        _ => None,
     }
 }
 
@@ -822,7 +906,7 @@ pub enum Cleanup {
     /// Nothing to do in GitLab (no deployment, already finished under `Cancel`, or `Orphan`).
     Nothing,
     /// An intent without an id: look it up first, then decide again with the result.
-    Recover { intent: DeploymentIntent },
+    Recover { intent: Box<DeploymentIntent> },
     /// `GET` the deployment first: a cancel acts only on what GitLab says runs now.
     Read { id: DeploymentId },
     /// `PUT status=canceled`.
@@ -853,7 +937,7 @@ pub fn cleanup(
             .is_some_and(|d| d.revision() == intent.revision);
         if !recorded && policy != DeletionPolicy::Orphan {
             return Cleanup::Recover {
-                intent: intent.clone(),
+                intent: Box::new(intent.clone()),
             };
         }
     }

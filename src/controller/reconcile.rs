@@ -35,6 +35,7 @@ use super::plan::{
 };
 use super::status::{Observation, Outcome, Problem, next_status};
 use super::steps::{Cleaned, Pass, StatusSink, StepSettings, execute, execute_cleanup};
+use super::target_control::LiveRollout;
 use super::targets::{TargetLookup, TargetWatches};
 use crate::api::deployment::ConnectionKind;
 use crate::api::deployment::{
@@ -45,7 +46,7 @@ use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
 use crate::api::validate::{ConnectionTarget, ValidatedSpec};
 use crate::gitlab;
 use crate::metrics::OperatorMetrics;
-use crate::rollout::TrackCtx;
+use crate::rollout::{TrackCtx, rollout_control};
 use crate::webhook::{HookHints, HookSource};
 
 /// Settings of the reconciler that are not per resource.
@@ -439,9 +440,11 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         .deployment
         .as_ref()
         .is_none_or(|d| ctx.is_verified(&key, d.id));
+    let control = target_object.as_ref().and_then(rollout_control);
     let pass = Pass {
         spec: &spec,
         rollout: &rollout,
+        control: control.as_ref(),
         now,
         poll: ctx
             .hints
@@ -458,7 +461,8 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         },
     };
     let mut gitlab = LiveGitlab::new(ctx, &spec);
-    let run = execute(&pass, &start, &mut gitlab, &mut writer).await;
+    let mut target_writes = LiveRollout::new(ctx.client.clone(), &namespace, &spec.target);
+    let run = execute(&pass, &start, &mut gitlab, &mut writer, &mut target_writes).await;
     if let Some(err) = run.error {
         return fail(
             &mut writer,

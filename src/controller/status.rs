@@ -16,8 +16,8 @@ use crate::api::conditions::{NewCondition, is_true, set_condition, whole_seconds
 use crate::api::deployment::{
     ApprovalRecord, ApprovalRuleRecord, ApprovalState, ApprovalStatus, DeployRevision,
     DeploymentId, DeploymentIntent, DeploymentRecord, EnvironmentRecord, GateRecord,
-    GitlabDeploymentStatus, GitlabStatus, HistoryEntry, MergeRequestRecord, Phase, RefusedCreate,
-    RolloutRecord,
+    GitlabDeploymentStatus, GitlabStatus, HistoryEntry, MergeRequestRecord, Phase, PromotedPause,
+    RefusedCreate, RolloutRecord,
 };
 use crate::api::names::condition_type::{APPROVED, READY, RECONCILING, STALLED};
 use crate::api::names::reason;
@@ -243,6 +243,30 @@ pub fn with_intent(
         status: initial_status,
         claimed_at: whole_seconds(now),
     });
+    next
+}
+
+/// What the gate of the current deployment records before the operator acts on the target
+/// Argo Rollout (written, with the resourceVersion precondition, before the patch is sent).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RolloutAction {
+    Promote(PromotedPause),
+    Abort,
+}
+
+/// `status` with `action` recorded on the current deployment's gate.
+pub fn with_rollout_action(
+    status: &GitlabDeploymentStatus,
+    action: &RolloutAction,
+    now: Timestamp,
+) -> GitlabDeploymentStatus {
+    let mut next = status.clone();
+    if let Some(gate) = next.deployment.as_mut().and_then(|d| d.gate.as_mut()) {
+        match action {
+            RolloutAction::Promote(pause) => gate.promoted = Some(pause.clone()),
+            RolloutAction::Abort => gate.aborted_at = Some(whole_seconds(now)),
+        }
+    }
     next
 }
 

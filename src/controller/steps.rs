@@ -17,13 +17,16 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::error::Error;
 use super::plan::{ApprovalPoll, Cleanup, Knowledge, Plan, PlanInputs, cleanup, plan_with};
-use super::status::{self, GitlabDeploymentView, MergeRequestView, Outcome, with_intent};
+use super::status::{
+    self, GitlabDeploymentView, MergeRequestView, Outcome, RolloutAction, with_intent,
+    with_rollout_action,
+};
 use crate::api::deployment::{
     DeploymentId, DeploymentIntent, EnvironmentRecord, EnvironmentSettings, GitlabDeploymentStatus,
     GitlabStatus, RefusedCreate,
 };
 use crate::api::validate::ValidatedSpec;
-use crate::rollout::RolloutStatus;
+use crate::rollout::{RolloutControl, RolloutStatus};
 
 /// At most this many plan steps in one reconcile (e.g. read the running deployment, cancel
 /// it, write the intent and create the new one, fetch merge requests); then it requeues.
@@ -92,6 +95,16 @@ pub trait StatusSink {
     async fn write(&mut self, status: &GitlabDeploymentStatus) -> Result<(), Error>;
 }
 
+/// The writes to the target a reconcile makes: only the promote and abort of an Argo Rollout
+/// (`spec.approval.promote`). Each patch carries the Rollout's resourceVersion as a
+/// precondition; `Ok(false)` means the Rollout changed since it was read and nothing was sent
+/// (the watch brings the new state, and the planner decides again).
+#[allow(async_fn_in_trait)]
+pub trait TargetControl {
+    async fn promote(&mut self, resource_version: &str) -> Result<bool, Error>;
+    async fn abort(&mut self, resource_version: &str) -> Result<bool, Error>;
+}
+
 /// Settings of the executor that are not per resource.
 #[derive(Clone, Debug)]
 pub struct StepSettings {
@@ -111,6 +124,8 @@ pub struct Pass<'a> {
     pub poll: ApprovalPoll,
     /// What is known about the recorded deployment when the pass starts (`answered` false).
     pub knowledge: Knowledge,
+    /// The target's Argo Rollout facts, for `spec.approval.promote`.
+    pub control: Option<&'a RolloutControl>,
     pub settings: &'a StepSettings,
 }
 
@@ -161,6 +176,7 @@ pub async fn execute(
     start: &GitlabDeploymentStatus,
     gitlab: &mut impl GitlabCalls,
     sink: &mut impl StatusSink,
+    target: &mut impl TargetControl,
 ) -> Executed {
     let mut run = Executed {
         base: start.clone(),
@@ -180,6 +196,7 @@ pub async fn execute(
                 answered,
                 ..pass.knowledge
             },
+            control: pass.control,
         };
         let step = plan_with(pass.spec, &current, pass.rollout, pass.now, inputs);
         if let Plan::Nothing { requeue } = step {
@@ -187,7 +204,7 @@ pub async fn execute(
             return run;
         }
         tracing::debug!(?step, "acting");
-        match act(step, pass, &mut run, gitlab, sink).await {
+        match act(step, pass, &mut run, gitlab, sink, target).await {
             Ok(Step::Continue) => run.requeue = Some(Duration::ZERO),
             Ok(Step::Requeue(after)) => {
                 run.requeue = Some(after);
@@ -209,6 +226,7 @@ async fn act(
     run: &mut Executed,
     gitlab: &mut impl GitlabCalls,
     sink: &mut impl StatusSink,
+    target: &mut impl TargetControl,
 ) -> Result<Step, Error> {
     let now = pass.now;
     match step {
@@ -316,7 +334,7 @@ async fn act(
         Plan::Supersede { old_id, then } => {
             let view = gitlab.set_status(old_id, GitlabStatus::Canceled).await?;
             run.outcomes.push(Outcome::Answered(view));
-            Box::pin(act(*then, pass, run, gitlab, sink)).await
+            Box::pin(act(*then, pass, run, gitlab, sink, target)).await
         }
         Plan::PollApprovals { id, after } => {
             let view = gitlab.read(id).await?;
@@ -333,6 +351,31 @@ async fn act(
             run.outcomes.push(Outcome::MergeRequests { id, views });
             Ok(Step::Continue)
         }
+        Plan::PromoteRollout {
+            pause,
+            resource_version,
+        } => {
+            control_rollout(
+                RolloutAction::Promote(pause),
+                &resource_version,
+                now,
+                run,
+                sink,
+                target,
+            )
+            .await
+        }
+        Plan::AbortRollout { resource_version } => {
+            control_rollout(
+                RolloutAction::Abort,
+                &resource_version,
+                now,
+                run,
+                sink,
+                target,
+            )
+            .await
+        }
         Plan::SyncEnvironment { environment_id } => {
             let wanted = pass.spec.environment_settings.clone().unwrap_or_default();
             let record = gitlab.sync_environment(environment_id, &wanted).await?;
@@ -341,6 +384,46 @@ async fn act(
         }
     }
 }
+
+/// Promote or abort the target Rollout. A promote is recorded on the gate first (write-ahead,
+/// like the intent before a create: of two writers only one gets past the resourceVersion
+/// precondition, and after a crash only this same pause is promoted again). An abort is
+/// recorded once sent: a crash before the record leaves the Rollout showing `abort`, which
+/// the planner reads. The pass ends: the step was planned on the Rollout before the patch.
+async fn control_rollout(
+    action: RolloutAction,
+    resource_version: &str,
+    now: Timestamp,
+    run: &mut Executed,
+    sink: &mut impl StatusSink,
+    target: &mut impl TargetControl,
+) -> Result<Step, Error> {
+    let sent = match &action {
+        RolloutAction::Promote(_) => {
+            sink.write(&with_rollout_action(&run.current(now), &action, now))
+                .await?;
+            run.base = with_rollout_action(&run.base, &action, now);
+            target.promote(resource_version).await?
+        }
+        RolloutAction::Abort => {
+            let sent = target.abort(resource_version).await?;
+            if sent {
+                run.base = with_rollout_action(&run.base, &action, now);
+            }
+            sent
+        }
+    };
+    if !sent {
+        tracing::debug!(
+            ?action,
+            "the Rollout changed since it was read; deciding again"
+        );
+    }
+    Ok(Step::Requeue(ROLLOUT_CONTROL_REQUEUE))
+}
+
+/// After a promote or abort, look again this soon even if no watch event comes.
+const ROLLOUT_CONTROL_REQUEUE: Duration = Duration::from_secs(5);
 
 /// The GitLab deployments this resource already knows (current and history): a lookup for
 /// an interrupted create never takes one of them for it.

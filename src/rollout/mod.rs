@@ -7,11 +7,14 @@
 mod generic;
 mod gitops;
 pub mod json;
+mod promotion;
 pub mod revision;
 mod workloads;
 
 #[cfg(test)]
 mod tests;
+
+pub use promotion::{IndefinitePause, RolloutControl, rollout_control};
 
 use std::time::Duration;
 

@@ -939,3 +939,98 @@ fn success_message_names_the_revision() {
     );
     assert_eq!(got.commit_sha(), Some(T));
 }
+
+/// What the approval gate's promote and abort read from an Argo Rollout.
+#[test]
+fn rollout_control_reads_where_an_argo_rollout_waits() {
+    let canary = json!({"strategy": {"canary": {"steps": [
+        {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1m"}}
+    ]}}});
+    let base = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "generation": 3, "resourceVersion": "41"},
+        "spec": canary,
+        "status": {
+            "observedGeneration": "3", "currentPodHash": "new", "stableRS": "old",
+            "currentStepIndex": 1, "controllerPause": true,
+            "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T11:00:00Z"}]
+        }
+    });
+    let control =
+        |patch: Value| rollout_control(&TargetObject::from_value(merge(base.clone(), patch)));
+    let at_step = |c: Option<RolloutControl>| c.and_then(|c| c.indefinite_pause).map(|p| p.step);
+
+    let paused = control(json!({})).unwrap();
+    assert_eq!(
+        paused,
+        RolloutControl {
+            resource_version: Some("41".into()),
+            observed: true,
+            pod_hash: Some("new".into()),
+            updating: true,
+            aborted: false,
+            paused_by_person: false,
+            indefinite_pause: Some(IndefinitePause { step: Some(1) }),
+        }
+    );
+    let cases: Vec<(&str, Value, Option<Option<i64>>)> = vec![
+        (
+            "timed pause step",
+            json!({"status": {"currentStepIndex": 3}}),
+            None,
+        ),
+        (
+            "pause: {duration: 0} is timed too",
+            json!({"spec": {"strategy": {"canary": {"steps": [{"pause": {"duration": 0}}]}}}, "status": {"currentStepIndex": 0}}),
+            None,
+        ),
+        (
+            "a step without pause",
+            json!({"status": {"currentStepIndex": 0}}),
+            None,
+        ),
+        (
+            "step index past the steps",
+            json!({"status": {"currentStepIndex": 9}}),
+            None,
+        ),
+        (
+            "analysis pause beside the step pause",
+            json!({"status": {"pauseConditions": [{"reason": "CanaryPauseStep"}, {"reason": "InconclusiveAnalysis"}]}}),
+            None,
+        ),
+        (
+            "no pause conditions (promoted, the controller not yet moved on)",
+            json!({"status": {"pauseConditions": null}}),
+            None,
+        ),
+        (
+            "blue-green, auto-promotion off",
+            json!({"spec": {"strategy": {"canary": null, "blueGreen": {"autoPromotionEnabled": false}}}, "status": {"currentStepIndex": null, "pauseConditions": [{"reason": "BlueGreenPause"}]}}),
+            Some(None),
+        ),
+        (
+            "blue-green, auto-promotion after a delay",
+            json!({"spec": {"strategy": {"canary": null, "blueGreen": {"autoPromotionSeconds": 30}}}, "status": {"currentStepIndex": null, "pauseConditions": [{"reason": "BlueGreenPause"}]}}),
+            None,
+        ),
+    ];
+    for (name, patch, want) in cases {
+        assert_eq!(at_step(control(patch)), want, "{name}");
+    }
+    let manual = control(json!({"spec": {"paused": true}})).unwrap();
+    assert!(manual.paused_by_person);
+    let stale = control(json!({"metadata": {"generation": 4}})).unwrap();
+    assert!(!stale.observed, "status of an older spec");
+    let settled = control(json!({"status": {"stableRS": "new"}})).unwrap();
+    assert!(!settled.updating);
+    let aborted = control(json!({"status": {"abort": true}})).unwrap();
+    assert!(aborted.aborted);
+    assert_eq!(
+        rollout_control(&TargetObject::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}
+        }))),
+        None,
+        "only Argo Rollouts"
+    );
+}

@@ -631,7 +631,7 @@ fn cleanup_table() {
             Cancel,
             Some(St::default().intent(A)),
             Cleanup::Recover {
-                intent: St::default().intent(A).0.intent.unwrap(),
+                intent: Box::new(St::default().intent(A).0.intent.unwrap()),
             },
         ),
         (
@@ -1216,7 +1216,8 @@ fn approval_safety_net_replaces_the_backoff() {
             now(),
             PlanInputs {
                 poll: net,
-                knowledge: Knowledge::FRESH
+                knowledge: Knowledge::FRESH,
+                control: None,
             }
         ),
         nothing(Some(540)),
@@ -1234,7 +1235,8 @@ fn approval_safety_net_replaces_the_backoff() {
             now(),
             PlanInputs {
                 poll: net,
-                knowledge: Knowledge::FRESH
+                knowledge: Knowledge::FRESH,
+                control: None,
             }
         ),
         Plan::PollApprovals {
@@ -1266,6 +1268,7 @@ fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
             PlanInputs {
                 poll,
                 knowledge: Knowledge::FRESH,
+                control: None,
             },
         );
         let wait = match step {
@@ -1293,4 +1296,254 @@ fn approval_reads_per_hour_with_and_without_hooks() {
     let net = |s| ApprovalPoll::safety_net(Duration::from_secs(s));
     assert_eq!(approval_reads(net(600), 3), vec![6, 6, 6]);
     assert_eq!(approval_reads(net(3600), 3), vec![1, 1, 1]);
+}
+
+/// `spec.approval.promote` on an Argo Rollout: the Rollout follows GitLab's verdict on the
+/// deployment the gate holds, and only for that deployment's revision.
+#[test]
+fn promote_and_abort_follow_the_verdict_on_the_held_revision() {
+    use crate::api::deployment::{ApprovalPolicy, PromotedPause};
+    use crate::rollout::{IndefinitePause, RolloutControl};
+
+    let mut promote = fixed(B);
+    promote.target = TargetRef {
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        name: "web".into(),
+    };
+    promote.approval = ApprovalPolicy {
+        gate: true,
+        promote: true,
+    };
+    let gate_only = ValidatedSpec {
+        approval: ApprovalPolicy {
+            gate: true,
+            promote: false,
+        },
+        ..promote.clone()
+    };
+    let paused = |step: Option<i64>| RolloutControl {
+        resource_version: Some("41".into()),
+        observed: true,
+        pod_hash: Some("new".into()),
+        updating: true,
+        aborted: false,
+        paused_by_person: false,
+        indefinite_pause: Some(IndefinitePause { step }),
+    };
+    let pause = |step: Option<i64>| PromotedPause {
+        pod_hash: "new".into(),
+        step,
+        at: Time(now()),
+    };
+    let held = |state: ApprovalState, status: GitlabStatus, promoted: Option<PromotedPause>| {
+        let mut st = St::default()
+            .deployment(8, B, status)
+            .approval(state, Some(60), Some(0))
+            .0;
+        if let Some(d) = st.deployment.as_mut() {
+            d.gate = Some(GateRecord {
+                held_revision: Some("old".into()),
+                approved_at: Some(secs_ago(5)),
+                promoted,
+                aborted_at: None,
+            });
+        }
+        if let Some(a) = st.approval.as_mut() {
+            a.deployment_id = Some(did(8));
+        }
+        st
+    };
+    let awaiting = ro(RolloutState::Progressing, Reason::AwaitingPromotion);
+    let promote_step = |step: Option<i64>| Plan::PromoteRollout {
+        pause: pause(step),
+        resource_version: "41".into(),
+    };
+    let abort = Plan::AbortRollout {
+        resource_version: "41".into(),
+    };
+    use ApprovalState::{Approved, NotRequired, Pending, Rejected};
+
+    let with = |c: RolloutControl| c;
+    let cases: Vec<(
+        &str,
+        &ValidatedSpec,
+        GitlabDeploymentStatus,
+        RolloutControl,
+        Option<Plan>,
+    )> = vec![
+        (
+            "approved, paused at an indefinite canary step: promote",
+            &promote,
+            held(Approved, Running, None),
+            paused(Some(1)),
+            Some(promote_step(Some(1))),
+        ),
+        (
+            "approved, blue-green pause: promote",
+            &promote,
+            held(Approved, Running, None),
+            paused(None),
+            Some(promote_step(None)),
+        ),
+        (
+            "no approval required: promote",
+            &promote,
+            held(NotRequired, Running, None),
+            paused(Some(0)),
+            Some(promote_step(Some(0))),
+        ),
+        (
+            "this very pause promoted before a crash: send it again",
+            &promote,
+            held(Approved, Running, Some(pause(Some(1)))),
+            paused(Some(1)),
+            Some(promote_step(Some(1))),
+        ),
+        (
+            "a later pause of the revision is left to people",
+            &promote,
+            held(Approved, Running, Some(pause(Some(1)))),
+            paused(Some(3)),
+            None,
+        ),
+        (
+            "pending: hold",
+            &promote,
+            held(Pending, Running, None),
+            paused(Some(1)),
+            None,
+        ),
+        (
+            "gate without promote: never touch the Rollout",
+            &gate_only,
+            held(Approved, Running, None),
+            paused(Some(1)),
+            None,
+        ),
+        (
+            "a timed or analysis pause is not ours",
+            &promote,
+            held(Approved, Running, None),
+            with(RolloutControl {
+                indefinite_pause: None,
+                ..paused(Some(1))
+            }),
+            None,
+        ),
+        (
+            "paused by a person",
+            &promote,
+            held(Approved, Running, None),
+            with(RolloutControl {
+                paused_by_person: true,
+                ..paused(Some(1))
+            }),
+            None,
+        ),
+        (
+            "status of an older spec",
+            &promote,
+            held(Approved, Running, None),
+            with(RolloutControl {
+                observed: false,
+                ..paused(Some(1))
+            }),
+            None,
+        ),
+        (
+            "nothing new rolling out",
+            &promote,
+            held(Approved, Running, None),
+            with(RolloutControl {
+                updating: false,
+                ..paused(Some(1))
+            }),
+            None,
+        ),
+        (
+            "the deployment finished: any later pause is another rollout's",
+            &promote,
+            held(Approved, Success, None),
+            paused(Some(1)),
+            None,
+        ),
+        (
+            "rejected while it rolls out: abort",
+            &promote,
+            held(Rejected, Failed, None),
+            paused(Some(1)),
+            Some(abort.clone()),
+        ),
+        (
+            "rejected, already aborted",
+            &promote,
+            held(Rejected, Failed, None),
+            with(RolloutControl {
+                aborted: true,
+                ..paused(Some(1))
+            }),
+            None,
+        ),
+        (
+            "rejected, gate only: no abort",
+            &gate_only,
+            held(Rejected, Failed, None),
+            paused(Some(1)),
+            None,
+        ),
+    ];
+    for (name, spec, status, control, want) in cases {
+        let got = plan_with(
+            spec,
+            &status,
+            &awaiting,
+            now(),
+            PlanInputs {
+                control: Some(&control),
+                ..PlanInputs::default()
+            },
+        );
+        match want {
+            Some(want) => assert_eq!(got, want, "{name}"),
+            None => assert!(
+                !matches!(got, Plan::PromoteRollout { .. } | Plan::AbortRollout { .. }),
+                "{name}: {got:?}"
+            ),
+        }
+    }
+
+    // Aborted once: a person's retry afterwards is not overruled.
+    let mut aborted = held(Rejected, Failed, None);
+    if let Some(g) = aborted.deployment.as_mut().and_then(|d| d.gate.as_mut()) {
+        g.aborted_at = Some(secs_ago(30));
+    }
+    let got = plan_with(
+        &promote,
+        &aborted,
+        &awaiting,
+        now(),
+        PlanInputs {
+            control: Some(&paused(Some(1))),
+            ..PlanInputs::default()
+        },
+    );
+    assert!(!matches!(got, Plan::AbortRollout { .. }), "{got:?}");
+
+    // A pause of another revision: the deployment GitLab approved is for A, the spec wants B.
+    let mut other = held(Approved, Running, None);
+    if let Some(d) = other.deployment.as_mut() {
+        d.sha = A.into();
+    }
+    let got = plan_with(
+        &promote,
+        &other,
+        &awaiting,
+        now(),
+        PlanInputs {
+            control: Some(&paused(Some(1))),
+            ..PlanInputs::default()
+        },
+    );
+    assert!(!matches!(got, Plan::PromoteRollout { .. }), "{got:?}");
 }

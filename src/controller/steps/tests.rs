@@ -152,6 +152,18 @@ impl StatusSink for MemorySink {
     }
 }
 
+/// A target that is not an Argo Rollout: the planner never asks for a promote or abort.
+struct NoRollout;
+
+impl TargetControl for NoRollout {
+    async fn promote(&mut self, _: &str) -> Result<bool, Error> {
+        panic!("promote planned for a target that is not a Rollout")
+    }
+    async fn abort(&mut self, _: &str) -> Result<bool, Error> {
+        panic!("abort planned for a target that is not a Rollout")
+    }
+}
+
 /// One process's view: what it has confirmed (the reconciler's `verified` memory).
 struct Process {
     confirmed: Option<DeploymentId>,
@@ -195,9 +207,10 @@ async fn drive(
                 confirmed,
                 refresh: false,
             },
+            control: None,
             settings: &SETTINGS,
         };
-        let run = execute(&pass, &st, gitlab, &mut sink).await;
+        let run = execute(&pass, &st, gitlab, &mut sink, &mut NoRollout).await;
         if run.error.is_some() {
             *process = Process::fresh();
             return sink.persisted;
@@ -508,4 +521,206 @@ async fn cleanup_reads_before_it_cancels_and_leaves_a_finished_deployment() {
         .unwrap();
     assert_eq!(end, Cleaned::Done);
     assert!(gitlab.calls.is_empty());
+}
+
+/// An Argo Rollout as the API server holds it: a resourceVersion and where it is paused.
+struct MemoryRollout {
+    rv: u64,
+    step: Option<i64>,
+    patches: Vec<String>,
+}
+
+impl MemoryRollout {
+    fn facts(&self) -> crate::rollout::RolloutControl {
+        crate::rollout::RolloutControl {
+            resource_version: Some(self.rv.to_string()),
+            observed: true,
+            pod_hash: Some("new".into()),
+            updating: true,
+            aborted: false,
+            paused_by_person: false,
+            indefinite_pause: self
+                .step
+                .map(|s| crate::rollout::IndefinitePause { step: Some(s) }),
+        }
+    }
+}
+
+impl TargetControl for MemoryRollout {
+    async fn promote(&mut self, resource_version: &str) -> Result<bool, Error> {
+        if resource_version != self.rv.to_string() {
+            return Ok(false);
+        }
+        self.patches.push(format!("promote step {:?}", self.step));
+        self.step = None;
+        self.rv += 1;
+        Ok(true)
+    }
+    async fn abort(&mut self, resource_version: &str) -> Result<bool, Error> {
+        if resource_version != self.rv.to_string() {
+            return Ok(false);
+        }
+        self.patches.push("abort".into());
+        self.rv += 1;
+        Ok(true)
+    }
+}
+
+/// `spec.approval.promote`: one promote per revision whatever crashes, and never a patch
+/// decided on a Rollout that has moved on.
+#[tokio::test]
+async fn a_promote_is_sent_once_per_revision_across_crashes() {
+    use crate::api::deployment::{
+        ApprovalPolicy, ApprovalState, ApprovalStatus, GateRecord, TargetRef,
+    };
+
+    let mut spec = fixed(B);
+    spec.target = TargetRef {
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        name: "web".into(),
+    };
+    spec.approval = ApprovalPolicy {
+        gate: true,
+        promote: true,
+    };
+    let mut gitlab = MemoryGitlab::default();
+    let view = gitlab.post(&rev(B), Running);
+    let mut approved = GitlabDeploymentStatus::default();
+    status::apply(
+        &mut approved,
+        &status::Outcome::Recorded { view, tag: false },
+        now(),
+    );
+    if let Some(d) = approved.deployment.as_mut() {
+        d.gate = Some(GateRecord {
+            held_revision: Some("old".into()),
+            ..GateRecord::default()
+        });
+    }
+    approved.approval = Some(ApprovalStatus {
+        state: ApprovalState::Approved,
+        deployment_id: approved.deployment.as_ref().map(|d| d.id),
+        required: 1,
+        ..ApprovalStatus::default()
+    });
+    let awaiting = ro(RolloutState::Progressing, Reason::AwaitingPromotion);
+    let mut rollout = MemoryRollout {
+        rv: 41,
+        step: Some(1),
+        patches: Vec::new(),
+    };
+    let setup_calls = gitlab.calls.len();
+
+    async fn once(
+        spec: &crate::api::validate::ValidatedSpec,
+        rollout_status: &RolloutStatus,
+        st: &GitlabDeploymentStatus,
+        facts: &crate::rollout::RolloutControl,
+        gitlab: &mut MemoryGitlab,
+        target: &mut MemoryRollout,
+        crash_at: Option<usize>,
+    ) -> (Executed, GitlabDeploymentStatus) {
+        let mut sink = MemorySink {
+            persisted: st.clone(),
+            writes: 0,
+            crash_at,
+        };
+        let pass = Pass {
+            spec,
+            rollout: rollout_status,
+            now: now(),
+            poll: ApprovalPoll::POLLING,
+            knowledge: Knowledge {
+                answered: false,
+                confirmed: true,
+                refresh: false,
+            },
+            control: Some(facts),
+            settings: &SETTINGS,
+        };
+        let run = execute(&pass, st, gitlab, &mut sink, target).await;
+        (run, sink.persisted)
+    }
+
+    // The process dies writing the promote down: nothing is sent.
+    let facts = rollout.facts();
+    let (run, persisted) = once(
+        &spec,
+        &awaiting,
+        &approved,
+        &facts,
+        &mut gitlab,
+        &mut rollout,
+        Some(1),
+    )
+    .await;
+    assert!(run.error.is_some());
+    assert!(rollout.patches.is_empty(), "no patch before the record");
+    assert_eq!(persisted, approved);
+
+    // The next process promotes; it dies before its final status write (only the
+    // write-ahead record survives). The Argo controller moves on to the next indefinite pause.
+    let (run, persisted) = once(
+        &spec,
+        &awaiting,
+        &approved,
+        &facts,
+        &mut gitlab,
+        &mut rollout,
+        None,
+    )
+    .await;
+    assert!(run.error.is_none());
+    assert_eq!(rollout.patches, ["promote step Some(1)"]);
+    let promoted = persisted
+        .deployment
+        .as_ref()
+        .and_then(|d| d.gate.as_ref())
+        .and_then(|g| g.promoted.clone())
+        .expect("the promote is recorded before it is sent");
+    assert_eq!(
+        (promoted.pod_hash.as_str(), promoted.step),
+        ("new", Some(1))
+    );
+
+    // A reconcile that still sees the pause in a lagging cache: the precondition stops it.
+    let (_, _) = once(
+        &spec,
+        &awaiting,
+        &persisted,
+        &facts,
+        &mut gitlab,
+        &mut rollout,
+        None,
+    )
+    .await;
+    assert_eq!(
+        rollout.patches.len(),
+        1,
+        "a patch decided on an old resourceVersion is not applied"
+    );
+
+    // The Rollout waits at its next indefinite pause: that one is for people.
+    rollout.step = Some(3);
+    rollout.rv += 1;
+    let facts = rollout.facts();
+    let (run, _) = once(
+        &spec,
+        &awaiting,
+        &persisted,
+        &facts,
+        &mut gitlab,
+        &mut rollout,
+        None,
+    )
+    .await;
+    assert!(run.error.is_none());
+    assert_eq!(rollout.patches.len(), 1, "{:?}", rollout.patches);
+    assert_eq!(
+        gitlab.calls.len(),
+        setup_calls,
+        "promoting costs no GitLab call: {:?}",
+        gitlab.calls
+    );
 }
