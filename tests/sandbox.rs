@@ -78,9 +78,11 @@ impl Run {
         self.has("curl -s -H 'PRIVATE-TOKEN: glpat-emulator-root' http://127.0.0.1:");
         self.has("/api/v4/projects/1/deployments");
         self.has(&format!("demo `{scenario}` succeeded"));
-        // Revision A, live: both environments reach success.
+        // Revision A, live: staging reaches success (production too, unless it was rejected).
         self.line_with(&["staging", "GitLab deployment", ": success"]);
-        self.line_with(&["production", "GitLab deployment", ": success"]);
+        if scenario != "rejection" {
+            self.line_with(&["production", "GitLab deployment", ": success"]);
+        }
     }
 
     fn has(&self, text: &str) {
@@ -134,7 +136,19 @@ async fn approval_scenario_approves_as_the_approver() {
     let run = sandbox("approval").await;
     run.assert_ok("approval");
     run.has("approved GitLab deployment");
+    run.has("nothing runs in production yet");
     run.line_with(&["production", "approved (1/1)"]);
+    run.line_with(&["production", "GitLab deployment", ": success"]);
+}
+
+#[tokio::test]
+async fn rejection_scenario_fails_the_deployment_and_never_rolls_out() {
+    let run = sandbox("rejection").await;
+    run.assert_ok("rejection");
+    run.has("rejected GitLab deployment");
+    run.has("was never applied");
+    run.line_with(&["production", "rejected"]);
+    run.line_with(&["production", "GitLab deployment", ": failed"]);
 }
 
 #[tokio::test]

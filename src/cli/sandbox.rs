@@ -68,9 +68,15 @@ pub enum Scenario {
     /// Revision C arrives while B still rolls out: B's GitLab deployments are canceled, C's
     /// succeed.
     Supersede,
-    /// Like `default`, then the sandbox approves production as `approver` after a pause and
-    /// shows the operator picking the approval up.
+    /// Production behind the approval gate (`spec.approval.gate`, the Flux example's gate):
+    /// revision A's GitLab deployment is created `running` and held; nothing runs in
+    /// production until the sandbox approves as `approver` after a pause; then production's
+    /// workload is applied and reported `success`.
     Approval,
+    /// Like `approval`, but the approver rejects: the GitLab deployment is set `failed`, the
+    /// resource is Stalled (`ApprovalRejected`), production's workload is never applied, and
+    /// revision B starts over with a deployment of its own, held again.
+    Rejection,
 }
 
 impl Scenario {
@@ -81,6 +87,7 @@ impl Scenario {
             Scenario::Failure => "failure",
             Scenario::Supersede => "supersede",
             Scenario::Approval => "approval",
+            Scenario::Rejection => "rejection",
         }
     }
 }

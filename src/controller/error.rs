@@ -156,9 +156,7 @@ impl Error {
             },
             Error::Metadata(_) => Category::InvalidObject,
             Error::GitlabAnswer { .. } => Category::GitlabError,
-            Error::TargetWrite { source, .. }
-                if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 403) =>
-            {
+            Error::TargetWrite { source, .. } if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 403) => {
                 Category::TargetWriteForbidden
             }
             Error::TargetWrite { .. } => Category::KubeApiError,

@@ -608,10 +608,15 @@ fn plan_deployment(
     }
 
     // 3. The target went away (or is going) while its rollout was reported running: cancel.
+    //    Not a deployment the gate created before its workload ever existed: the workload is
+    //    applied once GitLab approves (Flux's dependsOn on the gate), so its absence is awaited.
+    let never_had_workload =
+        |d: &DeploymentRecord| d.gate.is_some() && d.workload_revision.is_none();
     if matches!(
         rollout.reason,
         Reason::TargetNotFound | Reason::TargetTerminating
     ) && let Some(cur) = current.filter(|d| d.status == GitlabStatus::Running)
+        && !(rollout.reason == Reason::TargetNotFound && never_had_workload(cur))
     {
         return cancel(cur.id, knowledge, None);
     }

@@ -337,8 +337,14 @@ async fn act(
             Box::pin(act(*then, pass, run, gitlab, sink, target)).await
         }
         Plan::PollApprovals { id, after } => {
+            let before = status::current_approval(&run.current(now));
             let view = gitlab.read(id).await?;
             run.outcomes.push(Outcome::Answered(view));
+            // A verdict (approved, rejected) may call for a step now (the gate fails a
+            // rejected deployment, promotes an approved Rollout); still pending: come back.
+            if status::current_approval(&run.current(now)) != before {
+                return Ok(Step::Continue);
+            }
             Ok(Step::Requeue(after))
         }
         Plan::FetchMergeRequests { id } => {

@@ -34,6 +34,15 @@ pub const PRODUCTION: Example = Example {
     file: "examples/gitlabdeployment-production.yaml",
     yaml: include_str!("../../examples/gitlabdeployment-production.yaml"),
 };
+/// The approval gate of the Flux example: production held until GitLab approves.
+pub const GATE: Example = Example {
+    file: "examples/gitops/flux/approval-gate/gate/gitlabdeployment.yaml",
+    yaml: include_str!("../../examples/gitops/flux/approval-gate/gate/gitlabdeployment.yaml"),
+};
+
+/// The Deployment production runs in the gated scenarios: its own workload, applied only once
+/// GitLab approved (as Flux's `dependsOn` on the gate would apply it).
+pub const GATED_WORKLOAD: &str = "web-production";
 
 /// Rollout pace of the kube emulator's Deployment controller (see `kube_emulator::apps`).
 pub const STEP_ANNOTATION: &str = "emulator.gitlab-operator.io/rollout-step";
@@ -110,10 +119,23 @@ pub fn connection(url: &str) -> Result<Value, SandboxError> {
     Ok(v)
 }
 
-/// Deployment `web` running the image built from commit `sha`, paced by the emulator's
-/// annotations: one pod step every `step_ms`, ending as `outcome` says.
-pub fn deployment(sha: &str, step_ms: u64, outcome: Outcome) -> Result<Value, SandboxError> {
+/// Deployment `name` (the example's `web`, or [`GATED_WORKLOAD`]) running the image built from
+/// commit `sha`, paced by the emulator's annotations: one pod step every `step_ms`, ending as
+/// `outcome` says.
+pub fn deployment(
+    name: &str,
+    sha: &str,
+    step_ms: u64,
+    outcome: Outcome,
+) -> Result<Value, SandboxError> {
     let mut v = parse(DEPLOYMENT)?;
+    if name != name_of(&v) {
+        v["metadata"]["name"] = json!(name);
+        v["metadata"]["labels"]["app"] = json!(name);
+        // Its own pods: the example's selector and labels name `web`.
+        v["spec"]["selector"]["matchLabels"]["app"] = json!(name);
+        v["spec"]["template"]["metadata"]["labels"]["app"] = json!(name);
+    }
     let containers = v
         .pointer_mut("/spec/template/spec/containers")
         .and_then(Value::as_array_mut)
@@ -170,6 +192,23 @@ pub fn production() -> Result<Value, SandboxError> {
     parse(PRODUCTION)
 }
 
+/// `web-production` behind the approval gate (the Flux example's gate) at commit `sha`,
+/// following its own Deployment [`GATED_WORKLOAD`].
+pub fn gated_production(sha: &str) -> Result<Value, SandboxError> {
+    let mut v = parse(GATE)?;
+    let spec = v
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed(GATE, "spec"))?;
+    spec.insert("sha".to_owned(), json!(sha));
+    let target = spec
+        .get_mut("target")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed(GATE, "spec.target"))?;
+    target.insert("name".to_owned(), json!(GATED_WORKLOAD));
+    Ok(v)
+}
+
 /// `metadata.name` of a manifest.
 pub fn name_of(v: &Value) -> &str {
     v.pointer("/metadata/name")
@@ -193,7 +232,7 @@ mod tests {
 
     #[test]
     fn every_bundled_example_parses() {
-        for example in [SECRET, CONNECTION, DEPLOYMENT, STAGING, PRODUCTION] {
+        for example in [SECRET, CONNECTION, DEPLOYMENT, STAGING, PRODUCTION, GATE] {
             parse(example).unwrap_or_else(|e| panic!("{}: {e}", example.file));
         }
     }
@@ -221,14 +260,14 @@ mod tests {
         assert_eq!(c["spec"]["tokenSecretRef"]["name"], name_of(&s));
         assert!(c["spec"].get("rateLimit").is_none());
 
-        let d = deployment(SHA, 250, Outcome::Fail).unwrap();
+        let d = deployment("web", SHA, 250, Outcome::Fail).unwrap();
         assert_eq!(
             d["spec"]["template"]["spec"]["containers"][0]["image"],
             format!("registry.example.com/demo/app:{SHA}")
         );
         assert_eq!(d["metadata"]["annotations"][STEP_ANNOTATION], "250ms");
         assert_eq!(d["metadata"]["annotations"][OUTCOME_ANNOTATION], "fail");
-        let ok = deployment(SHA, 250, Outcome::Success).unwrap();
+        let ok = deployment("web", SHA, 250, Outcome::Success).unwrap();
         assert!(
             ok["metadata"]["annotations"]
                 .get(OUTCOME_ANNOTATION)
@@ -243,5 +282,20 @@ mod tests {
         assert_eq!(environment_of(&p), "production");
         assert_eq!(p["spec"]["revisionFrom"]["container"], APP_CONTAINER);
         assert_eq!(p["spec"]["target"]["name"], name_of(&d));
+
+        let g = gated_production(SHA).unwrap();
+        assert_eq!(
+            (name_of(&g), environment_of(&g)),
+            ("web-production", "production")
+        );
+        assert_eq!(g["spec"]["sha"], SHA);
+        assert_eq!(g["spec"]["approval"]["gate"], true);
+        let w = deployment(GATED_WORKLOAD, SHA, 250, Outcome::Success).unwrap();
+        assert_eq!(g["spec"]["target"]["name"], name_of(&w));
+        assert_eq!(w["spec"]["selector"]["matchLabels"]["app"], GATED_WORKLOAD);
+        assert_eq!(
+            w["spec"]["template"]["metadata"]["labels"]["app"],
+            GATED_WORKLOAD
+        );
     }
 }

@@ -17,6 +17,7 @@ use super::live::stamp;
 use super::manifests::{self, Outcome};
 use crate::api::connection::GitlabConnection;
 use crate::api::deployment::{ApprovalState, EnvironmentSyncState, GitlabDeployment, GitlabStatus};
+use crate::api::names::reason;
 use crate::cli::sandbox::{SandboxError, Scenario};
 use crate::gitlab::{ApprovalStatus, ApproveDeployment, GitlabClient, ProjectId, Token, TokenKind};
 
@@ -64,6 +65,14 @@ fn deployment_id(gd: &GitlabDeployment) -> i64 {
         .and_then(|s| s.deployment.as_ref())
         .map(|d| i64::from(d.id))
         .unwrap_or_default()
+}
+
+/// Whether condition `type_` of a resource has `status` and `reason`.
+fn condition_is(gd: &GitlabDeployment, type_: &str, status: &str, reason: &str) -> bool {
+    gd.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .is_some_and(|c| c.status == status && c.reason == reason)
 }
 
 /// The `Ready` condition's message: the operator's own words on where a resource is stuck.
@@ -222,25 +231,40 @@ impl Demo {
             manifests::name_of(&production),
             manifests::environment_of(&production),
         ));
-        let ns = &self.namespace;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        self.apply(&secrets, &manifests::secret(&self.info.root_token)?)
-            .await?;
-        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), ns);
-        self.apply(&connections, &manifests::connection(&self.info.gitlab_url)?)
-            .await?;
+        self.apply_connection().await?;
         self.roll_out(sha, Outcome::Success).await?;
         self.apply(&self.glds(), &staging).await?;
         self.apply(&self.glds(), &production).await?;
         Ok(())
     }
 
+    /// The Secret and the GitlabConnection of examples/, at the emulated GitLab.
+    async fn apply_connection(&self) -> Result<(), SandboxError> {
+        let ns = &self.namespace;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        self.apply(&secrets, &manifests::secret(&self.info.root_token)?)
+            .await?;
+        let connections: Api<GitlabConnection> = Api::namespaced(self.client.clone(), ns);
+        self.apply(&connections, &manifests::connection(&self.info.gitlab_url)?)
+            .await
+    }
+
     /// Roll Deployment `web` to the image built from `sha`, ending as `outcome` says.
     async fn roll_out(&self, sha: &str, outcome: Outcome) -> Result<(), SandboxError> {
+        self.roll_out_named("web", sha, outcome).await
+    }
+
+    /// Roll Deployment `name` to the image built from `sha`, ending as `outcome` says.
+    async fn roll_out_named(
+        &self,
+        name: &str,
+        sha: &str,
+        outcome: Outcome,
+    ) -> Result<(), SandboxError> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         self.apply(
             &deployments,
-            &manifests::deployment(sha, self.step_ms, outcome)?,
+            &manifests::deployment(name, sha, self.step_ms, outcome)?,
         )
         .await
     }
@@ -261,6 +285,11 @@ impl Demo {
     /// Play the scenario; `Ok` means it reached its expected end, checked against GitLab.
     pub async fn play(&self) -> Result<(), SandboxError> {
         let (a, b, c) = self.revisions()?;
+        if matches!(self.scenario, Scenario::Approval | Scenario::Rejection) {
+            self.play_gate(a, b).await?;
+            self.say(&format!("demo `{}` succeeded", self.scenario.as_str()));
+            return Ok(());
+        }
         self.apply_examples(a).await?;
         self.both(a, GitlabStatus::Success).await?;
         self.say(&format!(
@@ -302,29 +331,130 @@ impl Demo {
                 self.check_gitlab("staging", c, "success")?;
                 self.check_gitlab("production", c, "success")?;
             }
-            Scenario::Approval => {
-                self.revision_b(b, Outcome::Success).await?;
-                let prod = self.pending_production(b).await?;
-                let id = deployment_id(&prod);
-                println!("{}", approve_hint(&self.info, id));
-                self.say(&format!(
-                    "the sandbox approves it as `approver` in {}s (what the command above does)",
-                    self.approve_after.as_secs()
-                ));
-                // A scripted pause for the person watching, not a wait for a condition.
-                tokio::time::sleep(self.approve_after).await;
-                self.approve(id).await?;
-                self.say(&format!(
-                    "approved GitLab deployment {id} as approver; waiting for the operator to see it"
-                ));
-                self.wait("web-production", "approval recorded", |gd| {
-                    approval_is(gd, ApprovalState::Approved)
-                })
-                .await?;
-            }
+            Scenario::Approval | Scenario::Rejection => {}
         }
         self.say(&format!("demo `{}` succeeded", self.scenario.as_str()));
         Ok(())
+    }
+
+    /// The `approval` and `rejection` stories: staging as in the examples, production behind
+    /// the approval gate with a workload of its own that the sandbox applies only once GitLab
+    /// approved (what Flux's `dependsOn` on the gate, or a pipeline's
+    /// `kubectl wait --for=condition=Approved`, does).
+    async fn play_gate(&self, a: &str, b: &str) -> Result<(), SandboxError> {
+        let staging = manifests::staging(a)?;
+        self.say(&format!(
+            "applying examples/: Secret, GitlabConnection, Deployment web and {} at revision A ({}); production behind the approval gate of {} (spec.approval.gate) at A; its Deployment {} is applied only once GitLab approves",
+            manifests::name_of(&staging),
+            short(a),
+            manifests::GATE.file,
+            manifests::GATED_WORKLOAD,
+        ));
+        self.apply_connection().await?;
+        self.roll_out(a, Outcome::Success).await?;
+        self.apply(&self.glds(), &staging).await?;
+        self.apply(&self.glds(), &manifests::gated_production(a)?)
+            .await?;
+        self.wait_reported("web-staging", a, GitlabStatus::Success)
+            .await?;
+        let held = self
+            .wait(
+                "web-production",
+                "held for approval (Approved=False)",
+                |gd| {
+                    reports(gd, a, GitlabStatus::Running)
+                        && condition_is(gd, "Approved", "False", reason::APPROVAL_PENDING)
+                },
+            )
+            .await?;
+        let id = deployment_id(&held);
+        self.say(&format!(
+            "production holds A: GitLab deployment {id} is running and waits for approval (Approved=False); nothing runs in production yet"
+        ));
+        println!("{}", approve_hint(&self.info, id));
+        let (verdict, word) = match self.scenario {
+            Scenario::Rejection => (ApprovalStatus::Rejected, "rejects"),
+            _ => (ApprovalStatus::Approved, "approves"),
+        };
+        self.say(&format!(
+            "the sandbox {word} it as `approver` in {}s",
+            self.approve_after.as_secs()
+        ));
+        // A scripted pause for the person watching, not a wait for a condition.
+        tokio::time::sleep(self.approve_after).await;
+        self.review(id, verdict).await?;
+        if verdict == ApprovalStatus::Rejected {
+            return self.rejected(id, a, b).await;
+        }
+        self.say(&format!(
+            "approved GitLab deployment {id} as approver; waiting for the operator to see it"
+        ));
+        self.wait("web-production", "Approved=True", |gd| {
+            condition_is(gd, "Approved", "True", reason::APPROVED)
+        })
+        .await?;
+        self.say(&format!(
+            "Approved=True: the sandbox applies Deployment {} at A, as Flux's dependsOn on the gate would",
+            manifests::GATED_WORKLOAD
+        ));
+        self.roll_out_named(manifests::GATED_WORKLOAD, a, Outcome::Success)
+            .await?;
+        self.wait_reported("web-production", a, GitlabStatus::Success)
+            .await?;
+        self.say("production rolled A out after the approval: GitLab shows success");
+        self.check_gitlab("production", a, "success")
+    }
+
+    /// After a rejection: `failed`, Stalled, the workload never applied; the next revision
+    /// starts over with its own deployment.
+    async fn rejected(&self, id: i64, a: &str, b: &str) -> Result<(), SandboxError> {
+        self.say(&format!(
+            "rejected GitLab deployment {id} as approver; waiting for the operator to see it"
+        ));
+        self.wait(
+            "web-production",
+            "failed and Stalled (ApprovalRejected)",
+            |gd| {
+                reports(gd, a, GitlabStatus::Failed)
+                    && condition_is(gd, "Stalled", "True", reason::APPROVAL_REJECTED)
+            },
+        )
+        .await?;
+        self.check_gitlab("production", a, "failed")?;
+        let workloads: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        if workloads
+            .get_opt(manifests::GATED_WORKLOAD)
+            .await
+            .map_err(|e| {
+                self.failed(format!(
+                    "reading Deployment {}: {e}",
+                    manifests::GATED_WORKLOAD
+                ))
+            })?
+            .is_some()
+        {
+            return Err(self.failed(format!(
+                "Deployment {} exists although production was rejected",
+                manifests::GATED_WORKLOAD
+            )));
+        }
+        self.say(&format!(
+            "GitLab deployment {id} is failed and web-production Stalled (ApprovalRejected); Deployment {} was never applied",
+            manifests::GATED_WORKLOAD
+        ));
+        self.say(&format!(
+            "revision B ({}) starts over: the gate names B, a new GitLab deployment waits for approval",
+            short(b)
+        ));
+        self.apply(&self.glds(), &manifests::gated_production(b)?)
+            .await?;
+        self.wait("web-production", "B held for approval", |gd| {
+            reports(gd, b, GitlabStatus::Running)
+                && condition_is(gd, "Approved", "False", reason::APPROVAL_PENDING)
+        })
+        .await?;
+        self.check_gitlab("production", a, "failed")?;
+        self.check_gitlab("production", b, "running")
     }
 
     async fn revision_b(&self, b: &str, outcome: Outcome) -> Result<(), SandboxError> {
@@ -360,19 +490,23 @@ impl Demo {
         .await
     }
 
-    /// Approve as the approver through the operator's own GitLab client (what
+    /// Approve or reject as the approver through the operator's own GitLab client (what
     /// `deployments approve` does).
-    async fn approve(&self, id: i64) -> Result<(), SandboxError> {
-        let step = "approving production as the approver";
+    async fn review(&self, id: i64, status: ApprovalStatus) -> Result<(), SandboxError> {
+        let step = "reviewing production as the approver";
         let client = GitlabClient::builder(
             self.info.gitlab_url.clone(),
             Token::new(TokenKind::Private, self.info.approver_token.clone()),
         )
         .build()
         .map_err(|source| SandboxError::Gitlab { step, source })?;
+        let comment = match status {
+            ApprovalStatus::Rejected => "rejected by the sandbox: not this week",
+            _ => "approved by the sandbox",
+        };
         let request = ApproveDeployment {
-            status: ApprovalStatus::Approved,
-            comment: Some("approved by the sandbox".to_owned()),
+            status,
+            comment: Some(comment.to_owned()),
             represented_as: None,
         };
         let project = ProjectId::Path(self.info.project_path.clone());

@@ -1547,3 +1547,42 @@ fn promote_and_abort_follow_the_verdict_on_the_held_revision() {
     );
     assert!(!matches!(got, Plan::PromoteRollout { .. }), "{got:?}");
 }
+
+/// A deployment the gate created before its workload ever existed waits for the workload (the
+/// engine applies it once GitLab approves); one whose workload ran and went away is canceled.
+#[test]
+fn a_gate_deployment_waits_for_a_workload_that_never_existed() {
+    let mut spec = fixed(A);
+    spec.approval.gate = true;
+    let absent = ro(RolloutState::Pending, Reason::TargetNotFound);
+    let held = |workload_revision: Option<&str>| {
+        let mut st = St::default().deployment(7, A, Running).0;
+        if let Some(d) = st.deployment.as_mut() {
+            d.gate = Some(GateRecord::default());
+            d.workload_revision = workload_revision.map(Into::into);
+        }
+        st
+    };
+    let waiting = plan(&spec, &held(None), &absent, now());
+    assert!(
+        !matches!(
+            waiting,
+            Plan::ReadDeployment { .. } | Plan::UpdateStatus { .. }
+        ),
+        "{waiting:?}"
+    );
+    assert_eq!(
+        plan_with(
+            &spec,
+            &held(Some("5d9c7b8f6")),
+            &absent,
+            now(),
+            PlanInputs::default()
+        ),
+        Plan::UpdateStatus {
+            id: did(7),
+            to: Canceled
+        },
+        "its workload ran and was deleted"
+    );
+}
