@@ -1,8 +1,9 @@
 //! The approval gate endpoint end to end: real HTTP to the gate, which answers from a real
 //! reflector cache fed by a real watch on the kube emulator through kube's `Client`. The
 //! GitlabDeployment statuses are written through the API (`replace_status`) in the shape the
-//! approval contract gives (docs/approvals.md); the operator's own writing of
-//! them is tested where the operator computes them.
+//! approval contract gives (docs/approvals.md), except in
+//! `the_gate_answers_what_the_operator_learned_from_gitlab`, where the operator writes them from
+//! the GitLab emulator's answers (every path: pending, approved, a new sha, rejected, no token).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
@@ -16,6 +17,7 @@ use gitlab_deployment_operator::controller::shard::Shard;
 use gitlab_deployment_operator::controller::targets::Scope;
 use gitlab_deployment_operator::gate::server::{GateConfig, bind};
 use gitlab_deployment_operator::gate::{GateAuth, GateCache, GateError, GateMetrics};
+use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use harness::{Env, NS};
 use kube::api::PostParams;
 use serde_json::{Value, json};
@@ -91,6 +93,22 @@ impl Gate {
             .0
     }
 
+    /// Poll the verdict of `name` until it is `state` for `sha` (the operator writes it).
+    async fn wait_verdict(&self, name: &str, state: &str, sha: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, body) = self.verdict(name).await;
+            if code == 200 && body["state"] == state && body["sha"] == sha {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {state} for {sha}: last {code} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Poll the verdict of `name` until its state is `want` (the watch delivers the status).
     async fn wait_state(&self, name: &str, want: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -120,8 +138,6 @@ fn config(addr: SocketAddr, auth: GateAuth, per_second: u32, burst: u32) -> Gate
 /// A gate on a loopback port over a standby cache of `apps` (the same code a standby replica
 /// runs), authenticated by a token file holding [`TOKEN`].
 async fn start_gate(env: &Env, per_second: u32, burst: u32) -> Gate {
-    let token_dir = harness::tempdir("gate-token");
-    std::fs::write(token_dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     let cache = GateCache::default();
     let stop = CancellationToken::new();
     tokio::spawn(gitlab_deployment_operator::gate::cache::follow(
@@ -136,6 +152,18 @@ async fn start_gate(env: &Env, per_second: u32, burst: u32) -> Gate {
         assert!(Instant::now() < deadline, "the standby cache never synced");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    serve_gate(cache, stop, per_second, burst).await
+}
+
+/// A gate on a loopback port over `cache`, authenticated by a token file holding [`TOKEN`].
+async fn serve_gate(
+    cache: GateCache,
+    stop: CancellationToken,
+    per_second: u32,
+    burst: u32,
+) -> Gate {
+    let token_dir = harness::tempdir("gate-token");
+    std::fs::write(token_dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     let metrics = Arc::new(GateMetrics::default());
     let shutdown = stop.clone();
     let (addr, server) = bind(
@@ -718,4 +746,102 @@ async fn a_standby_answers_from_its_own_cache_and_hands_over_to_the_controller()
     op.stop().await;
     wait_for("standby").await;
     stop.cancel();
+}
+
+/// Every path of the gate with the operator writing the statuses from GitLab's answers (the
+/// GitLab emulator with production protected): pending is refused, an approval is allowed,
+/// a new sha after an approval of the old one is refused until approved itself, a rejection is
+/// refused, and a request without the token never sees a verdict.
+#[tokio::test]
+async fn the_gate_answers_what_the_operator_learned_from_gitlab() {
+    let env = Env::start().await;
+    let approver = env.protect_production();
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let cache = GateCache::default();
+    let gate = serve_gate(cache.clone(), CancellationToken::new(), 1000, 1000).await;
+    let mut run_config = env.config();
+    run_config.gate = Some(cache);
+    let op = env.start_operator_with(run_config);
+    let first = env.project.head().to_owned();
+    create(
+        &env,
+        "web-production",
+        Some(&first),
+        Some(json!({"gate": true})),
+    )
+    .await;
+
+    let pending = gate.wait_verdict("web-production", "pending", &first).await;
+    assert_eq!(pending["sha"], first.as_str());
+    assert_ne!(
+        gate.confirm("web-production").await,
+        200,
+        "pending is refused"
+    );
+    let (code, body) = gate.verdict_with("web-production", None).await;
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = gate
+        .verdict_with("web-production", Some("wrong-token"))
+        .await;
+    assert_eq!(code, 401);
+
+    let held = env.glds().get("web-production").await.unwrap();
+    let first_id = held.status.unwrap().deployment.unwrap().id;
+    env.review(&approver, first_id, ApprovalStatus::Approved)
+        .await;
+    env.refresh("web-production", "approved").await;
+    let approved = gate
+        .wait_verdict("web-production", "approved", &first)
+        .await;
+    assert_eq!(approved["approved"], true);
+    assert_eq!(approved["sha"], first.as_str());
+    assert_eq!(gate.confirm("web-production").await, 200);
+
+    // The next sha: the approval of the first never passes for it.
+    let second = env.gitlab.handle().push_commits(env.project.id, "main", 1)[0].clone();
+    create(
+        &env,
+        "web-production",
+        Some(&second),
+        Some(json!({"gate": true})),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = gate.verdict("web-production").await;
+        if code == 200 && body["sha"] == second.as_str() && body["state"] == "pending" {
+            break;
+        }
+        assert_ne!(
+            (body["sha"].as_str(), body["approved"].as_bool()),
+            (Some(second.as_str()), Some(true)),
+            "the new sha passed on the old approval"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the new sha never held: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        gate.confirm("web-production").await,
+        200,
+        "the new sha is refused"
+    );
+
+    // Rejected: refused for good.
+    let held = env.glds().get("web-production").await.unwrap();
+    let second_id = held.status.unwrap().deployment.unwrap().id;
+    assert_ne!(second_id, first_id);
+    env.review(&approver, second_id, ApprovalStatus::Rejected)
+        .await;
+    env.refresh("web-production", "rejected").await;
+    let rejected = gate
+        .wait_verdict("web-production", "rejected", &second)
+        .await;
+    assert_eq!(rejected["approved"], false);
+    assert_ne!(gate.confirm("web-production").await, 200);
+    assert_eq!(env.gitlab_deployments("production").len(), 2);
+    op.stop().await;
 }
