@@ -284,10 +284,42 @@ fn values_schema_refuses_bad_values() {
         ("replica=3", "replica"),
         ("gateEndpoint.port=8080", "/gateEndpoint/port"),
         ("gateEndpoint.enable=true", "enable"),
+        ("targetRules[0].verbs={delete}", "/targetRules/0"),
     ] {
         let err = template(&["--set", set]).expect_err(set);
         assert!(err.contains(word), "{set}: {err}");
     }
+}
+
+/// `targetRules` adds to the operator's ClusterRole what the Argo Rollouts promote example's
+/// kustomize patch adds to deploy/: the two installs grant the same.
+#[test]
+fn target_rules_render_like_the_argo_rollouts_rbac_patch() {
+    let patch: Vec<Value> = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            repo().join("examples/gitops/argo-rollouts/promote/rbac-patch.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rules: Vec<Value> = patch.iter().map(|op| op["value"].clone()).collect();
+    assert_eq!(rules.len(), 2);
+    let dir = std::env::temp_dir().join(format!("helm-target-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let values = dir.join("values.yaml");
+    std::fs::write(
+        &values,
+        serde_yaml::to_string(&serde_json::json!({"targetRules": rules})).unwrap(),
+    )
+    .unwrap();
+    let objs = template(&["-f", values.to_str().unwrap()]).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let role = objs
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == NS)
+        .unwrap();
+    let granted = role["rules"].as_array().unwrap();
+    assert_eq!(&granted[granted.len() - 2..], rules.as_slice());
 }
 
 #[test]
