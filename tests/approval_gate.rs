@@ -297,7 +297,6 @@ async fn argo_cd_and_flux_read_the_operators_real_status_objects() {
 mod argo_rollouts {
     use super::*;
     use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-    use kube::runtime::wait::{await_condition, conditions};
 
     fn example(file: &str) -> serde_json::Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -318,7 +317,6 @@ mod argo_rollouts {
     /// its own schema (not ours to check).
     async fn install_rollout_crd(env: &Env) {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
         let crd: CustomResourceDefinition = serde_json::from_value(json!({
             "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "rollouts.argoproj.io"},
@@ -331,18 +329,7 @@ mod argo_rollouts {
             }
         }))
         .unwrap();
-        crds.create(&Default::default(), &crd).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            await_condition(
-                crds,
-                "rollouts.argoproj.io",
-                conditions::is_crd_established(),
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        harness::apply_crd(&Api::all(env.client.clone()), &crd).await;
     }
 
     /// A status write of Argo Rollouts' controller.
@@ -433,10 +420,8 @@ mod argo_rollouts {
         );
         assert!(rollout_writes(&env).is_empty());
 
-        let held = env.glds().get("web-production").await.unwrap();
-        let id = held.status.unwrap().deployment.unwrap().id;
-        env.review(&approver, id, ApprovalStatus::Approved).await;
-        env.refresh("web-production", "approved").await;
+        env.decide("web-production", &approver, ApprovalStatus::Approved)
+            .await;
         // The promote `kubectl argo rollouts promote` would send: pause conditions cleared
         // through the status subresource.
         harness::until("the operator promotes", Duration::from_secs(20), || {
@@ -512,10 +497,8 @@ mod argo_rollouts {
         let approver = env.protect_production();
         let sha = env.project.head().to_owned();
         let op = start_paused(&env, &sha).await;
-        let held = env.glds().get("web-production").await.unwrap();
-        let id = held.status.unwrap().deployment.unwrap().id;
-        env.review(&approver, id, ApprovalStatus::Rejected).await;
-        env.refresh("web-production", "rejected").await;
+        env.decide("web-production", &approver, ApprovalStatus::Rejected)
+            .await;
         harness::until("the operator aborts", Duration::from_secs(20), || {
             !rollout_writes(&env).is_empty()
         })

@@ -19,7 +19,7 @@ use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use harness::{Backend, Env};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -66,22 +66,7 @@ async fn install_crds(env: &Env, dir: &Path) {
         "experiment",
     ] {
         let text = std::fs::read_to_string(dir.join(format!("{file}-crd.yaml"))).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        harness::apply_crd(&crds, &serde_yaml::from_str(&text).unwrap()).await;
     }
 }
 
@@ -233,9 +218,9 @@ async fn promoted_on_approval(backend: Backend) {
         "held: not promoted"
     );
 
-    let id = held.status.unwrap().deployment.unwrap().id;
-    env.review(&approver, id, ApprovalStatus::Approved).await;
-    env.refresh("web-production", "approved").await;
+    assert!(held.status.is_some());
+    env.decide("web-production", &approver, ApprovalStatus::Approved)
+        .await;
     // The operator promotes; the controller finishes the canary (50 %, a timed pause).
     let done = wait_rollout(&env, "healthy on the canary's revision", |s| {
         healthy(s) && s["stableRS"] == canary_hash.as_str()

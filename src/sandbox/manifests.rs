@@ -178,11 +178,16 @@ pub fn with_tag(image: &str, tag: &str) -> String {
 
 /// `web-staging`, reporting the fixed commit `sha`.
 pub fn staging(sha: &str) -> Result<Value, SandboxError> {
-    let mut v = parse(STAGING)?;
+    at_sha(STAGING, sha)
+}
+
+/// A GitlabDeployment example with `spec.sha` set to `sha`.
+fn at_sha(example: Example, sha: &str) -> Result<Value, SandboxError> {
+    let mut v = parse(example)?;
     let spec = v
         .get_mut("spec")
         .and_then(Value::as_object_mut)
-        .ok_or_else(|| malformed(STAGING, "spec"))?;
+        .ok_or_else(|| malformed(example, "spec"))?;
     spec.insert("sha".to_owned(), json!(sha));
     Ok(v)
 }
@@ -195,14 +200,9 @@ pub fn production() -> Result<Value, SandboxError> {
 /// `web-production` behind the approval gate (the Flux example's gate) at commit `sha`,
 /// following its own Deployment [`GATED_WORKLOAD`].
 pub fn gated_production(sha: &str) -> Result<Value, SandboxError> {
-    let mut v = parse(GATE)?;
-    let spec = v
-        .get_mut("spec")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| malformed(GATE, "spec"))?;
-    spec.insert("sha".to_owned(), json!(sha));
-    let target = spec
-        .get_mut("target")
+    let mut v = at_sha(GATE, sha)?;
+    let target = v
+        .pointer_mut("/spec/target")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| malformed(GATE, "spec.target"))?;
     target.insert("name".to_owned(), json!(GATED_WORKLOAD));

@@ -161,22 +161,7 @@ impl Env {
             GitlabConnection::crd(),
             gitlab_deployment_operator::api::ClusterGitlabConnection::crd(),
         ] {
-            let name = crd.metadata.name.clone().unwrap();
-            // Server-side apply: the real cluster is shared by the tests of a binary.
-            crds.patch(
-                &name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap();
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                await_condition(crds.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .expect("CRD established in time")
-            .unwrap();
+            apply_crd(&crds, &crd).await;
         }
         let env = Env {
             kube,
@@ -560,6 +545,24 @@ impl Env {
             .unwrap();
     }
 
+    /// Approve or reject, as the holder of `token`, the GitLab deployment GitlabDeployment
+    /// `name` holds now, and ask the operator to re-read it at once.
+    pub async fn decide(
+        &self,
+        name: &str,
+        token: &str,
+        status: gitlab_deployment_operator::gitlab::ApprovalStatus,
+    ) {
+        let gd = self.glds().get(name).await.unwrap();
+        let id = gd
+            .status
+            .and_then(|s| s.deployment)
+            .expect("a GitLab deployment to decide on")
+            .id;
+        self.review(token, id, status).await;
+        self.refresh(name, &format!("{status:?}")).await;
+    }
+
     /// Wait until `status.approval.state` is `state`.
     pub async fn wait_for_approval(
         &self,
@@ -591,6 +594,26 @@ impl Env {
             "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
         })
     }
+}
+
+/// Apply a CRD and wait until it is established. Server-side apply: the real cluster is
+/// shared by the tests of a binary, so a CRD may be there already.
+pub async fn apply_crd(crds: &Api<CustomResourceDefinition>, crd: &CustomResourceDefinition) {
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established in time")
+    .unwrap();
 }
 
 /// `kubectl kustomize DIR` (the machine's kubectl, as .ci/run requires it on PATH), one JSON

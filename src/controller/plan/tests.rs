@@ -1298,12 +1298,26 @@ fn approval_reads_per_hour_with_and_without_hooks() {
     assert_eq!(approval_reads(net(3600), 3), vec![1, 1, 1]);
 }
 
+/// An Argo Rollout (resourceVersion 41) rolling out pod hash `new`, waiting at an indefinite
+/// pause at canary step `step` (`None`: blue-green).
+pub(crate) fn paused_rollout(step: Option<i64>) -> crate::rollout::RolloutControl {
+    crate::rollout::RolloutControl {
+        resource_version: Some("41".into()),
+        observed: true,
+        pod_hash: Some("new".into()),
+        updating: true,
+        aborted: false,
+        paused_by_person: false,
+        indefinite_pause: Some(crate::rollout::IndefinitePause { step }),
+    }
+}
+
 /// `spec.approval.promote` on an Argo Rollout: the Rollout follows GitLab's verdict on the
 /// deployment the gate holds, and only for that deployment's revision.
 #[test]
 fn promote_and_abort_follow_the_verdict_on_the_held_revision() {
     use crate::api::deployment::{ApprovalPolicy, PromotedPause};
-    use crate::rollout::{IndefinitePause, RolloutControl};
+    use crate::rollout::RolloutControl;
 
     let mut promote = fixed(B);
     promote.target = TargetRef {
@@ -1322,15 +1336,7 @@ fn promote_and_abort_follow_the_verdict_on_the_held_revision() {
         },
         ..promote.clone()
     };
-    let paused = |step: Option<i64>| RolloutControl {
-        resource_version: Some("41".into()),
-        observed: true,
-        pod_hash: Some("new".into()),
-        updating: true,
-        aborted: false,
-        paused_by_person: false,
-        indefinite_pause: Some(IndefinitePause { step }),
-    };
+    let paused = paused_rollout;
     let pause = |step: Option<i64>| PromotedPause {
         pod_hash: "new".into(),
         step,

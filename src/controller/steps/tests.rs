@@ -534,35 +534,36 @@ impl MemoryRollout {
     fn facts(&self) -> crate::rollout::RolloutControl {
         crate::rollout::RolloutControl {
             resource_version: Some(self.rv.to_string()),
-            observed: true,
-            pod_hash: Some("new".into()),
-            updating: true,
-            aborted: false,
-            paused_by_person: false,
             indefinite_pause: self
                 .step
                 .map(|s| crate::rollout::IndefinitePause { step: Some(s) }),
+            ..crate::controller::plan::tests::paused_rollout(None)
         }
+    }
+}
+
+impl MemoryRollout {
+    /// A patch with a resourceVersion precondition, as the API server applies it.
+    fn patch(&mut self, resource_version: &str, what: String) -> bool {
+        if resource_version != self.rv.to_string() {
+            return false;
+        }
+        self.patches.push(what);
+        self.rv += 1;
+        true
     }
 }
 
 impl TargetControl for MemoryRollout {
     async fn promote(&mut self, resource_version: &str) -> Result<bool, Error> {
-        if resource_version != self.rv.to_string() {
-            return Ok(false);
+        let sent = self.patch(resource_version, format!("promote step {:?}", self.step));
+        if sent {
+            self.step = None;
         }
-        self.patches.push(format!("promote step {:?}", self.step));
-        self.step = None;
-        self.rv += 1;
-        Ok(true)
+        Ok(sent)
     }
     async fn abort(&mut self, resource_version: &str) -> Result<bool, Error> {
-        if resource_version != self.rv.to_string() {
-            return Ok(false);
-        }
-        self.patches.push("abort".into());
-        self.rv += 1;
-        Ok(true)
+        Ok(self.patch(resource_version, "abort".into()))
     }
 }
 
