@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use gitlab_deployment_operator::api::deployment::ApprovalState;
 use gitlab_deployment_operator::api::deployment::DeploymentId;
+use gitlab_deployment_operator::controller::run::RunConfig;
 use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_deployment_operator::webhook::WebhookConfig;
 use gitlab_deployment_operator::webhook::tokens::SecretName;
@@ -31,6 +32,15 @@ fn free_port() -> SocketAddr {
 /// The webhook Secret naming connection `apps/default`, an operator with the receiver on, and a
 /// project hook in GitLab pointing at it (deployment events; approval events on).
 async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr) {
+    put_hook_secret(env).await;
+    let addr = free_port();
+    let op = env.start_operator_with(hooked_config(env, addr, safety_net));
+    wait_listening(addr).await;
+    add_project_hook(env, addr).await;
+    (op, addr)
+}
+
+async fn put_hook_secret(env: &Env) {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -45,7 +55,11 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
         )
         .await
         .unwrap();
-    let addr = free_port();
+}
+
+/// The harness's configuration with the receiver on `addr` (advertised there) and a fixed
+/// safety net.
+fn hooked_config(env: &Env, addr: SocketAddr, safety_net: Duration) -> RunConfig {
     let mut config = env.config();
     config.webhook = Some(WebhookConfig {
         addr,
@@ -54,13 +68,22 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
             name: HOOK_SECRET.into(),
         },
         safety_net,
+        safety_net_max: safety_net,
+        advertise: Some(addr),
     });
-    let op = env.start_operator_with(config);
+    config
+}
+
+async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the receiver never listened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A project hook delivering deployment and approval events to `addr`.
+async fn add_project_hook(env: &Env, addr: SocketAddr) {
     let gl = env.gitlab.handle();
     gl.set_allow_local_webhooks(true);
     gl.set_approval_webhooks(true);
@@ -81,7 +104,6 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    (op, addr)
 }
 
 fn http() -> reqwest::Client {
@@ -307,6 +329,143 @@ async fn a_lost_hook_is_caught_by_the_safety_net() {
             .any(|d| d.event_status == "approved" && d.outcome == "dropped")
     );
     op.stop().await;
+}
+
+/// A connection whose GitLab sends approval events, but no hook for this deployment ever
+/// arrives (a project without the hook, a broken Ingress): its approval is polled as without
+/// hooks (10 s after it became pending), not left to the hour-long safety net.
+#[tokio::test]
+async fn a_deployment_no_hook_was_seen_for_is_polled_as_without_hooks() {
+    let env = Env::start().await;
+    let (op, addr) = start_hooked(&env, Duration::from_secs(3600)).await;
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    assert_eq!(post_hook(addr, Some(HOOK_TOKEN), announce).await, 202);
+    // Every delivery from now on is lost.
+    env.gitlab
+        .handle()
+        .fault_hook_deliveries(HookFault::Drop, None);
+    let (_approver, prod, _staging) = pending_and_settled(&env).await;
+    let reads = reads_of(&env, prod);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reads_of(&env, prod) == reads {
+        assert!(
+            Instant::now() < deadline,
+            "no approval poll within 15 s: the unconfirmed deployment was left to the safety net"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    op.stop().await;
+}
+
+/// Two elected replicas, GitLab's project hook pointing at the standby only: the standby
+/// checks the token and passes the hook on to the leader's receiver (its address is on the
+/// lease), so the approval lands within a second, and what the leader learns from the hooks
+/// (approval events, this deployment's hooks) slows its polling as with one replica. A forged
+/// hook to the standby is refused there and costs nothing.
+#[tokio::test]
+async fn a_hook_that_reaches_the_standby_takes_effect_on_the_leader() {
+    let env = Env::start().await;
+    put_hook_secret(&env).await;
+    let safety_net = Duration::from_secs(2);
+    let (addr_a, addr_b) = (free_port(), free_port());
+    let a = env.start_elected_with("replica-a", hooked_config(&env, addr_a, safety_net));
+    let b = env.start_elected_with("replica-b", hooked_config(&env, addr_b, safety_net));
+    wait_listening(addr_a).await;
+    wait_listening(addr_b).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.is_leader() || b.is_leader()) {
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ((leader, _), (standby, standby_addr)) = if a.is_leader() {
+        ((a, addr_a), (b, addr_b))
+    } else {
+        ((b, addr_b), (a, addr_a))
+    };
+    add_project_hook(&env, standby_addr).await;
+
+    // The standby learns the leader's receiver from the lease within a renewal or two.
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post_hook(standby_addr, Some(HOOK_TOKEN), announce.clone()).await != 202 {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never passed a hook on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (approver, prod, _staging) = pending_and_settled(&env).await;
+    // The leader heard the approval events and prod's own `running` hook through the standby:
+    // the 2 s safety net, not polling's 10 s.
+    let reads = reads_of(&env, prod);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(
+        reads_of(&env, prod) >= reads + 2,
+        "the leader read {} times in 4.5 s",
+        reads_of(&env, prod) - reads
+    );
+
+    // A forged hook to the standby: refused there, nothing read, nothing written.
+    let before = env.glds().get("web-prod").await.unwrap();
+    let gets = env
+        .gitlab_calls()
+        .iter()
+        .filter(|r| r.route == Endpoint::GetDeployment)
+        .count();
+    let forged = json!({"object_kind": "deployment", "status": "approved", "deployment_id": prod})
+        .to_string();
+    let refused = standby.telemetry.webhook.count("unauthorized");
+    assert_eq!(post_hook(standby_addr, Some("forged"), forged).await, 401);
+    assert_eq!(standby.telemetry.webhook.count("unauthorized"), refused + 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_gets = env
+        .gitlab_calls()
+        .iter()
+        .filter(|r| r.route == Endpoint::GetDeployment)
+        .count();
+    assert!(
+        after_gets <= gets + 1,
+        "a forged hook cost {} GETs (the safety net may read once meanwhile)",
+        after_gets - gets
+    );
+    let after = env.glds().get("web-prod").await.unwrap();
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.approval.clone()),
+        before.status.as_ref().and_then(|s| s.approval.clone()),
+        "nothing was recorded"
+    );
+
+    // The approval: GitLab delivers it to the standby, the leader acts within a second.
+    let forwarded = standby.telemetry.webhook.count("forwarded");
+    let woken = leader.telemetry.webhook.count("woken");
+    let started = Instant::now();
+    env.review(&approver, prod, ApprovalStatus::Approved).await;
+    env.wait_for_approval("web-prod", ApprovalState::Approved)
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the approval took {took:?} through the standby"
+    );
+    assert!(standby.telemetry.webhook.count("forwarded") > forwarded);
+    assert!(leader.telemetry.webhook.count("woken") > woken);
+    assert_eq!(
+        standby.telemetry.webhook.count("woken"),
+        0,
+        "the standby acts on nothing itself"
+    );
+    let delivered = env.gitlab.handle().hook_deliveries();
+    let approved = delivered
+        .iter()
+        .find(|d| d.event_status == "approved" && d.deployment_id == prod.get())
+        .expect("GitLab delivered the approval event");
+    assert_eq!(approved.response_status, Some(200), "{approved:?}");
+    leader.stop().await;
+    standby.stop().await;
 }
 
 /// Figures for docs/benchmarks.md (not a check): approve in GitLab → `Approved` on the

@@ -11,6 +11,7 @@
 //! candidates cannot both win; the claim is published on a `watch` channel (kubert's
 //! `lease.rs` is the model).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -21,6 +22,9 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::api::names::WEBHOOK_RECEIVER_ANNOTATION;
+use crate::webhook::HookRoute;
 
 /// Lease timings (client-go's defaults: 15 s, 10 s, 2 s).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +85,27 @@ pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     leader_tx: watch::Sender<bool>,
+    /// Where this replica's webhook receiver listens, written on the lease while it leads.
+    advertise: Option<SocketAddr>,
+    /// Where the current leader's receiver listens, as the lease says (`None` while this
+    /// replica leads, or when no live leader advertises one).
+    receiver_tx: watch::Sender<Option<SocketAddr>>,
+}
+
+/// The leader's webhook receiver as `lease` names it, if another replica holds it.
+fn advertised_receiver(lease: Option<&Lease>, me: &str) -> Option<SocketAddr> {
+    let lease = lease?;
+    let holder = lease.spec.as_ref()?.holder_identity.as_deref()?;
+    if holder.is_empty() || holder == me {
+        return None;
+    }
+    lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(WEBHOOK_RECEIVER_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 impl Elector {
@@ -91,9 +116,38 @@ impl Elector {
                 api: Api::namespaced(client, &config.namespace),
                 config,
                 leader_tx,
+                advertise: None,
+                receiver_tx: watch::Sender::new(None),
             },
             leader_rx,
         )
+    }
+
+    /// Publish `receiver` on the lease while leading (see [`Elector::leader_receiver`]).
+    pub fn advertising(mut self, receiver: Option<SocketAddr>) -> Self {
+        self.advertise = receiver;
+        self
+    }
+
+    /// Follows where the leader's webhook receiver listens.
+    pub fn leader_receiver(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.receiver_tx.subscribe()
+    }
+
+    /// Write (or clear) this replica's receiver address on a lease it is about to hold.
+    fn annotate(&self, lease: &mut Lease) {
+        let annotations = lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        match self.advertise {
+            Some(addr) => {
+                annotations.insert(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), addr.to_string());
+            }
+            None => {
+                annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+            }
+        }
     }
 
     fn spec(&self, transitions: i32, acquire_time: Option<MicroTime>) -> LeaseSpec {
@@ -114,6 +168,12 @@ impl Elector {
         observed: &mut (Option<LeaseRecordKey>, Instant),
     ) -> Result<bool, kube::Error> {
         let current = self.api.get_opt(&self.config.name).await?;
+        let receiver = advertised_receiver(current.as_ref(), &self.config.identity);
+        self.receiver_tx.send_if_modified(|known| {
+            let changed = *known != receiver;
+            *known = receiver;
+            changed
+        });
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let key = record_key(spec);
         if observed.0 != key {
@@ -127,6 +187,7 @@ impl Elector {
                 };
                 let old = lease.spec.clone().unwrap_or_default();
                 lease.spec = Some(self.spec(old.lease_transitions.unwrap_or(0), old.acquire_time));
+                self.annotate(&mut lease);
                 self.api
                     .replace(&self.config.name, &PostParams::default(), &lease)
                     .await?;
@@ -134,7 +195,7 @@ impl Elector {
             }
             Step::Acquire => match current {
                 None => {
-                    let lease = Lease {
+                    let mut lease = Lease {
                         metadata: ObjectMeta {
                             name: Some(self.config.name.clone()),
                             namespace: Some(self.config.namespace.clone()),
@@ -142,6 +203,7 @@ impl Elector {
                         },
                         spec: Some(self.spec(0, None)),
                     };
+                    self.annotate(&mut lease);
                     self.api.create(&PostParams::default(), &lease).await?;
                     Ok(true)
                 }
@@ -152,6 +214,7 @@ impl Elector {
                         .and_then(|s| s.lease_transitions)
                         .unwrap_or(0);
                     lease.spec = Some(self.spec(transitions + 1, None));
+                    self.annotate(&mut lease);
                     // The resourceVersion we read is the precondition: of two candidates
                     // taking the same expired lease, one gets a 409.
                     self.api
@@ -216,6 +279,9 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
+        if let Some(annotations) = lease.metadata.annotations.as_mut() {
+            annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+        }
         match self
             .api
             .replace(&self.config.name, &PostParams::default(), &lease)
@@ -339,6 +405,52 @@ pub async fn run_elected(
 ) -> Result<(), ElectedError> {
     let lease_name = format!("{}/{}", lease.namespace, lease.name);
     let (elector, mut leader) = Elector::new(client.clone(), lease);
+    // With the webhook receiver, every replica listens for its whole life: a standby passes
+    // verified hooks on to the leader's receiver (its address is on the lease), so a hook
+    // takes effect at once whichever replica GitLab reaches.
+    let mut hooks = None;
+    let mut _receiver = AbortOnDrop(None);
+    let mut _following = AbortOnDrop(None);
+    let elector = match &config.webhook {
+        Some(webhook) => {
+            let route = HookRoute::default();
+            let server = super::run::serve_hooks(
+                &client,
+                webhook,
+                route.clone(),
+                telemetry,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|source| {
+                ElectedError::Run(super::run::RunError::Webhook {
+                    addr: webhook.addr,
+                    source,
+                })
+            })?;
+            _receiver = AbortOnDrop(Some(tokio::spawn(server)));
+            if webhook.advertise.is_none() {
+                tracing::warn!(
+                    "the webhook receiver has no address to advertise (set POD_IP): hooks that reach a standby are refused"
+                );
+            }
+            let elector = elector.advertising(webhook.advertise);
+            let mut leader_receiver = elector.leader_receiver();
+            let follow = route.clone();
+            _following = AbortOnDrop(Some(tokio::spawn(async move {
+                loop {
+                    let known = *leader_receiver.borrow_and_update();
+                    follow.follow(known);
+                    if leader_receiver.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })));
+            hooks = Some(route);
+            elector
+        }
+        None => elector,
+    };
     let stop_electing = CancellationToken::new();
     // Aborted if this future is dropped (a kill): the campaign must not outlive the operator.
     let mut election = AbortOnDrop(Some(tokio::spawn(elector.run(stop_electing.clone()))));
@@ -378,7 +490,15 @@ pub async fn run_elected(
             false
         })))
     };
-    let result = super::run::run(client, config, telemetry, admin, operator_stop.clone()).await;
+    let result = super::run::run_routed(
+        client,
+        config,
+        telemetry,
+        admin,
+        operator_stop.clone(),
+        hooks,
+    )
+    .await;
     telemetry.operator.leader.set(0);
     let lost_lease = !shutdown.is_cancelled() && operator_stop.is_cancelled();
     drop(lost);

@@ -109,8 +109,8 @@ pub struct Context {
     /// unread could cancel a finished deployment. Such a deployment is read once first.
     /// Keyed by resource (one deployment each), so forgetting one is not a pass over all.
     verified: Mutex<HashMap<ObjectRef<GitlabDeployment>, DeploymentId>>,
-    /// What GitLab's hooks said: resources to re-read now, connections whose approvals are
-    /// announced (their polling slows to a safety net). Empty without the receiver.
+    /// What GitLab's hooks said: resources to re-read now, and the deployments whose approval
+    /// polling slows to a safety net. Empty without the receiver.
     pub hints: Arc<HookHints>,
 }
 
@@ -443,10 +443,12 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         spec: &spec,
         rollout: &rollout,
         now,
-        poll: ctx
-            .hints
-            .safety_net_for(&HookSource::of(&spec.connection, &namespace))
-            .map_or(ApprovalPoll::POLLING, ApprovalPoll::safety_net),
+        poll: ApprovalPoll::POLLING,
+        slowed: start.deployment.as_ref().and_then(|d| {
+            ctx.hints
+                .poll_for(&HookSource::of(&spec.connection, &namespace), d.id)
+                .map(|net| (d.id, net))
+        }),
         knowledge: Knowledge {
             answered: false,
             confirmed,

@@ -190,6 +190,7 @@ async fn drive(
             rollout,
             now: now(),
             poll: ApprovalPoll::POLLING,
+            slowed: None,
             knowledge: Knowledge {
                 answered: false,
                 confirmed,
