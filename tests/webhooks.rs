@@ -3,6 +3,7 @@
 //! the kube emulator. Tests that need a hook GitLab would not send post it themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_deployment_operator::webhook::WebhookConfig;
 use gitlab_deployment_operator::webhook::tokens::SecretName;
 use gitlab_emulator::{Endpoint, HookFault};
-use harness::{Env, NS, Operator};
+use harness::{Backend, Env, NS, Operator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -40,12 +41,13 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
     (op, addr)
 }
 
+/// The webhook Secret, in the test's namespace, with the token of its `default` connection.
 async fn put_hook_secret(env: &Env) {
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": HOOK_SECRET},
-        "stringData": {"GitlabConnection.apps.default": HOOK_TOKEN}
+        "stringData": {format!("GitlabConnection.{}.default", env.ns): HOOK_TOKEN}
     });
     secrets
         .patch(
@@ -64,7 +66,7 @@ fn hooked_config(env: &Env, addr: SocketAddr, safety_net: Duration) -> RunConfig
     config.webhook = Some(WebhookConfig {
         addr,
         secret: SecretName {
-            namespace: NS.into(),
+            namespace: env.ns.clone(),
             name: HOOK_SECRET.into(),
         },
         safety_net,
@@ -364,9 +366,8 @@ async fn a_deployment_no_hook_was_seen_for_is_polled_as_without_hooks() {
 /// lease), so the approval lands within a second, and what the leader learns from the hooks
 /// (approval events, this deployment's hooks) slows its polling as with one replica. A forged
 /// hook to the standby is refused there and costs nothing.
-#[tokio::test]
-async fn a_hook_that_reaches_the_standby_takes_effect_on_the_leader() {
-    let env = Env::start().await;
+async fn a_hook_that_reaches_the_standby_takes_effect_on_the_leader(backend: Backend) {
+    let env = Env::start_on(backend).await;
     put_hook_secret(&env).await;
     let safety_net = Duration::from_secs(2);
     let (addr_a, addr_b) = (free_port(), free_port());
@@ -476,12 +477,32 @@ async fn a_hook_that_reaches_the_standby_takes_effect_on_the_leader() {
 #[ignore = "measures for ~1 minute; prints figures"]
 async fn approval_latency_figures() {
     const SAMPLES: usize = 10;
-    for hooked in [true, false] {
+    for mode in ["receiver", "receiver, hook to the standby", "polling"] {
         let env = Env::start().await;
-        let op = if hooked {
-            start_hooked(&env, Duration::from_secs(600)).await.0
-        } else {
-            env.start_operator()
+        let net = Duration::from_secs(1800);
+        let (op, standby) = match mode {
+            "receiver" => (start_hooked(&env, net).await.0, None),
+            "polling" => (env.start_operator(), None),
+            _ => {
+                put_hook_secret(&env).await;
+                let (addr_a, addr_b) = (free_port(), free_port());
+                let a = env.start_elected_with("replica-a", hooked_config(&env, addr_a, net));
+                let b = env.start_elected_with("replica-b", hooked_config(&env, addr_b, net));
+                wait_listening(addr_a).await;
+                wait_listening(addr_b).await;
+                while !(a.is_leader() || b.is_leader()) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // Let the standby read the leader's address from the lease.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if a.is_leader() {
+                    add_project_hook(&env, addr_b).await;
+                    (a, Some(b))
+                } else {
+                    add_project_hook(&env, addr_a).await;
+                    (b, Some(a))
+                }
+            }
         };
         let gl = env.gitlab.handle();
         let (approver, approver_token) = gl.add_user_with_token("approver");
@@ -547,13 +568,16 @@ async fn approval_latency_figures() {
             samples[i]
         };
         println!(
-            "{}: approve → Approved over {} approvals: p50 {:?}, p99 {:?}, max {:?}",
-            if hooked { "receiver" } else { "polling" },
+            "{mode}: approve → Approved over {} approvals: p50 {:?}, p99 {:?}, max {:?}",
             samples.len(),
             pct(0.5),
             pct(0.99),
             samples[samples.len() - 1]
         );
+        if let Some(standby) = standby {
+            assert!(standby.telemetry.webhook.count("forwarded") >= SAMPLES as u64);
+            standby.stop().await;
+        }
         op.stop().await;
     }
 }
@@ -575,3 +599,5 @@ async fn approve(base: &str, project: u64, token: &str, id: DeploymentId) {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+both_backends!(a_hook_that_reaches_the_standby_takes_effect_on_the_leader);

@@ -136,16 +136,18 @@ impl Elector {
 
     /// Write (or clear) this replica's receiver address on a lease it is about to hold.
     fn annotate(&self, lease: &mut Lease) {
-        let annotations = lease
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default);
         match self.advertise {
             Some(addr) => {
-                annotations.insert(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), addr.to_string());
+                lease
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), addr.to_string());
             }
             None => {
-                annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+                if let Some(annotations) = lease.metadata.annotations.as_mut() {
+                    annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+                }
             }
         }
     }
@@ -331,6 +333,48 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_finds_the_leaders_receiver_on_the_lease() {
+        let lease = |holder: Option<&str>, receiver: Option<&str>| Lease {
+            metadata: ObjectMeta {
+                annotations: receiver.map(|r| {
+                    [(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), r.to_owned())]
+                        .into_iter()
+                        .collect()
+                }),
+                ..ObjectMeta::default()
+            },
+            spec: Some(held_by(holder, 15)),
+        };
+        let cases = [
+            (
+                "another replica leads",
+                Some("other"),
+                Some("10.0.0.7:8443"),
+                Some("10.0.0.7:8443"),
+            ),
+            (
+                "IPv6",
+                Some("other"),
+                Some("[fd00::7]:8443"),
+                Some("[fd00::7]:8443"),
+            ),
+            ("we lead", Some("me"), Some("10.0.0.7:8443"), None),
+            ("released", None, Some("10.0.0.7:8443"), None),
+            ("no receiver advertised", Some("other"), None, None),
+            ("not an address", Some("other"), Some("leader:8443"), None),
+        ];
+        for (name, holder, receiver, want) in cases {
+            let want: Option<SocketAddr> = want.map(|w| w.parse().unwrap());
+            assert_eq!(
+                advertised_receiver(Some(&lease(holder, receiver)), "me"),
+                want,
+                "{name}"
+            );
+        }
+        assert_eq!(advertised_receiver(None, "me"), None, "no lease yet");
+    }
+
+    #[test]
     fn decide_follows_client_go_rules() {
         let s = Duration::from_secs;
         let cases: Vec<(&str, Option<LeaseSpec>, Duration, Step)> = vec![
@@ -380,6 +424,53 @@ mod tests {
     }
 }
 
+/// The webhook receiver of an elected replica: it listens for the replica's whole life, so a
+/// hook takes effect at once whichever replica GitLab reaches; while another replica leads, it
+/// passes verified hooks on to that one's receiver (its address is on the lease).
+struct ElectedHooks {
+    route: HookRoute,
+    _server: AbortOnDrop<()>,
+    _following: AbortOnDrop<()>,
+}
+
+async fn listen_for_hooks(
+    client: &Client,
+    webhook: &crate::webhook::WebhookConfig,
+    mut leader_receiver: watch::Receiver<Option<SocketAddr>>,
+    telemetry: &super::run::Telemetry,
+    shutdown: CancellationToken,
+) -> Result<ElectedHooks, ElectedError> {
+    let route = HookRoute::default();
+    let server = super::run::serve_hooks(client, webhook, route.clone(), telemetry, shutdown)
+        .await
+        .map_err(|source| {
+            ElectedError::Run(super::run::RunError::Webhook {
+                addr: webhook.addr,
+                source,
+            })
+        })?;
+    if webhook.advertise.is_none() {
+        tracing::warn!(
+            "the webhook receiver has no address to advertise (set POD_IP): hooks that reach a standby are refused"
+        );
+    }
+    let follow = route.clone();
+    let following = tokio::spawn(async move {
+        loop {
+            let known = *leader_receiver.borrow_and_update();
+            follow.follow(known);
+            if leader_receiver.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(ElectedHooks {
+        route,
+        _server: AbortOnDrop(Some(tokio::spawn(server))),
+        _following: AbortOnDrop(Some(following)),
+    })
+}
+
 /// Why an elected run ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ElectedError {
@@ -405,51 +496,19 @@ pub async fn run_elected(
 ) -> Result<(), ElectedError> {
     let lease_name = format!("{}/{}", lease.namespace, lease.name);
     let (elector, mut leader) = Elector::new(client.clone(), lease);
-    // With the webhook receiver, every replica listens for its whole life: a standby passes
-    // verified hooks on to the leader's receiver (its address is on the lease), so a hook
-    // takes effect at once whichever replica GitLab reaches.
-    let mut hooks = None;
-    let mut _receiver = AbortOnDrop(None);
-    let mut _following = AbortOnDrop(None);
-    let elector = match &config.webhook {
-        Some(webhook) => {
-            let route = HookRoute::default();
-            let server = super::run::serve_hooks(
+    let elector = elector.advertising(config.webhook.as_ref().and_then(|w| w.advertise));
+    let hooks = match &config.webhook {
+        Some(webhook) => Some(
+            listen_for_hooks(
                 &client,
                 webhook,
-                route.clone(),
+                elector.leader_receiver(),
                 telemetry,
                 shutdown.clone(),
             )
-            .await
-            .map_err(|source| {
-                ElectedError::Run(super::run::RunError::Webhook {
-                    addr: webhook.addr,
-                    source,
-                })
-            })?;
-            _receiver = AbortOnDrop(Some(tokio::spawn(server)));
-            if webhook.advertise.is_none() {
-                tracing::warn!(
-                    "the webhook receiver has no address to advertise (set POD_IP): hooks that reach a standby are refused"
-                );
-            }
-            let elector = elector.advertising(webhook.advertise);
-            let mut leader_receiver = elector.leader_receiver();
-            let follow = route.clone();
-            _following = AbortOnDrop(Some(tokio::spawn(async move {
-                loop {
-                    let known = *leader_receiver.borrow_and_update();
-                    follow.follow(known);
-                    if leader_receiver.changed().await.is_err() {
-                        return;
-                    }
-                }
-            })));
-            hooks = Some(route);
-            elector
-        }
-        None => elector,
+            .await?,
+        ),
+        None => None,
     };
     let stop_electing = CancellationToken::new();
     // Aborted if this future is dropped (a kill): the campaign must not outlive the operator.
@@ -496,7 +555,7 @@ pub async fn run_elected(
         telemetry,
         admin,
         operator_stop.clone(),
-        hooks,
+        hooks.as_ref().map(|h| h.route.clone()),
     )
     .await;
     telemetry.operator.leader.set(0);

@@ -604,30 +604,31 @@ pub async fn run_routed(
         .with_hints(Arc::clone(&hints)),
     );
 
-    let mut _hooks_here = None;
-    if let Some(webhook) = &config.webhook {
-        let wake = triggers.clone();
-        let local = Local {
-            ids: Arc::clone(&deployment_ids),
-            hints: Arc::clone(&hints),
-            deployments: deployment_stores.clone(),
-            wake: Arc::new(move |owner| wake.send(owner)),
-        };
-        match &hooks {
-            Some(route) => _hooks_here = Some(route.serve_locally(local)),
-            None => {
-                let route = HookRoute::default();
-                _hooks_here = Some(route.serve_locally(local));
-                let bound = serve_hooks(&client, webhook, route, telemetry, shutdown.clone())
+    // Hooks go to this run's controller while it lasts (the guard gives them up when it ends);
+    // without an elected replica's listener, this run binds its own.
+    let _hooks_here = match &config.webhook {
+        None => None,
+        Some(webhook) => {
+            let wake = triggers.clone();
+            let route = hooks.clone().unwrap_or_default();
+            let guard = route.serve_locally(Local {
+                ids: Arc::clone(&deployment_ids),
+                hints: Arc::clone(&hints),
+                deployments: deployment_stores.clone(),
+                wake: Arc::new(move |owner| wake.send(owner)),
+            });
+            if hooks.is_none() {
+                let server = serve_hooks(&client, webhook, route, telemetry, shutdown.clone())
                     .await
                     .map_err(|source| RunError::Webhook {
                         addr: webhook.addr,
                         source,
                     })?;
-                tasks.spawn(bound);
+                tasks.spawn(server);
             }
+            Some(guard)
         }
-    }
+    };
 
     // Dependents of connections, Secrets and ConfigMaps, looked up in the reference index:
     // an event wakes only the resources that use the connection. The initial list wakes them

@@ -24,6 +24,10 @@ pub const SAFETY_NET_MAX: Duration = Duration::from_secs(3600);
 /// that sends them keeps doing so; whether hooks *reach* us is told per deployment, see
 /// [`HookHints::confirm`]).
 pub const HEARD_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long after a write GitLab answers with a hook (a create as `running`, a status
+/// change) the connection may stay silent before its hooks count as broken. GitLab delivers
+/// within seconds; a Sidekiq backlog longer than this only costs reads.
+pub const ECHO_WAIT: Duration = Duration::from_secs(120);
 /// Confirmed deployments remembered at most; past it the old ones are dropped first and, if
 /// a flood (which needs a valid token) fills it anyway, all of them: they are polled as without
 /// hooks, which costs reads and delays nothing.
@@ -58,6 +62,10 @@ pub struct HookHints {
     woken: Mutex<HashSet<ObjectRef<GitlabDeployment>>>,
     heard: Mutex<HashMap<HookSource, Instant>>,
     confirmed: Mutex<HashMap<(HookSource, DeploymentId), Instant>>,
+    /// Per connection, the first write GitLab should have answered with a hook since the last
+    /// hook that arrived (see [`HookHints::expect_echo`]).
+    unanswered: Mutex<HashMap<HookSource, Instant>>,
+    echo_wait: Duration,
     safety_net: ApprovalPoll,
 }
 
@@ -73,8 +81,16 @@ impl HookHints {
             woken: Mutex::new(HashSet::new()),
             heard: Mutex::new(HashMap::new()),
             confirmed: Mutex::new(HashMap::new()),
+            unanswered: Mutex::new(HashMap::new()),
+            echo_wait: ECHO_WAIT,
             safety_net,
         }
+    }
+
+    /// As [`HookHints::new`], with another [`ECHO_WAIT`] (tests).
+    pub fn with_echo_wait(mut self, echo_wait: Duration) -> Self {
+        self.echo_wait = echo_wait;
+        self
     }
 
     /// A hook named this resource's deployment: its next reconcile re-reads it.
@@ -90,6 +106,29 @@ impl HookHints {
     /// An authenticated approval event from `source` arrived.
     pub fn heard_from(&self, source: &HookSource) {
         self.heard.lock().insert(source.clone(), Instant::now());
+    }
+
+    /// The operator made a write through `source` that GitLab answers with a hook (a create as
+    /// `running`, a status change). If no hook at all arrives from `source` within the echo
+    /// wait, its hooks count as broken: every approval of that connection is polled as
+    /// without hooks again, confirmed or not, until a hook arrives.
+    pub fn expect_echo(&self, source: &HookSource) {
+        self.unanswered
+            .lock()
+            .entry(source.clone())
+            .or_insert_with(Instant::now);
+    }
+
+    /// An authenticated hook from `source` arrived: it answers every write made before it.
+    pub fn heard_hook(&self, source: &HookSource) {
+        self.unanswered.lock().remove(source);
+    }
+
+    fn silent(&self, source: &HookSource) -> bool {
+        self.unanswered
+            .lock()
+            .get(source)
+            .is_some_and(|since| since.elapsed() >= self.echo_wait)
     }
 
     /// An authenticated hook from `source` named deployment `id` (usually GitLab's `running`
@@ -113,10 +152,10 @@ impl HookHints {
     }
 
     /// How to poll the pending approval of deployment `id` of `source`: the safety net when
-    /// the connection sends approval events and a hook for this very deployment arrived;
-    /// otherwise `None` (poll as without hooks). A project without a hook, a hook that stopped
-    /// reaching us, or an operator that restarted since, confirms nothing, so polling keeps
-    /// today's pace for it.
+    /// the connection sends approval events, a hook for this very deployment arrived, and the
+    /// connection's hooks have not gone silent since; otherwise `None` (poll as without hooks).
+    /// A project without a hook, a hook that stopped reaching us, or an operator that
+    /// restarted since, confirms nothing, so polling keeps today's pace for it.
     pub fn poll_for(&self, source: &HookSource, id: DeploymentId) -> Option<ApprovalPoll> {
         let sends_approvals = self
             .heard
@@ -128,7 +167,7 @@ impl HookHints {
             .lock()
             .get(&(source.clone(), id))
             .is_some_and(|at| at.elapsed() < HEARD_FOR);
-        (sends_approvals && confirmed).then_some(self.safety_net)
+        (sends_approvals && confirmed && !self.silent(source)).then_some(self.safety_net)
     }
 }
 
@@ -198,5 +237,43 @@ mod tests {
             step(&hints);
             assert_eq!(hints.poll_for(&source, d(id)), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_connection_that_stops_answering_writes_with_hooks_is_polled_as_without_hooks() {
+        let net = ApprovalPoll::safety_net(Duration::from_secs(60), Duration::from_secs(120));
+        let source = HookSource::Cluster {
+            name: "main".into(),
+        };
+        let other = HookSource::Cluster {
+            name: "other".into(),
+        };
+        let hints = HookHints::new(net).with_echo_wait(Duration::ZERO);
+        for s in [&source, &other] {
+            hints.heard_from(s);
+            hints.confirm(s, d(7));
+        }
+        assert_eq!(hints.poll_for(&source, d(7)), Some(net));
+        // A write GitLab should answer with a hook; none comes within the wait (zero here).
+        hints.expect_echo(&source);
+        assert_eq!(hints.poll_for(&source, d(7)), None, "silent: polled again");
+        assert_eq!(
+            hints.poll_for(&other, d(7)),
+            Some(net),
+            "only that connection"
+        );
+        // Any hook from it answers the write.
+        hints.heard_hook(&source);
+        assert_eq!(hints.poll_for(&source, d(7)), Some(net));
+
+        let patient = HookHints::new(net);
+        patient.heard_from(&source);
+        patient.confirm(&source, d(7));
+        patient.expect_echo(&source);
+        assert_eq!(
+            patient.poll_for(&source, d(7)),
+            Some(net),
+            "within the echo wait the hook may still come"
+        );
     }
 }

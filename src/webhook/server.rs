@@ -288,6 +288,7 @@ fn act(
     status: &str,
 ) -> (StatusCode, &'static str) {
     for source in sources {
+        r.hints.heard_hook(source);
         // Any hook naming the deployment shows that its project's hooks reach us.
         r.hints.confirm(source, deployment_id);
         // Only a server that sends approval events (MR !239337) makes polling for approvals
