@@ -71,6 +71,7 @@ fn hooked_config(env: &Env, addr: SocketAddr, safety_net: Duration) -> RunConfig
         },
         safety_net,
         safety_net_max: safety_net,
+        echo_wait: Duration::from_secs(120),
         advertise: Some(addr),
     });
     config
@@ -357,6 +358,58 @@ async fn a_deployment_no_hook_was_seen_for_is_polled_as_without_hooks() {
             "no approval poll within 15 s: the unconfirmed deployment was left to the safety net"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    op.stop().await;
+}
+
+/// Hooks that stop arriving for a connection put its approvals back on polling's pace: a
+/// deployment confirmed by its own hook sits on the hour-long safety net, then the project hook
+/// breaks, and the operator's next write through the connection (another resource's create as
+/// `running`) is answered by no hook within the echo wait.
+#[tokio::test]
+async fn a_connection_whose_hooks_stop_arriving_goes_back_to_polling_pace() {
+    let env = Env::start().await;
+    put_hook_secret(&env).await;
+    let addr = free_port();
+    let mut config = hooked_config(&env, addr, Duration::from_secs(3600));
+    if let Some(webhook) = config.webhook.as_mut() {
+        webhook.echo_wait = Duration::from_secs(1);
+    }
+    let op = env.start_operator_with(config);
+    wait_listening(addr).await;
+    add_project_hook(&env, addr).await;
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    assert_eq!(post_hook(addr, Some(HOOK_TOKEN), announce).await, 202);
+    let (_approver, prod, _staging) = pending_and_settled(&env).await;
+    // Let the hooks of the creates settle first (one may outrun a status write: one GET).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Polling would read 10 s after the approval became pending; the safety net does not.
+    let reads = reads_of(&env, prod);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(reads_of(&env, prod), reads, "on the safety net, not polled");
+
+    env.gitlab
+        .handle()
+        .fault_hook_deliveries(HookFault::Drop, None);
+    // A slow rollout of another workload: created as `running`, then `success`.
+    env.apply_workload(
+        "api",
+        "registry.example/api:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-step": "1s"}),
+    )
+    .await;
+    let mut spec = env.fixed_spec("dev", env.project.head());
+    spec["target"]["name"] = json!("api");
+    env.apply_gld("api-dev", spec).await;
+    let broke = Instant::now();
+    while reads_of(&env, prod) == reads {
+        assert!(
+            broke.elapsed() < Duration::from_secs(8),
+            "still on the safety net 8 s after the connection's hooks stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     op.stop().await;
 }

@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// The safety net's longest interval: a lost approval hook is noticed within this long.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub webhook_safety_net_max: Duration,
+    /// After a write GitLab answers with a hook (a create, a status change), how long a
+    /// connection may send no hook at all before its hooks count as broken and its approvals
+    /// are polled as without hooks again.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub webhook_echo_wait: Duration,
     /// This pod's IP (downward API): with leader election, the leader publishes
     /// `POD_IP:<port of --webhook-addr>` on its lease so that a standby passes the hooks it
     /// receives on to it.
@@ -285,6 +290,7 @@ impl RunArgs {
             secret,
             safety_net: self.webhook_safety_net,
             safety_net_max: self.webhook_safety_net_max,
+            echo_wait: self.webhook_echo_wait,
             advertise,
         }))
     }
@@ -546,6 +552,7 @@ mod tests {
                 },
                 safety_net: Duration::from_secs(120),
                 safety_net_max: Duration::from_secs(3600),
+                echo_wait: Duration::from_secs(120),
                 advertise: Some("127.0.0.1:9443".parse().unwrap()),
             })
         );

@@ -54,10 +54,11 @@ impl<'a> LiveGitlab<'a> {
 
     /// A hook from this connection should follow the write just made (see
     /// [`crate::webhook::HookHints::expect_echo`]).
-    fn expect_echo(&self) {
-        self.ctx
-            .hints
-            .expect_echo(&HookSource::of(&self.spec.connection, &self.spec.namespace));
+    fn expect_echo(&self, sent: std::time::Instant) {
+        self.ctx.hints.expect_echo(
+            &HookSource::of(&self.spec.connection, &self.spec.namespace),
+            sent,
+        );
     }
 
     async fn client(&mut self) -> Result<GitlabClient, Error> {
@@ -143,12 +144,13 @@ impl GitlabCalls for LiveGitlab<'_> {
             status,
         };
         let project = self.project.clone();
+        let sent = std::time::Instant::now();
         let created = with_client!(self, |c| c.create_deployment(&project, &body))
             .map_err(|e| Error::gitlab("create deployment", e))?;
         // GitLab answers a create as `running` with a `running` hook (one made as `success`
         // may be folded into the last deployment, which sends none).
         if request.status == GitlabStatus::Running {
-            self.expect_echo();
+            self.expect_echo(sent);
         }
         view("create deployment", &created)
     }
@@ -172,6 +174,7 @@ impl GitlabCalls for LiveGitlab<'_> {
             });
         };
         let project = self.project.clone();
+        let sent = std::time::Instant::now();
         let answer = match with_client!(self, |c| c.update_deployment_status(
             &project,
             id.get(),
@@ -179,7 +182,7 @@ impl GitlabCalls for LiveGitlab<'_> {
         )) {
             Ok(d) => {
                 // Every status change GitLab accepts is answered with a hook.
-                self.expect_echo();
+                self.expect_echo(sent);
                 d
             }
             // GitLab already has another status (our record was behind, or an earlier answer

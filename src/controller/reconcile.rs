@@ -461,6 +461,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     };
     let mut gitlab = LiveGitlab::new(ctx, &spec);
     let run = execute(&pass, &start, &mut gitlab, &mut writer).await;
+    let slowed = pass.slowed.is_some();
     if let Some(err) = run.error {
         return fail(
             &mut writer,
@@ -516,7 +517,13 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         });
     }
     publish(ctx, &writer.obj, &notices).await;
-    Ok(match run.requeue {
+    // On the safety net, re-plan now and then: if the connection's hooks go silent meanwhile,
+    // the next plan polls at polling's pace instead of waiting out the net.
+    let requeue = match run.requeue {
+        Some(d) if slowed => Some(d.min(ctx.hints.recheck_every())),
+        requeue => requeue,
+    };
+    Ok(match requeue {
         Some(d) if d.is_zero() => Action::requeue(Duration::from_millis(100)),
         Some(d) => Action::requeue(d),
         None => Action::await_change(),

@@ -510,7 +510,10 @@ pub async fn run_routed(
         config
             .webhook
             .as_ref()
-            .map(|w| HookHints::new(ApprovalPoll::safety_net(w.safety_net, w.safety_net_max)))
+            .map(|w| {
+                HookHints::new(ApprovalPoll::safety_net(w.safety_net, w.safety_net_max))
+                    .with_echo_wait(w.echo_wait)
+            })
             .unwrap_or_default(),
     );
     let deployment_ids: Arc<DeploymentIdIndex> = Arc::new(Mutex::new(DeploymentIds::default()));

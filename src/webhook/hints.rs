@@ -56,15 +56,22 @@ impl HookSource {
     }
 }
 
+/// A connection's hooks as answers to the operator's writes.
+#[derive(Debug, Default)]
+struct Echoes {
+    last_hook: Option<Instant>,
+    unanswered_since: Option<Instant>,
+}
+
 /// Shared by the receiver (writes) and the reconciler (reads).
 #[derive(Debug)]
 pub struct HookHints {
     woken: Mutex<HashSet<ObjectRef<GitlabDeployment>>>,
     heard: Mutex<HashMap<HookSource, Instant>>,
     confirmed: Mutex<HashMap<(HookSource, DeploymentId), Instant>>,
-    /// Per connection, the first write GitLab should have answered with a hook since the last
-    /// hook that arrived (see [`HookHints::expect_echo`]).
-    unanswered: Mutex<HashMap<HookSource, Instant>>,
+    /// Per connection, when its last hook arrived and the first write since then that GitLab
+    /// should have answered with one (see [`HookHints::expect_echo`]).
+    echoes: Mutex<HashMap<HookSource, Echoes>>,
     echo_wait: Duration,
     safety_net: ApprovalPoll,
 }
@@ -81,13 +88,13 @@ impl HookHints {
             woken: Mutex::new(HashSet::new()),
             heard: Mutex::new(HashMap::new()),
             confirmed: Mutex::new(HashMap::new()),
-            unanswered: Mutex::new(HashMap::new()),
+            echoes: Mutex::new(HashMap::new()),
             echo_wait: ECHO_WAIT,
             safety_net,
         }
     }
 
-    /// As [`HookHints::new`], with another [`ECHO_WAIT`] (tests).
+    /// As [`HookHints::new`], with another [`ECHO_WAIT`] (`--webhook-echo-wait`).
     pub fn with_echo_wait(mut self, echo_wait: Duration) -> Self {
         self.echo_wait = echo_wait;
         self
@@ -109,25 +116,41 @@ impl HookHints {
     }
 
     /// The operator made a write through `source` that GitLab answers with a hook (a create as
-    /// `running`, a status change). If no hook at all arrives from `source` within the echo
-    /// wait, its hooks count as broken: every approval of that connection is polled as
-    /// without hooks again, confirmed or not, until a hook arrives.
-    pub fn expect_echo(&self, source: &HookSource) {
-        self.unanswered
-            .lock()
-            .entry(source.clone())
-            .or_insert_with(Instant::now);
+    /// `running`, a status change), sending it at `sent`. If no hook at all arrives from
+    /// `source` within the echo wait, its hooks count as broken: every approval of that
+    /// connection is polled as without hooks again, confirmed or not, until a hook arrives. (A
+    /// hook that arrived after `sent` answers it: GitLab's hook often outruns its own answer.)
+    pub fn expect_echo(&self, source: &HookSource, sent: Instant) {
+        let mut echoes = self.echoes.lock();
+        let echo = echoes.entry(source.clone()).or_default();
+        if echo.last_hook.is_some_and(|at| at >= sent) {
+            return;
+        }
+        echo.unanswered_since.get_or_insert(sent);
     }
 
     /// An authenticated hook from `source` arrived: it answers every write made before it.
     pub fn heard_hook(&self, source: &HookSource) {
-        self.unanswered.lock().remove(source);
+        self.echoes.lock().insert(
+            source.clone(),
+            Echoes {
+                last_hook: Some(Instant::now()),
+                unanswered_since: None,
+            },
+        );
+    }
+
+    /// How often a resource on the safety net re-plans (no GitLab call, no write when
+    /// nothing changed): a connection gone silent puts it back on polling's pace this late.
+    pub fn recheck_every(&self) -> Duration {
+        self.echo_wait.max(Duration::from_secs(1))
     }
 
     fn silent(&self, source: &HookSource) -> bool {
-        self.unanswered
+        self.echoes
             .lock()
             .get(source)
+            .and_then(|e| e.unanswered_since)
             .is_some_and(|since| since.elapsed() >= self.echo_wait)
     }
 
@@ -255,7 +278,8 @@ mod tests {
         }
         assert_eq!(hints.poll_for(&source, d(7)), Some(net));
         // A write GitLab should answer with a hook; none comes within the wait (zero here).
-        hints.expect_echo(&source);
+        let sent = Instant::now();
+        hints.expect_echo(&source, sent);
         assert_eq!(hints.poll_for(&source, d(7)), None, "silent: polled again");
         assert_eq!(
             hints.poll_for(&other, d(7)),
@@ -265,11 +289,14 @@ mod tests {
         // Any hook from it answers the write.
         hints.heard_hook(&source);
         assert_eq!(hints.poll_for(&source, d(7)), Some(net));
+        // A hook that outran the answer to the write it echoes answers it too.
+        hints.expect_echo(&source, sent);
+        assert_eq!(hints.poll_for(&source, d(7)), Some(net), "answered before");
 
         let patient = HookHints::new(net);
         patient.heard_from(&source);
         patient.confirm(&source, d(7));
-        patient.expect_echo(&source);
+        patient.expect_echo(&source, Instant::now());
         assert_eq!(
             patient.poll_for(&source, d(7)),
             Some(net),

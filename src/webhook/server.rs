@@ -51,6 +51,9 @@ pub struct WebhookConfig {
     /// after this long pending, doubling with the time pending up to `safety_net_max`.
     pub safety_net: Duration,
     pub safety_net_max: Duration,
+    /// How long a connection may send no hook after a write GitLab answers with one before
+    /// its hooks count as broken (its approvals are polled as without hooks).
+    pub echo_wait: Duration,
     /// Where the other replicas reach this receiver while this replica leads (the pod's IP
     /// and the port of `addr`); it is published on the leader Lease. `None`: hooks that reach
     /// a standby are refused (503).
