@@ -921,6 +921,14 @@ fn webhooks_component_opens_the_receiver_port_behind_a_service() {
         .find(|p| p["name"] == "webhooks")
         .expect("a named container port for the receiver");
     assert_eq!(port["containerPort"], u64::from(addr.port()));
+    // The leader advertises POD_IP:port on its lease so that a standby passes hooks on.
+    let pod_ip = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_IP")
+        .expect("the component sets POD_IP, which `run --pod-ip` reads");
+    assert_eq!(pod_ip["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
     let svc = find(&objs, "Service", "gitlab-deployment-operator-webhooks");
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhooks");
     let deployment = find(&objs, "Deployment", NAME);

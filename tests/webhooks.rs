@@ -3,6 +3,7 @@
 //! the kube emulator. Tests that need a hook GitLab would not send post it themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::net::SocketAddr;
@@ -10,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use gitlab_deployment_operator::api::deployment::ApprovalState;
 use gitlab_deployment_operator::api::deployment::DeploymentId;
+use gitlab_deployment_operator::controller::run::RunConfig;
 use gitlab_deployment_operator::gitlab::ApprovalStatus;
 use gitlab_deployment_operator::webhook::WebhookConfig;
 use gitlab_deployment_operator::webhook::tokens::SecretName;
 use gitlab_emulator::{Endpoint, HookFault};
-use harness::{Env, NS, Operator};
+use harness::{Backend, Env, NS, Operator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -31,11 +33,21 @@ fn free_port() -> SocketAddr {
 /// The webhook Secret naming connection `apps/default`, an operator with the receiver on, and a
 /// project hook in GitLab pointing at it (deployment events; approval events on).
 async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr) {
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
+    put_hook_secret(env).await;
+    let addr = free_port();
+    let op = env.start_operator_with(hooked_config(env, addr, safety_net));
+    wait_listening(addr).await;
+    add_project_hook(env, addr).await;
+    (op, addr)
+}
+
+/// The webhook Secret, in the test's namespace, with the token of its `default` connection.
+async fn put_hook_secret(env: &Env) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": HOOK_SECRET},
-        "stringData": {"GitlabConnection.apps.default": HOOK_TOKEN}
+        "stringData": {format!("GitlabConnection.{}.default", env.ns): HOOK_TOKEN}
     });
     secrets
         .patch(
@@ -45,22 +57,36 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
         )
         .await
         .unwrap();
-    let addr = free_port();
+}
+
+/// The harness's configuration with the receiver on `addr` (advertised there) and a fixed
+/// safety net.
+fn hooked_config(env: &Env, addr: SocketAddr, safety_net: Duration) -> RunConfig {
     let mut config = env.config();
     config.webhook = Some(WebhookConfig {
         addr,
         secret: SecretName {
-            namespace: NS.into(),
+            namespace: env.ns.clone(),
             name: HOOK_SECRET.into(),
         },
         safety_net,
+        safety_net_max: safety_net,
+        echo_wait: Duration::from_secs(120),
+        advertise: Some(addr),
     });
-    let op = env.start_operator_with(config);
+    config
+}
+
+async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the receiver never listened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A project hook delivering deployment and approval events to `addr`.
+async fn add_project_hook(env: &Env, addr: SocketAddr) {
     let gl = env.gitlab.handle();
     gl.set_allow_local_webhooks(true);
     gl.set_approval_webhooks(true);
@@ -81,7 +107,6 @@ async fn start_hooked(env: &Env, safety_net: Duration) -> (Operator, SocketAddr)
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    (op, addr)
 }
 
 fn http() -> reqwest::Client {
@@ -309,6 +334,194 @@ async fn a_lost_hook_is_caught_by_the_safety_net() {
     op.stop().await;
 }
 
+/// A connection whose GitLab sends approval events, but no hook for this deployment ever
+/// arrives (a project without the hook, a broken Ingress): its approval is polled as without
+/// hooks (10 s after it became pending), not left to the hour-long safety net.
+#[tokio::test]
+async fn a_deployment_no_hook_was_seen_for_is_polled_as_without_hooks() {
+    let env = Env::start().await;
+    let (op, addr) = start_hooked(&env, Duration::from_secs(3600)).await;
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    assert_eq!(post_hook(addr, Some(HOOK_TOKEN), announce).await, 202);
+    // Every delivery from now on is lost.
+    env.gitlab
+        .handle()
+        .fault_hook_deliveries(HookFault::Drop, None);
+    let (_approver, prod, _staging) = pending_and_settled(&env).await;
+    let reads = reads_of(&env, prod);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reads_of(&env, prod) == reads {
+        assert!(
+            Instant::now() < deadline,
+            "no approval poll within 15 s: the unconfirmed deployment was left to the safety net"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    op.stop().await;
+}
+
+/// Hooks that stop arriving for a connection put its approvals back on polling's pace: a
+/// deployment confirmed by its own hook sits on the hour-long safety net, then the project hook
+/// breaks, and the operator's next write through the connection (another resource's create as
+/// `running`) is answered by no hook within the echo wait.
+#[tokio::test]
+async fn a_connection_whose_hooks_stop_arriving_goes_back_to_polling_pace() {
+    let env = Env::start().await;
+    put_hook_secret(&env).await;
+    let addr = free_port();
+    let mut config = hooked_config(&env, addr, Duration::from_secs(3600));
+    if let Some(webhook) = config.webhook.as_mut() {
+        webhook.echo_wait = Duration::from_secs(1);
+    }
+    let op = env.start_operator_with(config);
+    wait_listening(addr).await;
+    add_project_hook(&env, addr).await;
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    assert_eq!(post_hook(addr, Some(HOOK_TOKEN), announce).await, 202);
+    let (_approver, prod, _staging) = pending_and_settled(&env).await;
+    // Let the hooks of the creates settle first (one may outrun a status write: one GET).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Polling would read 10 s after the approval became pending; the safety net does not.
+    let reads = reads_of(&env, prod);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(reads_of(&env, prod), reads, "on the safety net, not polled");
+
+    env.gitlab
+        .handle()
+        .fault_hook_deliveries(HookFault::Drop, None);
+    // A slow rollout of another workload: created as `running`, then `success`.
+    env.apply_workload(
+        "api",
+        "registry.example/api:1.0.0",
+        json!({"emulator.gitlab-operator.io/rollout-step": "1s"}),
+    )
+    .await;
+    let mut spec = env.fixed_spec("dev", env.project.head());
+    spec["target"]["name"] = json!("api");
+    env.apply_gld("api-dev", spec).await;
+    let broke = Instant::now();
+    while reads_of(&env, prod) == reads {
+        assert!(
+            broke.elapsed() < Duration::from_secs(8),
+            "still on the safety net 8 s after the connection's hooks stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    op.stop().await;
+}
+
+/// Two elected replicas, GitLab's project hook pointing at the standby only: the standby
+/// checks the token and passes the hook on to the leader's receiver (its address is on the
+/// lease), so the approval lands within a second, and what the leader learns from the hooks
+/// (approval events, this deployment's hooks) slows its polling as with one replica. A forged
+/// hook to the standby is refused there and costs nothing.
+async fn a_hook_that_reaches_the_standby_takes_effect_on_the_leader(backend: Backend) {
+    let env = Env::start_on(backend).await;
+    put_hook_secret(&env).await;
+    let safety_net = Duration::from_secs(2);
+    let (addr_a, addr_b) = (free_port(), free_port());
+    let a = env.start_elected_with("replica-a", hooked_config(&env, addr_a, safety_net));
+    let b = env.start_elected_with("replica-b", hooked_config(&env, addr_b, safety_net));
+    wait_listening(addr_a).await;
+    wait_listening(addr_b).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.is_leader() || b.is_leader()) {
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ((leader, _), (standby, standby_addr)) = if a.is_leader() {
+        ((a, addr_a), (b, addr_b))
+    } else {
+        ((b, addr_b), (a, addr_a))
+    };
+    add_project_hook(&env, standby_addr).await;
+
+    // The standby learns the leader's receiver from the lease within a renewal or two.
+    let announce =
+        json!({"object_kind": "deployment", "status": "approved", "deployment_id": 999_999})
+            .to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post_hook(standby_addr, Some(HOOK_TOKEN), announce.clone()).await != 202 {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never passed a hook on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (approver, prod, _staging) = pending_and_settled(&env).await;
+    // The leader heard the approval events and prod's own `running` hook through the standby:
+    // the 2 s safety net, not polling's 10 s.
+    let reads = reads_of(&env, prod);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(
+        reads_of(&env, prod) >= reads + 2,
+        "the leader read {} times in 4.5 s",
+        reads_of(&env, prod) - reads
+    );
+
+    // A forged hook to the standby: refused there, nothing read, nothing written.
+    let before = env.glds().get("web-prod").await.unwrap();
+    let gets = env
+        .gitlab_calls()
+        .iter()
+        .filter(|r| r.route == Endpoint::GetDeployment)
+        .count();
+    let forged = json!({"object_kind": "deployment", "status": "approved", "deployment_id": prod})
+        .to_string();
+    let refused = standby.telemetry.webhook.count("unauthorized");
+    assert_eq!(post_hook(standby_addr, Some("forged"), forged).await, 401);
+    assert_eq!(standby.telemetry.webhook.count("unauthorized"), refused + 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_gets = env
+        .gitlab_calls()
+        .iter()
+        .filter(|r| r.route == Endpoint::GetDeployment)
+        .count();
+    assert!(
+        after_gets <= gets + 1,
+        "a forged hook cost {} GETs (the safety net may read once meanwhile)",
+        after_gets - gets
+    );
+    let after = env.glds().get("web-prod").await.unwrap();
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.approval.clone()),
+        before.status.as_ref().and_then(|s| s.approval.clone()),
+        "nothing was recorded"
+    );
+
+    // The approval: GitLab delivers it to the standby, the leader acts within a second.
+    let forwarded = standby.telemetry.webhook.count("forwarded");
+    let woken = leader.telemetry.webhook.count("woken");
+    let started = Instant::now();
+    env.review(&approver, prod, ApprovalStatus::Approved).await;
+    env.wait_for_approval("web-prod", ApprovalState::Approved)
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the approval took {took:?} through the standby"
+    );
+    assert!(standby.telemetry.webhook.count("forwarded") > forwarded);
+    assert!(leader.telemetry.webhook.count("woken") > woken);
+    assert_eq!(
+        standby.telemetry.webhook.count("woken"),
+        0,
+        "the standby acts on nothing itself"
+    );
+    let delivered = env.gitlab.handle().hook_deliveries();
+    let approved = delivered
+        .iter()
+        .find(|d| d.event_status == "approved" && d.deployment_id == prod.get())
+        .expect("GitLab delivered the approval event");
+    assert_eq!(approved.response_status, Some(200), "{approved:?}");
+    leader.stop().await;
+    standby.stop().await;
+}
+
 /// Figures for docs/benchmarks.md (not a check): approve in GitLab → `Approved` on the
 /// resource, with the receiver and with polling alone, over `SAMPLES` approvals given at random
 /// moments 0–30 s after each became pending. Run with
@@ -317,12 +530,32 @@ async fn a_lost_hook_is_caught_by_the_safety_net() {
 #[ignore = "measures for ~1 minute; prints figures"]
 async fn approval_latency_figures() {
     const SAMPLES: usize = 10;
-    for hooked in [true, false] {
+    for mode in ["receiver", "receiver, hook to the standby", "polling"] {
         let env = Env::start().await;
-        let op = if hooked {
-            start_hooked(&env, Duration::from_secs(600)).await.0
-        } else {
-            env.start_operator()
+        let net = Duration::from_secs(1800);
+        let (op, standby) = match mode {
+            "receiver" => (start_hooked(&env, net).await.0, None),
+            "polling" => (env.start_operator(), None),
+            _ => {
+                put_hook_secret(&env).await;
+                let (addr_a, addr_b) = (free_port(), free_port());
+                let a = env.start_elected_with("replica-a", hooked_config(&env, addr_a, net));
+                let b = env.start_elected_with("replica-b", hooked_config(&env, addr_b, net));
+                wait_listening(addr_a).await;
+                wait_listening(addr_b).await;
+                while !(a.is_leader() || b.is_leader()) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // Let the standby read the leader's address from the lease.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if a.is_leader() {
+                    add_project_hook(&env, addr_b).await;
+                    (a, Some(b))
+                } else {
+                    add_project_hook(&env, addr_a).await;
+                    (b, Some(a))
+                }
+            }
         };
         let gl = env.gitlab.handle();
         let (approver, approver_token) = gl.add_user_with_token("approver");
@@ -388,13 +621,16 @@ async fn approval_latency_figures() {
             samples[i]
         };
         println!(
-            "{}: approve → Approved over {} approvals: p50 {:?}, p99 {:?}, max {:?}",
-            if hooked { "receiver" } else { "polling" },
+            "{mode}: approve → Approved over {} approvals: p50 {:?}, p99 {:?}, max {:?}",
             samples.len(),
             pct(0.5),
             pct(0.99),
             samples[samples.len() - 1]
         );
+        if let Some(standby) = standby {
+            assert!(standby.telemetry.webhook.count("forwarded") >= SAMPLES as u64);
+            standby.stop().await;
+        }
         op.stop().await;
     }
 }
@@ -416,3 +652,5 @@ async fn approve(base: &str, project: u64, token: &str, id: DeploymentId) {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+both_backends!(a_hook_that_reaches_the_standby_takes_effect_on_the_leader);

@@ -24,6 +24,9 @@ pub const EVENT_REPORTER: &str = "gitlab-deployment-operator";
 pub const PREFIX: &str = "gitlab-operator.io/";
 /// Annotation a person sets (any new value) to make the operator re-read GitLab now.
 pub const REFRESH_ANNOTATION: &str = "gitlab-operator.io/refresh";
+/// Annotation of the leader Lease: where the leader's webhook receiver listens, so a standby
+/// that GitLab's hook reaches passes it on (`host:port`).
+pub const WEBHOOK_RECEIVER_ANNOTATION: &str = "gitlab-operator.io/webhook-receiver";
 /// Label a token Secret must carry, with [`TOKEN_LABEL_VALUE`], for the operator to use it when
 /// run with `--require-token-label` (Argo CD's way: only Secrets labelled as credentials are
 /// sent anywhere).

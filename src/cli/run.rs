@@ -113,10 +113,24 @@ pub struct RunArgs {
         env = "GITLAB_WEBHOOK_SECRET"
     )]
     pub webhook_secret: String,
-    /// Approval polling for connections whose GitLab sends approval events: only a safety
-    /// net for a lost hook.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    /// Approval polling for deployments GitLab's hooks reach us for (on a GitLab that sends
+    /// approval events): only a safety net for a lost hook. The first read comes this long
+    /// after the approval became pending, then the interval doubles with the time pending.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub webhook_safety_net: Duration,
+    /// The safety net's longest interval: a lost approval hook is noticed within this long.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub webhook_safety_net_max: Duration,
+    /// After a write GitLab answers with a hook (a create, a status change), how long a
+    /// connection may send no hook at all before its hooks count as broken and its approvals
+    /// are polled as without hooks again.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub webhook_echo_wait: Duration,
+    /// This pod's IP (downward API): with leader election, the leader publishes
+    /// `POD_IP:<port of --webhook-addr>` on its lease so that a standby passes the hooks it
+    /// receives on to it.
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
     /// Address of the approval gate endpoint for Flagger webhooks and Argo Rollouts' `web`
     /// metric, e.g. `0.0.0.0:8082`. Off when absent. See docs/approvals.md.
     #[arg(long, env = "GATE_LISTEN")]
@@ -264,10 +278,20 @@ impl RunArgs {
                 name: self.webhook_secret.clone(),
             },
         };
+        // A receiver bound to one address is reached there; one bound to all interfaces is
+        // reached at the pod's IP.
+        let advertise = if addr.ip().is_unspecified() {
+            self.pod_ip.map(|ip| SocketAddr::new(ip, addr.port()))
+        } else {
+            Some(addr)
+        };
         Ok(Some(WebhookConfig {
             addr,
             secret,
             safety_net: self.webhook_safety_net,
+            safety_net_max: self.webhook_safety_net_max,
+            echo_wait: self.webhook_echo_wait,
+            advertise,
         }))
     }
 
@@ -527,7 +551,25 @@ mod tests {
                     name: "gitlab-webhook-tokens".into(),
                 },
                 safety_net: Duration::from_secs(120),
+                safety_net_max: Duration::from_secs(3600),
+                echo_wait: Duration::from_secs(120),
+                advertise: Some("127.0.0.1:9443".parse().unwrap()),
             })
+        );
+        let args = run_args(&[
+            "--webhook-addr",
+            "0.0.0.0:8443",
+            "--operator-namespace",
+            "ops",
+            "--pod-ip",
+            "10.1.2.3",
+        ]);
+        let config = args.webhook().unwrap().unwrap();
+        assert_eq!(config.safety_net, Duration::from_secs(1800));
+        assert_eq!(
+            config.advertise,
+            Some("10.1.2.3:8443".parse().unwrap()),
+            "a receiver on every interface is advertised at the pod's IP"
         );
         let args = run_args(&[
             "--webhook-addr",

@@ -19,6 +19,7 @@ use crate::gitlab::{
     self, CreateDeployment, DeploymentOrderBy, GitlabClient, ListDeployments, ProjectId, SortOrder,
     UpdateEnvironment,
 };
+use crate::webhook::HookSource;
 
 /// Merge requests kept per deployment are bounded by the status module; never page further.
 const MAX_MERGE_REQUEST_PAGES: usize = 3;
@@ -49,6 +50,15 @@ impl<'a> LiveGitlab<'a> {
             client: None,
             rotated: false,
         }
+    }
+
+    /// A hook from this connection should follow the write just made (see
+    /// [`crate::webhook::HookHints::expect_echo`]).
+    fn expect_echo(&self, sent: std::time::Instant) {
+        self.ctx.hints.expect_echo(
+            &HookSource::of(&self.spec.connection, &self.spec.namespace),
+            sent,
+        );
     }
 
     async fn client(&mut self) -> Result<GitlabClient, Error> {
@@ -134,8 +144,14 @@ impl GitlabCalls for LiveGitlab<'_> {
             status,
         };
         let project = self.project.clone();
+        let sent = std::time::Instant::now();
         let created = with_client!(self, |c| c.create_deployment(&project, &body))
             .map_err(|e| Error::gitlab("create deployment", e))?;
+        // GitLab answers a create as `running` with a `running` hook (one made as `success`
+        // may be folded into the last deployment, which sends none).
+        if request.status == GitlabStatus::Running {
+            self.expect_echo(sent);
+        }
         view("create deployment", &created)
     }
 
@@ -158,12 +174,17 @@ impl GitlabCalls for LiveGitlab<'_> {
             });
         };
         let project = self.project.clone();
+        let sent = std::time::Instant::now();
         let answer = match with_client!(self, |c| c.update_deployment_status(
             &project,
             id.get(),
             wire
         )) {
-            Ok(d) => d,
+            Ok(d) => {
+                // Every status change GitLab accepts is answered with a hook.
+                self.expect_echo(sent);
+                d
+            }
             // GitLab already has another status (our record was behind, or an earlier answer
             // was lost): its answer is the deployment as it is.
             Err(gitlab::Error::InvalidTransition { .. }) => with_client!(self, |c| c

@@ -11,6 +11,7 @@
 //! candidates cannot both win; the claim is published on a `watch` channel (kubert's
 //! `lease.rs` is the model).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -21,6 +22,9 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::api::names::WEBHOOK_RECEIVER_ANNOTATION;
+use crate::webhook::HookRoute;
 
 /// Lease timings (client-go's defaults: 15 s, 10 s, 2 s).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +85,27 @@ pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     leader_tx: watch::Sender<bool>,
+    /// Where this replica's webhook receiver listens, written on the lease while it leads.
+    advertise: Option<SocketAddr>,
+    /// Where the current leader's receiver listens, as the lease says (`None` while this
+    /// replica leads, or when no live leader advertises one).
+    receiver_tx: watch::Sender<Option<SocketAddr>>,
+}
+
+/// The leader's webhook receiver as `lease` names it, if another replica holds it.
+fn advertised_receiver(lease: Option<&Lease>, me: &str) -> Option<SocketAddr> {
+    let lease = lease?;
+    let holder = lease.spec.as_ref()?.holder_identity.as_deref()?;
+    if holder.is_empty() || holder == me {
+        return None;
+    }
+    lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(WEBHOOK_RECEIVER_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 impl Elector {
@@ -91,9 +116,40 @@ impl Elector {
                 api: Api::namespaced(client, &config.namespace),
                 config,
                 leader_tx,
+                advertise: None,
+                receiver_tx: watch::Sender::new(None),
             },
             leader_rx,
         )
+    }
+
+    /// Publish `receiver` on the lease while leading (see [`Elector::leader_receiver`]).
+    pub fn advertising(mut self, receiver: Option<SocketAddr>) -> Self {
+        self.advertise = receiver;
+        self
+    }
+
+    /// Follows where the leader's webhook receiver listens.
+    pub fn leader_receiver(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.receiver_tx.subscribe()
+    }
+
+    /// Write (or clear) this replica's receiver address on a lease it is about to hold.
+    fn annotate(&self, lease: &mut Lease) {
+        match self.advertise {
+            Some(addr) => {
+                lease
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), addr.to_string());
+            }
+            None => {
+                if let Some(annotations) = lease.metadata.annotations.as_mut() {
+                    annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+                }
+            }
+        }
     }
 
     fn spec(&self, transitions: i32, acquire_time: Option<MicroTime>) -> LeaseSpec {
@@ -114,6 +170,12 @@ impl Elector {
         observed: &mut (Option<LeaseRecordKey>, Instant),
     ) -> Result<bool, kube::Error> {
         let current = self.api.get_opt(&self.config.name).await?;
+        let receiver = advertised_receiver(current.as_ref(), &self.config.identity);
+        self.receiver_tx.send_if_modified(|known| {
+            let changed = *known != receiver;
+            *known = receiver;
+            changed
+        });
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let key = record_key(spec);
         if observed.0 != key {
@@ -127,6 +189,7 @@ impl Elector {
                 };
                 let old = lease.spec.clone().unwrap_or_default();
                 lease.spec = Some(self.spec(old.lease_transitions.unwrap_or(0), old.acquire_time));
+                self.annotate(&mut lease);
                 self.api
                     .replace(&self.config.name, &PostParams::default(), &lease)
                     .await?;
@@ -134,7 +197,7 @@ impl Elector {
             }
             Step::Acquire => match current {
                 None => {
-                    let lease = Lease {
+                    let mut lease = Lease {
                         metadata: ObjectMeta {
                             name: Some(self.config.name.clone()),
                             namespace: Some(self.config.namespace.clone()),
@@ -142,6 +205,7 @@ impl Elector {
                         },
                         spec: Some(self.spec(0, None)),
                     };
+                    self.annotate(&mut lease);
                     self.api.create(&PostParams::default(), &lease).await?;
                     Ok(true)
                 }
@@ -152,6 +216,7 @@ impl Elector {
                         .and_then(|s| s.lease_transitions)
                         .unwrap_or(0);
                     lease.spec = Some(self.spec(transitions + 1, None));
+                    self.annotate(&mut lease);
                     // The resourceVersion we read is the precondition: of two candidates
                     // taking the same expired lease, one gets a 409.
                     self.api
@@ -216,6 +281,9 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
+        if let Some(annotations) = lease.metadata.annotations.as_mut() {
+            annotations.remove(WEBHOOK_RECEIVER_ANNOTATION);
+        }
         match self
             .api
             .replace(&self.config.name, &PostParams::default(), &lease)
@@ -262,6 +330,48 @@ mod tests {
             lease_duration_seconds: Some(seconds),
             ..LeaseSpec::default()
         }
+    }
+
+    #[test]
+    fn a_standby_finds_the_leaders_receiver_on_the_lease() {
+        let lease = |holder: Option<&str>, receiver: Option<&str>| Lease {
+            metadata: ObjectMeta {
+                annotations: receiver.map(|r| {
+                    [(WEBHOOK_RECEIVER_ANNOTATION.to_owned(), r.to_owned())]
+                        .into_iter()
+                        .collect()
+                }),
+                ..ObjectMeta::default()
+            },
+            spec: Some(held_by(holder, 15)),
+        };
+        let cases = [
+            (
+                "another replica leads",
+                Some("other"),
+                Some("10.0.0.7:8443"),
+                Some("10.0.0.7:8443"),
+            ),
+            (
+                "IPv6",
+                Some("other"),
+                Some("[fd00::7]:8443"),
+                Some("[fd00::7]:8443"),
+            ),
+            ("we lead", Some("me"), Some("10.0.0.7:8443"), None),
+            ("released", None, Some("10.0.0.7:8443"), None),
+            ("no receiver advertised", Some("other"), None, None),
+            ("not an address", Some("other"), Some("leader:8443"), None),
+        ];
+        for (name, holder, receiver, want) in cases {
+            let want: Option<SocketAddr> = want.map(|w| w.parse().unwrap());
+            assert_eq!(
+                advertised_receiver(Some(&lease(holder, receiver)), "me"),
+                want,
+                "{name}"
+            );
+        }
+        assert_eq!(advertised_receiver(None, "me"), None, "no lease yet");
     }
 
     #[test]
@@ -314,6 +424,53 @@ mod tests {
     }
 }
 
+/// The webhook receiver of an elected replica: it listens for the replica's whole life, so a
+/// hook takes effect at once whichever replica GitLab reaches; while another replica leads, it
+/// passes verified hooks on to that one's receiver (its address is on the lease).
+struct ElectedHooks {
+    route: HookRoute,
+    _server: AbortOnDrop<()>,
+    _following: AbortOnDrop<()>,
+}
+
+async fn listen_for_hooks(
+    client: &Client,
+    webhook: &crate::webhook::WebhookConfig,
+    mut leader_receiver: watch::Receiver<Option<SocketAddr>>,
+    telemetry: &super::run::Telemetry,
+    shutdown: CancellationToken,
+) -> Result<ElectedHooks, ElectedError> {
+    let route = HookRoute::default();
+    let server = super::run::serve_hooks(client, webhook, route.clone(), telemetry, shutdown)
+        .await
+        .map_err(|source| {
+            ElectedError::Run(super::run::RunError::Webhook {
+                addr: webhook.addr,
+                source,
+            })
+        })?;
+    if webhook.advertise.is_none() {
+        tracing::warn!(
+            "the webhook receiver has no address to advertise (set POD_IP): hooks that reach a standby are refused"
+        );
+    }
+    let follow = route.clone();
+    let following = tokio::spawn(async move {
+        loop {
+            let known = *leader_receiver.borrow_and_update();
+            follow.follow(known);
+            if leader_receiver.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(ElectedHooks {
+        route,
+        _server: AbortOnDrop(Some(tokio::spawn(server))),
+        _following: AbortOnDrop(Some(following)),
+    })
+}
+
 /// Why an elected run ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ElectedError {
@@ -339,6 +496,20 @@ pub async fn run_elected(
 ) -> Result<(), ElectedError> {
     let lease_name = format!("{}/{}", lease.namespace, lease.name);
     let (elector, mut leader) = Elector::new(client.clone(), lease);
+    let elector = elector.advertising(config.webhook.as_ref().and_then(|w| w.advertise));
+    let hooks = match &config.webhook {
+        Some(webhook) => Some(
+            listen_for_hooks(
+                &client,
+                webhook,
+                elector.leader_receiver(),
+                telemetry,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let stop_electing = CancellationToken::new();
     // Aborted if this future is dropped (a kill): the campaign must not outlive the operator.
     let mut election = AbortOnDrop(Some(tokio::spawn(elector.run(stop_electing.clone()))));
@@ -378,7 +549,15 @@ pub async fn run_elected(
             false
         })))
     };
-    let result = super::run::run(client, config, telemetry, admin, operator_stop.clone()).await;
+    let result = super::run::run_routed(
+        client,
+        config,
+        telemetry,
+        admin,
+        operator_stop.clone(),
+        hooks.as_ref().map(|h| h.route.clone()),
+    )
+    .await;
     telemetry.operator.leader.set(0);
     let lost_lease = !shutdown.is_cancelled() && operator_stop.is_cancelled();
     drop(lost);

@@ -57,11 +57,13 @@ impl ApprovalPoll {
         max: APPROVAL_POLL_MAX,
     };
 
-    /// GitLab's hooks announce approvals; polling is only a safety net for a lost hook.
-    pub fn safety_net(every: Duration) -> ApprovalPoll {
+    /// GitLab's hooks announce approvals; polling is only a safety net for a lost hook, and
+    /// backs off as polling does: `min` after the approval became pending, doubling with the
+    /// time pending up to `max`.
+    pub fn safety_net(min: Duration, max: Duration) -> ApprovalPoll {
         ApprovalPoll {
-            min: every,
-            max: every,
+            min,
+            max: max.max(min),
         }
     }
 }

@@ -110,8 +110,8 @@ pub struct Context {
     /// unread could cancel a finished deployment. Such a deployment is read once first.
     /// Keyed by resource (one deployment each), so forgetting one is not a pass over all.
     verified: Mutex<HashMap<ObjectRef<GitlabDeployment>, DeploymentId>>,
-    /// What GitLab's hooks said: resources to re-read now, connections whose approvals are
-    /// announced (their polling slows to a safety net). Empty without the receiver.
+    /// What GitLab's hooks said: resources to re-read now, and the deployments whose approval
+    /// polling slows to a safety net. Empty without the receiver.
     pub hints: Arc<HookHints>,
 }
 
@@ -446,10 +446,12 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         rollout: &rollout,
         control: control.as_ref(),
         now,
-        poll: ctx
-            .hints
-            .safety_net_for(&HookSource::of(&spec.connection, &namespace))
-            .map_or(ApprovalPoll::POLLING, ApprovalPoll::safety_net),
+        poll: ApprovalPoll::POLLING,
+        slowed: start.deployment.as_ref().and_then(|d| {
+            ctx.hints
+                .poll_for(&HookSource::of(&spec.connection, &namespace), d.id)
+                .map(|net| (d.id, net))
+        }),
         knowledge: Knowledge {
             answered: false,
             confirmed,
@@ -463,6 +465,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let mut gitlab = LiveGitlab::new(ctx, &spec);
     let mut target_writes = LiveRollout::new(ctx.client.clone(), &namespace, &spec.target);
     let run = execute(&pass, &start, &mut gitlab, &mut writer, &mut target_writes).await;
+    let slowed = pass.slowed.is_some();
     if let Some(err) = run.error {
         return fail(
             &mut writer,
@@ -518,7 +521,13 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         });
     }
     publish(ctx, &writer.obj, &notices).await;
-    Ok(match run.requeue {
+    // On the safety net, re-plan now and then: if the connection's hooks go silent meanwhile,
+    // the next plan polls at polling's pace instead of waiting out the net.
+    let requeue = match run.requeue {
+        Some(d) if slowed => Some(d.min(ctx.hints.recheck_every())),
+        requeue => requeue,
+    };
+    Ok(match requeue {
         Some(d) if d.is_zero() => Action::requeue(Duration::from_millis(100)),
         Some(d) => Action::requeue(d),
         None => Action::await_change(),

@@ -46,13 +46,14 @@ use crate::api::connection::{ClusterGitlabConnection, GitlabConnection};
 use crate::api::deployment::{ApprovalState, ConnectionKind, GitlabDeployment};
 use crate::api::names::{EVENT_REPORTER, REFRESH_ANNOTATION};
 use crate::api::validate::ConnectionTarget;
+use crate::controller::plan::ApprovalPoll;
 use crate::gate::{GateCache, GateMetrics};
 use crate::gitlab::GitlabMetrics;
 use crate::metrics::{OperatorMetrics, PhaseLabels};
 use crate::webhook::ids::DeploymentIds;
-use crate::webhook::server::{Receiver, source_of};
+use crate::webhook::server::{Local, Receiver, source_of};
 use crate::webhook::tokens::HookTokens;
-use crate::webhook::{HookHints, WebhookConfig, WebhookMetrics, hints::SAFETY_NET};
+use crate::webhook::{HookHints, HookRoute, WebhookConfig, WebhookMetrics};
 
 /// How the operator runs (from the command line).
 #[derive(Clone, Debug)]
@@ -356,6 +357,32 @@ fn index_event(
 
 type DeploymentIdIndex = Mutex<DeploymentIds<ObjectRef<GitlabDeployment>>>;
 
+/// Bind the webhook receiver on `webhook.addr` with hooks going where `route` says; the
+/// returned future serves until `shutdown`.
+pub async fn serve_hooks(
+    client: &Client,
+    webhook: &WebhookConfig,
+    route: HookRoute,
+    telemetry: &Telemetry,
+    shutdown: CancellationToken,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let receiver = Receiver::new(
+        HookTokens::new(client.clone(), &webhook.secret),
+        route,
+        Arc::clone(&telemetry.webhook),
+    )?;
+    let (addr, server) = crate::webhook::server::bind(webhook.addr, receiver, async move {
+        shutdown.cancelled().await;
+    })
+    .await?;
+    tracing::info!(%addr, "webhook receiver listening");
+    Ok(async move {
+        if let Err(err) = server.await {
+            tracing::warn!(error = %err, "webhook receiver stopped");
+        }
+    })
+}
+
 /// Apply one `GitlabDeployment` watch event to the deployment id index of the webhook
 /// receiver. After a relist of `scope`, owners its store no longer holds are dropped.
 fn index_deployment_ids(
@@ -386,13 +413,27 @@ fn index_deployment_ids(
 }
 
 /// Run the operator until `shutdown` is cancelled. `admin` turns ready once every cache
-/// has synced.
+/// has synced. With `config.webhook`, the receiver listens here for as long as this runs.
 pub async fn run(
     client: Client,
     config: RunConfig,
     telemetry: &Telemetry,
     admin: AdminState,
     shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_routed(client, config, telemetry, admin, shutdown, None).await
+}
+
+/// As [`run`]; with `hooks`, the receiver is not bound here: an elected replica listens for
+/// its whole life (see `leader::run_elected`), and this run takes the hooks of that listener
+/// while it lasts.
+pub async fn run_routed(
+    client: Client,
+    config: RunConfig,
+    telemetry: &Telemetry,
+    admin: AdminState,
+    shutdown: CancellationToken,
+    hooks: Option<HookRoute>,
 ) -> Result<(), RunError> {
     check_crds(&client, &config.scope, &config.shard).await?;
     telemetry.operator.set_shard(config.shard.metric_label());
@@ -465,9 +506,16 @@ pub async fn run(
         };
 
     // Webhook hints and the deployment id index (kept even without the receiver: small).
-    let hints = Arc::new(HookHints::new(
-        config.webhook.as_ref().map_or(SAFETY_NET, |w| w.safety_net),
-    ));
+    let hints = Arc::new(
+        config
+            .webhook
+            .as_ref()
+            .map(|w| {
+                HookHints::new(ApprovalPoll::safety_net(w.safety_net, w.safety_net_max))
+                    .with_echo_wait(w.echo_wait)
+            })
+            .unwrap_or_default(),
+    );
     let deployment_ids: Arc<DeploymentIdIndex> = Arc::new(Mutex::new(DeploymentIds::default()));
 
     // GitlabDeployment watches, one per namespace.
@@ -559,32 +607,31 @@ pub async fn run(
         .with_hints(Arc::clone(&hints)),
     );
 
-    if let Some(webhook) = &config.webhook {
-        let wake = triggers.clone();
-        let receiver = Receiver {
-            tokens: HookTokens::new(client.clone(), &webhook.secret),
-            ids: Arc::clone(&deployment_ids),
-            hints: Arc::clone(&hints),
-            deployments: deployment_stores.clone(),
-            wake: Arc::new(move |owner| wake.send(owner)),
-            metrics: Arc::clone(&telemetry.webhook),
-        };
-        let stop = shutdown.clone();
-        let (addr, server) = crate::webhook::server::bind(webhook.addr, receiver, async move {
-            stop.cancelled().await;
-        })
-        .await
-        .map_err(|source| RunError::Webhook {
-            addr: webhook.addr,
-            source,
-        })?;
-        tracing::info!(%addr, "webhook receiver listening");
-        tasks.spawn(async move {
-            if let Err(err) = server.await {
-                tracing::warn!(error = %err, "webhook receiver stopped");
+    // Hooks go to this run's controller while it lasts (the guard gives them up when it ends);
+    // without an elected replica's listener, this run binds its own.
+    let _hooks_here = match &config.webhook {
+        None => None,
+        Some(webhook) => {
+            let wake = triggers.clone();
+            let route = hooks.clone().unwrap_or_default();
+            let guard = route.serve_locally(Local {
+                ids: Arc::clone(&deployment_ids),
+                hints: Arc::clone(&hints),
+                deployments: deployment_stores.clone(),
+                wake: Arc::new(move |owner| wake.send(owner)),
+            });
+            if hooks.is_none() {
+                let server = serve_hooks(&client, webhook, route, telemetry, shutdown.clone())
+                    .await
+                    .map_err(|source| RunError::Webhook {
+                        addr: webhook.addr,
+                        source,
+                    })?;
+                tasks.spawn(server);
             }
-        });
-    }
+            Some(guard)
+        }
+    };
 
     // Dependents of connections, Secrets and ConfigMaps, looked up in the reference index:
     // an event wakes only the resources that use the connection. The initial list wakes them

@@ -122,6 +122,9 @@ pub struct Pass<'a> {
     pub rollout: &'a RolloutStatus,
     pub now: Timestamp,
     pub poll: ApprovalPoll,
+    /// The approval safety net instead of `poll`, for this deployment only (GitLab's hooks
+    /// were seen to reach us for it): a deployment the pass creates is polled as usual.
+    pub slowed: Option<(DeploymentId, ApprovalPoll)>,
     /// What is known about the recorded deployment when the pass starts (`answered` false).
     pub knowledge: Knowledge,
     /// The target's Argo Rollout facts, for `spec.approval.promote`.
@@ -190,8 +193,12 @@ pub async fn execute(
             .deployment
             .as_ref()
             .is_some_and(|d| run.outcomes.iter().any(|o| o.answered_id() == Some(d.id)));
+        let poll = match (pass.slowed, current.deployment.as_ref()) {
+            (Some((id, net)), Some(d)) if d.id == id => net,
+            _ => pass.poll,
+        };
         let inputs = PlanInputs {
-            poll: pass.poll,
+            poll,
             knowledge: Knowledge {
                 answered,
                 ..pass.knowledge

@@ -8,8 +8,9 @@
 //! - [`payload`]: the strict, bounded parse (pure).
 //! - [`tokens`]: which connection a `X-Gitlab-Token` belongs to (the webhook Secret, memoised).
 //! - [`ids`]: deployment id → owning resource.
-//! - [`hints`]: what the reconciler learns from hooks (wake-ups, connections that send hooks).
-//! - [`server`]: the listener and its metrics.
+//! - [`hints`]: what the reconciler learns from hooks (wake-ups, connections that send approval
+//!   events, deployments hooks were seen for).
+//! - [`server`]: the listener, its metrics, and the route from a standby to the leader.
 
 pub mod hints;
 pub mod ids;
@@ -18,4 +19,4 @@ pub mod server;
 pub mod tokens;
 
 pub use hints::{HookHints, HookSource};
-pub use server::{WebhookConfig, WebhookMetrics};
+pub use server::{HookRoute, WebhookConfig, WebhookMetrics};

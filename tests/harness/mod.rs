@@ -260,7 +260,16 @@ impl Env {
     /// named as `run --watch-label-selector` names it (`leader-<hash>`), so each shard has its
     /// own.
     pub fn start_elected_shard(&self, identity: &str, selector: Option<&str>) -> Operator {
-        let shard = Shard::new(selector);
+        let config = RunConfig {
+            shard: Shard::new(selector),
+            ..self.config()
+        };
+        self.start_elected_with(identity, config)
+    }
+
+    /// As [`Env::start_elected`], with `config` (its shard names the lease).
+    pub fn start_elected_with(&self, identity: &str, config: RunConfig) -> Operator {
+        let shard = config.shard.clone();
         let lease = LeaseConfig {
             name: shard.lease_name("leader"),
             namespace: self.backend.lease_namespace(&self.ns),
@@ -270,9 +279,8 @@ impl Env {
             retry_period: Duration::from_millis(250),
         };
         let config = RunConfig {
-            shard,
             instance: Some(identity.into()),
-            ..self.config()
+            ..config
         };
         self.spawn_operator(config, Some(lease))
     }

@@ -1207,7 +1207,7 @@ fn approval_safety_net_replaces_the_backoff() {
         matches!(polled, Plan::PollApprovals { id, .. } if id == did(7)),
         "{polled:?}"
     );
-    let net = ApprovalPoll::safety_net(Duration::from_secs(600));
+    let net = ApprovalPoll::safety_net(Duration::from_secs(600), Duration::from_secs(3600));
     assert_eq!(
         plan_with(
             &spec,
@@ -1241,20 +1241,22 @@ fn approval_safety_net_replaces_the_backoff() {
         ),
         Plan::PollApprovals {
             id: did(7),
-            after: Duration::from_secs(600)
-        }
+            after: Duration::from_secs(900)
+        },
+        "due; pending 900 s, so the net backs off to 900 s"
     );
 }
 
 /// GitLab reads one pending approval costs, hour by hour, as the reconciler would make them:
-/// it acts on `PollApprovals` (recording `checked_at`) and sleeps the requeue in between.
+/// it acts on `PollApprovals` (recording `checked_at`) and sleeps the requeue in between. It
+/// starts as the create leaves it: pending, checked by the create's own answer.
 /// docs/benchmarks.md quotes these figures.
 fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
     let spec = fixed(A);
     let start = now();
     let mut status = St::default()
         .deployment(7, A, Success)
-        .approval(ApprovalState::Pending, Some(0), None)
+        .approval(ApprovalState::Pending, Some(0), Some(0))
         .0;
     let mut reads = vec![0; usize::try_from(hours).unwrap()];
     let mut at = start;
@@ -1290,12 +1292,39 @@ fn approval_reads(poll: ApprovalPoll, hours: u64) -> Vec<usize> {
 
 #[test]
 fn approval_reads_per_hour_with_and_without_hooks() {
+    let polling = approval_reads(ApprovalPoll::POLLING, 3);
+    let net = |min, max| {
+        approval_reads(
+            ApprovalPoll::safety_net(Duration::from_secs(min), Duration::from_secs(max)),
+            3,
+        )
+    };
+    // The default safety net: 30 minutes doubling to an hour.
+    let default = approval_reads(
+        ApprovalPoll::safety_net(
+            crate::webhook::hints::SAFETY_NET,
+            crate::webhook::hints::SAFETY_NET_MAX,
+        ),
+        3,
+    );
+    println!(
+        "reads per hour: polling {polling:?}; safety net 10m {:?}; 10m→1h {:?}; 30m→1h (default) {default:?}; 1h {:?}",
+        net(600, 600),
+        net(600, 3600),
+        net(3600, 3600)
+    );
     // Polling alone: 10 s doubling to 5 min.
-    assert_eq!(approval_reads(ApprovalPoll::POLLING, 3), vec![17, 12, 12]);
-    // Hooks announce approvals; the safety net reads every 10 min (the default) or every hour.
-    let net = |s| ApprovalPoll::safety_net(Duration::from_secs(s));
-    assert_eq!(approval_reads(net(600), 3), vec![6, 6, 6]);
-    assert_eq!(approval_reads(net(3600), 3), vec![1, 1, 1]);
+    assert_eq!(polling, vec![16, 12, 12]);
+    assert_eq!(
+        net(600, 600),
+        vec![5, 6, 6],
+        "the old default: 10 minutes, fixed"
+    );
+    assert_eq!(net(600, 3600), vec![3, 1, 1]);
+    assert_eq!(default, vec![1, 1, 1]);
+    for (hour, (p, d)) in polling.iter().zip(&default).enumerate() {
+        assert!(p >= &(10 * d), "hour {hour}: {p} polled vs {d} with hooks");
+    }
 }
 
 /// An Argo Rollout (resourceVersion 41) rolling out pod hash `new`, waiting at an indefinite

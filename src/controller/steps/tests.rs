@@ -202,6 +202,7 @@ async fn drive(
             rollout,
             now: now(),
             poll: ApprovalPoll::POLLING,
+            slowed: None,
             knowledge: Knowledge {
                 answered: false,
                 confirmed,
@@ -632,6 +633,7 @@ async fn a_promote_is_sent_once_per_revision_across_crashes() {
             rollout: rollout_status,
             now: now(),
             poll: ApprovalPoll::POLLING,
+            slowed: None,
             knowledge: Knowledge {
                 answered: false,
                 confirmed: true,
