@@ -11,8 +11,14 @@
 //! divergence (checked here too).
 //!
 //! `FIDELITY_ONLY=name,name` runs only those scenarios (while working on one).
+//!
+//! Beside the table, the operator itself across the one 410 a real cluster produces on
+//! demand (`the_operator_keeps_reporting_across_a_crd_upgrade`): it lives in this binary
+//! because it changes the spec of a CRD that every test of a binary shares on the real
+//! cluster, and no other test here runs the operator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod harness;
 
 use std::collections::BTreeMap;
@@ -1377,3 +1383,137 @@ async fn emulator_and_real_kubernetes_agree() {
         failures.join("\n")
     );
 }
+
+// ---- the operator across an expired watch ----------------------------------------------
+
+/// Apply the GitlabDeployment CRD as the harness does, with one more printer column when
+/// `upgraded`: a change of its spec, as a new release of the operator's CRDs brings.
+async fn apply_gld_crd(client: &Client, upgraded: bool) {
+    use gitlab_deployment_operator::api::GitlabDeployment;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Api, Patch, PatchParams};
+    let mut crd = serde_json::to_value(GitlabDeployment::crd()).unwrap();
+    if upgraded {
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "Upgraded", "type": "string",
+                         "jsonPath": ".metadata.name", "priority": 1}));
+    }
+    let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+}
+
+/// A running operator meets a watch ended by the server and resumed into 410 `Expired`, the
+/// way it does in production when its CRDs are upgraded under it (`helm upgrade`,
+/// `kubectl apply -f crds/`): the real apiserver rebuilds the resource's watch cache, ends
+/// every open watch and expires every older resourceVersion. The operator must relist and
+/// keep reporting: a change of the GitlabDeployment (seen only on the relisted watch) and a
+/// new image are reported once each.
+async fn the_operator_keeps_reporting_across_a_crd_upgrade(backend: Backend) {
+    use gitlab_deployment_operator::api::GitlabDeployment;
+    use kube::api::{WatchEvent, WatchParams};
+    let env = harness::Env::start_on(backend).await;
+    let shas = env.project.shas.clone();
+    let success_of = |sha: String| {
+        move |gd: &GitlabDeployment| {
+            harness::gitlab_status(gd).as_deref() == Some("success")
+                && gd
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.deployment.as_ref())
+                    .map(|d| &d.sha)
+                    == Some(&sha)
+        }
+    };
+    env.apply_workload(
+        "web",
+        &format!("registry.example/app:{}", shas[1]),
+        json!({}),
+    )
+    .await;
+    let op = env.start_operator();
+    env.apply_gld("web-prod", env.fixed_spec("prod", &shas[1]))
+        .await;
+    env.wait_for("web-prod", "first success", success_of(shas[1].clone()))
+        .await;
+    // Where a watcher that has seen everything so far resumes from.
+    let glds = env.glds();
+    let rv = glds
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    apply_gld_crd(&env.client, true).await;
+
+    // Resuming there is expired now (the operator's watcher meets the same).
+    let mut expired = None;
+    for _ in 0..50 {
+        let stream = glds
+            .watch(&WatchParams::default().timeout(1), &rv)
+            .await
+            .unwrap();
+        let events: Vec<_> = stream.collect().await;
+        if let Some(Ok(WatchEvent::Error(e))) = events.into_iter().next() {
+            expired = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expired = expired.expect("a watch resumed from before the CRD upgrade gets 410");
+    assert_eq!(
+        (expired.code, expired.reason.as_str()),
+        (410, "Expired"),
+        "{expired:?}"
+    );
+
+    // The operator still follows the GitlabDeployment (this change reaches it only through a
+    // relisted watch) and then the workload.
+    env.apply_gld("web-prod", env.fixed_spec("prod", &shas[2]))
+        .await;
+    let wanted = shas[2].clone();
+    env.wait_for("web-prod", "the new sha seen", move |gd| {
+        gd.status
+            .as_ref()
+            .and_then(|s| s.rollout.as_ref())
+            .is_some_and(|r| r.revision.as_deref() == Some(wanted.as_str()))
+    })
+    .await;
+    env.apply_workload(
+        "web",
+        &format!("registry.example/app:{}", shas[2]),
+        json!({}),
+    )
+    .await;
+    env.wait_for(
+        "web-prod",
+        "success after the CRD upgrade",
+        success_of(shas[2].clone()),
+    )
+    .await;
+    let deployments = env.gitlab_deployments("prod");
+    assert_eq!(
+        deployments.len(),
+        2,
+        "one GitLab deployment per sha: {deployments:?}"
+    );
+    assert_eq!(
+        (deployments[1].sha.as_str(), deployments[1].status.as_str()),
+        (shas[2].as_str(), "success")
+    );
+    op.stop().await;
+    apply_gld_crd(&env.client, false).await;
+}
+
+both_backends!(the_operator_keeps_reporting_across_a_crd_upgrade);
