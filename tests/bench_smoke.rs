@@ -1,14 +1,35 @@
 //! The bench command cannot rot: run it with tiny numbers and check it prints its figures.
 //! No timing is asserted (the machine is shared); only that every phase ran and reported.
+//!
+//! Every phase runs on both backends (`every_phase::emulator`, `every_phase::real`: the bench
+//! pointed at the test binary's real control plane with `--kubeconfig`). The sharded run
+//! stays on the emulator: it measures sharding, which the backend does not change.
 #![cfg(feature = "sandbox")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-#[test]
-fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table() {
+use harness::{Backend, cluster};
+
+mod every_phase {
+    use super::{Backend, bench_runs_every_phase_at_a_tiny_size_and_prints_its_table as body};
+
+    #[test]
+    fn emulator() {
+        body(Backend::Emulator);
+    }
+
+    #[test]
+    fn real() {
+        body(Backend::Real);
+    }
+}
+
+fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table(backend: Backend) {
     let baseline = Path::new("/usr/bin/kubectl").exists() && Path::new("/usr/bin/curl").exists();
     let json_path = std::env::temp_dir().join(format!("bench-smoke-{}.json", std::process::id()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
@@ -20,6 +41,9 @@ fn bench_runs_every_phase_at_a_tiny_size_and_prints_its_table() {
         .arg("--operator-bin")
         .arg(env!("CARGO_BIN_EXE_gitlab-deployment-operator"))
         .env("RUST_LOG", "error");
+    if backend == Backend::Real {
+        cmd.arg("--kubeconfig").arg(&cluster::shared().kubeconfig);
+    }
     let started = std::time::Instant::now();
     let out = cmd.output().expect("bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -25,6 +25,7 @@ use gitlab_deployment_operator::api::{ClusterGitlabConnection, GitlabConnection}
 use gitlab_deployment_operator::controller::leader::{LeaseConfig, run_elected};
 use gitlab_deployment_operator::controller::run::Telemetry;
 use gitlab_deployment_operator::controller::targets::Scope;
+use harness::rbac_rules::{Grant, describe, grants};
 use harness::{Env, NS, TOKEN_SECRET, gitlab_status};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
@@ -33,11 +34,10 @@ use kube::api::{
 };
 use kube::runtime::wait::{await_condition, conditions};
 use kube_emulator::RequestRecord;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-const OPERATOR_NS: &str = "gitlab-deployment-operator";
-const SA: &str = "gitlab-deployment-operator";
+use harness::rbac_rules::OPERATOR_NS;
 /// User-Agent of the test's own calls, so they can be told from the operator's.
 const TEST_UA: &str = "rbac-test-driver";
 
@@ -49,109 +49,6 @@ const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[(
     "patch",
     "kube's Recorder merge-patches an Event only when the same Event repeats; one cycle emits each once",
 )];
-
-/// One rule as granted to the operator: where (a RoleBinding's namespace, or cluster-wide) and
-/// through which binding.
-#[derive(Debug, Clone)]
-struct Grant {
-    namespace: Option<String>,
-    via: String,
-    groups: Vec<String>,
-    resources: Vec<String>,
-    verbs: Vec<String>,
-    names: Vec<String>,
-}
-
-impl Grant {
-    /// RBAC's rule match: group, `resource` or `resource/subresource`, verb, resourceNames, and
-    /// a RoleBinding's grant only inside its namespace (never on cluster-scoped objects).
-    fn allows(&self, r: &RequestRecord) -> bool {
-        if let Some(ns) = &self.namespace
-            && &r.namespace != ns
-        {
-            return false;
-        }
-        let resource = if r.subresource.is_empty() {
-            r.resource.clone()
-        } else {
-            format!("{}/{}", r.resource, r.subresource)
-        };
-        self.groups.contains(&r.group)
-            && self.resources.contains(&resource)
-            && self.verbs.contains(&r.verb)
-            && (self.names.is_empty() || (!r.name.is_empty() && self.names.contains(&r.name)))
-    }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every rule the rendered bindings grant the operator's ServiceAccount.
-fn grants(objs: &[Value]) -> Vec<Grant> {
-    let mut out = Vec::new();
-    for b in objs
-        .iter()
-        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
-    {
-        let ours = b["subjects"].as_array().into_iter().flatten().any(|s| {
-            s["kind"] == "ServiceAccount" && s["name"] == SA && s["namespace"] == OPERATOR_NS
-        });
-        if !ours {
-            continue;
-        }
-        let namespace = (b["kind"] == "RoleBinding")
-            .then(|| b["metadata"]["namespace"].as_str().unwrap().to_owned());
-        let (role_kind, role_name) = (&b["roleRef"]["kind"], &b["roleRef"]["name"]);
-        let role = objs
-            .iter()
-            .find(|o| {
-                &o["kind"] == role_kind
-                    && &o["metadata"]["name"] == role_name
-                    && (o["kind"] == "ClusterRole"
-                        || o["metadata"]["namespace"] == json!(namespace))
-            })
-            .unwrap_or_else(|| panic!("binding {b} names a role not in the render"));
-        for rule in role["rules"].as_array().into_iter().flatten() {
-            out.push(Grant {
-                namespace: namespace.clone(),
-                via: format!(
-                    "{} {} via {} {}",
-                    role_kind.as_str().unwrap(),
-                    role_name.as_str().unwrap(),
-                    b["kind"].as_str().unwrap(),
-                    b["metadata"]["name"].as_str().unwrap()
-                ),
-                groups: strings(&rule["apiGroups"]),
-                resources: strings(&rule["resources"]),
-                verbs: strings(&rule["verbs"]),
-                names: strings(&rule["resourceNames"]),
-            });
-        }
-    }
-    out
-}
-
-fn describe(r: &RequestRecord) -> String {
-    let group = if r.group.is_empty() { "core" } else { &r.group };
-    let sub = if r.subresource.is_empty() {
-        String::new()
-    } else {
-        format!("/{}", r.subresource)
-    };
-    let ns = if r.namespace.is_empty() {
-        "(cluster)".to_owned()
-    } else {
-        format!("ns={}", r.namespace)
-    };
-    format!("{} {group}/{}{sub} {ns}", r.verb, r.resource)
-}
 
 /// A client for the test's own calls: same server and credentials, its own User-Agent.
 async fn test_client(env: &Env) -> kube::Client {

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 
 use completion::CompletionWatch;
 use operator::{Fleet, Launch};
-use setup::{CI_NS, Workload, World, image_for, set_image, workloads};
+use setup::{Workload, World, image_for, set_image, workloads};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -110,6 +110,11 @@ struct Args {
     /// Write every figure as JSON here too (for scripts that check the docs).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure against this cluster instead of an in-process kube emulator (the real control
+    /// plane: `tests/cluster/run --kubeconfig PATH`). The run's namespaces are prefixed
+    /// `bench-<pid>-<size>` and left behind; the operator serves only them.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 /// Everything measured for one size.
@@ -377,14 +382,21 @@ async fn run_size(
     with_baseline: bool,
 ) -> Result<(SizeFigures, Option<baseline::BaselineFigures>), BenchError> {
     let rounds = cx.args.rounds.max(1);
-    let world = World::start(rounds + 3).await?;
+    let world = World::start(rounds + 3, cx.args.kubeconfig.as_deref(), size).await?;
     let shas = world.project.shas.clone();
-    let names = workloads(size, cx.args.per_namespace);
-    let mut namespaces: Vec<&str> = names.iter().map(|w| w.ns.as_str()).collect();
+    let names = workloads(&world.ns_prefix, size, cx.args.per_namespace);
+    let mut namespaces: Vec<String> = names.iter().map(|w| w.ns.clone()).collect();
     namespaces.dedup();
-    for ns in namespaces {
+    for ns in &namespaces {
         world.add_namespace(ns).await?;
     }
+    // On a cluster of its own (the emulator) the operator serves every namespace, as it
+    // would by default; elsewhere only the run's.
+    let served: Vec<String> = if world.kube.is_some() {
+        Vec::new()
+    } else {
+        namespaces.clone()
+    };
     let mut fig = SizeFigures {
         size,
         ..SizeFigures::default()
@@ -403,12 +415,13 @@ async fn run_size(
 
     let launch = |merge_requests: bool, tag: &str| Launch {
         binary: &cx.operator_bin,
-        kubeconfig: world.kube.kubeconfig_path(),
+        kubeconfig: &world.kubeconfig,
         gitlab: world.gitlab.addr(),
         concurrency: cx.args.concurrency,
         merge_requests,
         log: cx.logs.join(format!("operator-{size}-{tag}")),
         selector: None,
+        namespaces: &served,
     };
     let shards = cx.args.shards.max(1);
     fig.shards = shards;
@@ -547,11 +560,11 @@ async fn run_baseline(
     let n = cx.args.baseline;
     let names: Vec<Workload> = (0..n)
         .map(|i| Workload {
-            ns: CI_NS.into(),
+            ns: world.ci_namespace(),
             name: format!("ci-{i:04}"),
         })
         .collect();
-    world.add_namespace(CI_NS).await?;
+    world.add_namespace(&world.ci_namespace()).await?;
     progress(format!(
         "baseline: {n} CI-style rollouts (kubectl rollout status + curl)"
     ));
@@ -571,22 +584,23 @@ async fn run_baseline(
     let _ = tokio::process::Command::new("kubectl")
         .args(["api-resources", "-o", "name"])
         .arg("--kubeconfig")
-        .arg(world.kube.kubeconfig_path())
+        .arg(&world.kubeconfig)
         .arg("--cache-dir")
         .arg(&cache_dir)
         .output()
         .await?;
+    let ci_ns = world.ci_namespace();
     let target = baseline::Target {
-        kubeconfig: world.kube.kubeconfig_path(),
+        kubeconfig: &world.kubeconfig,
         cache_dir,
-        namespace: CI_NS,
+        namespace: &ci_ns,
         gitlab_api: world.gitlab.api_url(),
         project_id: world.project.id,
         token: world.project.maintainer_token.clone(),
         ticks_per_second: cx.ticks,
     };
     let sha = &shas[1];
-    let api = world.deployments(CI_NS);
+    let api = world.deployments(&ci_ns);
     let names: Vec<String> = names.into_iter().map(|w| w.name).collect();
     for name in &names {
         set_image(&api, name, &image_for(sha)).await?;

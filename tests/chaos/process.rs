@@ -21,6 +21,8 @@ pub struct OperatorProcess {
     pub kills: u32,
     /// `gitlab_operator_reconciles_total` summed over every process, scraped before each kill.
     pub reconciles: u64,
+    /// `--namespace` values; empty: every namespace.
+    namespaces: Vec<String>,
 }
 
 /// A loopback port nobody listens on right now.
@@ -41,7 +43,15 @@ impl OperatorProcess {
             starts: 0,
             kills: 0,
             reconciles: 0,
+            namespaces: Vec::new(),
         }
+    }
+
+    /// Serve only these namespaces (`--namespace`): on the real cluster a test binary shares.
+    #[allow(dead_code)] // tests/chaos.rs uses it, tests/secret_memory.rs does not
+    pub fn serving(mut self, namespaces: Vec<String>) -> Self {
+        self.namespaces = namespaces;
+        self
     }
 
     /// Run another build of the operator (an older one, to compare).
@@ -92,6 +102,11 @@ impl OperatorProcess {
                 "--identity",
                 &format!("chaos-{}", self.starts),
             ])
+            .args(
+                self.namespaces
+                    .iter()
+                    .flat_map(|ns| ["--namespace", ns.as_str()]),
+            )
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
                 "RUST_LOG",

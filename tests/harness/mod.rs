@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cluster;
 pub mod gitops;
 pub mod rbac_real;
+pub mod rbac_rules;
 
 pub use backend::Backend;
 

@@ -507,12 +507,13 @@ fn default_workload(kind: &str, obj: &mut Value) {
     }
 }
 
+/// A label map as upstream's field errors print a bad value: Go's JSON (sorted keys), `null`
+/// when absent.
 fn go_map(labels: Option<&Value>) -> String {
-    let items: Vec<String> = labels
+    let sorted: Option<std::collections::BTreeMap<&String, &Value>> = labels
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{}", v)).collect())
-        .unwrap_or_default();
-    format!("map[string]string{{{}}}", items.join(", "))
+        .map(|m| m.iter().collect());
+    serde_json::to_string(&sorted).unwrap_or_default()
 }
 
 fn validate_selector(
@@ -522,19 +523,30 @@ fn validate_selector(
     obj: &Value,
 ) -> ApiResult<()> {
     let sel = obj.pointer("/spec/selector");
+    let labels = obj.pointer("/spec/template/metadata/labels");
     let Some(sel) = sel else {
+        // Upstream goes on with the empty selector, which matches no template labels either.
         return Err(ApiError::invalid(
             &res.kind,
             &res.group,
             name,
-            &[(
-                "FieldValueRequired",
-                "spec.selector".into(),
-                "Required value".into(),
-            )],
+            &[
+                (
+                    "FieldValueRequired",
+                    "spec.selector".into(),
+                    "Required value".into(),
+                ),
+                (
+                    "FieldValueInvalid",
+                    "spec.template.metadata.labels".into(),
+                    format!(
+                        "Invalid value: {}: `selector` does not match template `labels`",
+                        go_map(labels)
+                    ),
+                ),
+            ],
         ));
     };
-    let labels = obj.pointer("/spec/template/metadata/labels");
     let matches = sel
         .get("matchLabels")
         .and_then(Value::as_object)

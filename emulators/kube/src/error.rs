@@ -74,6 +74,18 @@ impl ApiError {
         }
     }
 
+    /// A create whose body carries `metadata.resourceVersion`: the real apiserver's storage
+    /// refuses it with a 500 that has no reason (tests/fidelity.rs, `conflict_and_not_found`).
+    pub fn create_with_resource_version() -> Self {
+        Self::Status {
+            code: 500,
+            reason: "",
+            message: "resourceVersion should not be set on objects to be created".into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
     pub fn not_found_path() -> Self {
         Self::Status {
             code: 404,
@@ -192,6 +204,12 @@ impl ApiError {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": self.code(),
         });
+        // Go's `omitempty`: a Status without a reason has no `reason` field.
+        if reason.is_empty()
+            && let Some(m) = body.as_object_mut()
+        {
+            m.remove("reason");
+        }
         if let Some(d) = details {
             body["details"] = d;
         }

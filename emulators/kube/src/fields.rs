@@ -485,6 +485,9 @@ pub fn record_update(
 #[derive(Debug, Clone)]
 pub struct Conflict {
     pub manager: String,
+    /// `Apply` or `Update`: the message names the version and time of an `Update` only.
+    pub operation: String,
+    pub time: String,
     pub api_version: String,
     pub subresource: Option<String>,
     pub field: String,
@@ -548,6 +551,8 @@ pub fn apply(
         } else {
             conflicts.extend(overlapping.iter().map(|p| Conflict {
                 manager: e.manager.clone(),
+                operation: e.operation.clone(),
+                time: e.time.clone(),
                 api_version: e.api_version.clone(),
                 subresource: e.subresource.clone(),
                 field: dotted(p),

@@ -552,12 +552,18 @@ fn conflicts_allowed_by_last_applied(
 }
 
 fn apply_conflict(c: &[fields::Conflict]) -> ApiError {
+    // As upstream's printManager: the subresource if any, then for an `Update` manager the
+    // version and time it wrote at; an `Apply` manager by name only.
     let with = |c: &fields::Conflict| {
         let mut s = format!("conflict with \"{}\"", c.manager);
         if let Some(sub) = &c.subresource {
             s.push_str(&format!(" with subresource \"{sub}\""));
-        } else {
+        }
+        if c.operation == "Update" {
             s.push_str(&format!(" using {}", c.api_version));
+            if !c.time.is_empty() {
+                s.push_str(&format!(" at {}", c.time));
+            }
         }
         s
     };

@@ -66,9 +66,12 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
 }
 
 /// JSON-patch failures are 422 Invalid with empty details (exact library wording unverified).
+/// A JSON patch that does not apply: upstream answers any such failure with a generic 422
+/// (`NewGenericServerResponse`), the patch library's own text only in its log.
 fn patch_invalid(message: String) -> ApiError {
+    tracing::debug!(%message, "json patch does not apply");
     ApiError::Invalid {
-        message,
+        message: "the server rejected our request due to an error in our request".into(),
         details: serde_json::json!({}),
     }
 }

@@ -62,7 +62,7 @@ impl ResourceInfo {
         self.crd.is_some()
     }
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
+        let mut verbs = vec![
             "create",
             "delete",
             "deletecollection",
@@ -71,7 +71,17 @@ impl ResourceInfo {
             "patch",
             "update",
             "watch",
-        ]
+        ];
+        if !self.delete_collection() {
+            verbs.retain(|v| *v != "deletecollection");
+        }
+        verbs
+    }
+
+    /// Whether `DELETE` on the collection is served: not for Namespaces (upstream's
+    /// namespace storage has no DeleteCollection; tests/fidelity.rs, `discovery`).
+    pub fn delete_collection(&self) -> bool {
+        !(self.group.is_empty() && self.plural == "namespaces")
     }
 }
 

@@ -465,6 +465,13 @@ async fn resource_request(
         (Method::POST, None) => {
             let ctx = write_ctx(q, headers)?;
             let obj = parse_body(headers, &body)?;
+            if obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|rv| !rv.is_empty())
+            {
+                return Err(ApiError::create_with_resource_version());
+            }
             let w = state.write(|inner| ops::create(inner, &res, ns, obj, &ctx))?;
             state.written(false);
             Ok(written_response(&res, w, StatusCode::CREATED))
@@ -553,7 +560,7 @@ async fn resource_request(
                 }
             }
         }
-        (Method::DELETE, None) => {
+        (Method::DELETE, None) if res.delete_collection() => {
             let opts = delete_opts(q, headers, &body)?;
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
             let fields =
@@ -660,7 +667,11 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 }
 
 fn decode_continue(t: &str) -> ApiResult<(u64, String, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
+    let bad = || {
+        ApiError::bad_request(
+            "invalid continue token: continue key is not valid: illegal base64 data",
+        )
+    };
     if !t.len().is_multiple_of(2) {
         return Err(bad());
     }

@@ -52,6 +52,10 @@ pub struct Inner {
     pub resources: Vec<ResourceInfo>,
     /// Bumped whenever served resources change (CRDs), for discovery/OpenAPI hashes.
     pub resources_generation: u64,
+    /// Per storage, the resourceVersion its watch window starts at when that is later than
+    /// `compacted`: a custom resource's, from the last change of its CRD's spec (the real
+    /// apiserver rebuilds the resource's watch cache then; older resourceVersions get 410).
+    pub watch_floor: std::collections::HashMap<String, u64>,
 }
 
 pub const DEFAULT_HISTORY: usize = 50_000;
@@ -78,6 +82,7 @@ impl Inner {
             tx,
             resources,
             resources_generation: 1,
+            watch_floor: std::collections::HashMap::new(),
         }
     }
 
@@ -133,6 +138,15 @@ impl Inner {
             prev: Some(prev),
         });
         Some(obj)
+    }
+
+    /// The oldest resourceVersion a watch of `storage` may resume from.
+    pub fn watch_start(&self, storage: &str) -> u64 {
+        self.watch_floor
+            .get(storage)
+            .copied()
+            .unwrap_or(0)
+            .max(self.compacted)
     }
 
     /// Drop history up to the current RV (test hook): resumes from older RVs get 410.

@@ -124,6 +124,15 @@ pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes
                 )));
                 (None, inner.rv, false)
             }
+            // A custom resource whose watch cache was rebuilt after `n` (its CRD changed):
+            // the real apiserver names the resourceVersion the new cache starts from.
+            Some(Ok(n)) if n < inner.watch_start(&req.res.storage) => {
+                initial.push(expired_line(format!(
+                    "too old resource version: {n} ({})",
+                    inner.watch_start(&req.res.storage)
+                )));
+                (None, inner.rv, false)
+            }
             Some(Ok(n)) => {
                 replay.extend(
                     inner
@@ -186,6 +195,11 @@ pub fn start(state: &AppState, req: WatchRequest) -> mpsc::Receiver<Result<Bytes
                             continue;
                         }
                         last_rv = last_rv.max(ev.rv);
+                        if let Some(crd) = &req.res.crd
+                            && crate::controllers::crd::rebuilds_storage(&ev, &crd.crd_name)
+                        {
+                            return;
+                        }
                         if ev.key.0 != req.res.storage {
                             continue;
                         }

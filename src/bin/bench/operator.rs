@@ -31,6 +31,8 @@ pub struct Launch<'a> {
     pub log: PathBuf,
     /// `--watch-label-selector`, when it serves one shard.
     pub selector: Option<String>,
+    /// `--namespace`: the run's namespaces on a cluster others use too; empty: all.
+    pub namespaces: &'a [String],
 }
 
 /// A port that was free a moment ago (the admin address must be known up front).
@@ -47,6 +49,9 @@ impl OperatorProcess {
         command.arg("run");
         if let Some(selector) = &launch.selector {
             command.args(["--watch-label-selector", selector]);
+        }
+        if !launch.namespaces.is_empty() {
+            command.args(["--namespace", &launch.namespaces.join(",")]);
         }
         let child = command
             .args(["--allowed-host", &launch.gitlab.to_string()])

@@ -2,11 +2,16 @@
 //! token Secret and a `default` GitlabConnection, and N Deployments each followed by one
 //! GitlabDeployment (its own environment, the revision read from the image tag).
 //!
+//! The kube API is the kube emulator in this process, or a cluster named by a kubeconfig
+//! (`bench --kubeconfig`: the real control plane of `tests/cluster/run`); there the run's
+//! namespaces carry a prefix of their own, as the cluster outlives the run and may be shared.
+//!
 //! Workloads are spread over namespaces of a bounded size, as apps are in a real cluster: the
 //! kube emulator's rollout simulator looks up ReplicaSets and Pods by owner within a
 //! namespace on every step, so one namespace of 5,000 Deployments would make the emulator,
 //! not the operator, the thing measured.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -25,8 +30,6 @@ use serde_json::{Value, json};
 
 use super::BenchError;
 
-/// Namespace of the baseline's CI-style workloads.
-pub const CI_NS: &str = "ci";
 const TOKEN_SECRET: &str = "gitlab-token";
 /// Requests in flight at once while objects are created or patched.
 const WRITERS: usize = 16;
@@ -38,43 +41,72 @@ pub struct Workload {
     pub name: String,
 }
 
-/// `n` workloads `w-00000`…, `per_namespace` to a namespace `bench-000`….
-pub fn workloads(n: usize, per_namespace: usize) -> Vec<Workload> {
+/// `n` workloads `w-00000`…, `per_namespace` to a namespace `<prefix>-000`….
+pub fn workloads(prefix: &str, n: usize, per_namespace: usize) -> Vec<Workload> {
     (0..n)
         .map(|i| Workload {
-            ns: format!("bench-{:03}", i / per_namespace.max(1)),
+            ns: format!("{prefix}-{:03}", i / per_namespace.max(1)),
             name: format!("w-{i:05}"),
         })
         .collect()
 }
 
 pub struct World {
-    pub kube: KubeEmulator,
+    /// The in-process kube emulator; `None` when the run uses a cluster's kubeconfig.
+    pub kube: Option<KubeEmulator>,
+    /// What the operator and kubectl are pointed at.
+    pub kubeconfig: PathBuf,
+    /// Prefix of the run's namespaces (`bench` on a fresh emulator).
+    pub ns_prefix: String,
     pub gitlab: GitlabEmulator,
     pub client: Client,
     pub project: SeededProject,
 }
 
 impl World {
-    /// Both emulators (kube over TLS so the real kubectl sends its token), CRDs, namespace,
-    /// token Secret and connection. `commits` shas are seeded on `main`.
-    pub async fn start(commits: usize) -> Result<World, BenchError> {
-        let mut options = KubeEmulator::options().tls(true).history(100_000);
-        // A watcher may lag a whole size's worth of writes (creation bursts) without being cut.
-        options.settings.watch_buffer = 100_000;
-        let kube = options
-            .start()
-            .await
-            .map_err(|e| BenchError::Setup(format!("kube emulator: {e}")))?;
+    /// The GitLab emulator and the kube API: a fresh kube emulator (over TLS so the real
+    /// kubectl sends its token), or the cluster of `kubeconfig`, with namespaces prefixed
+    /// `bench-<pid>-<size>`. CRDs installed; `commits` shas seeded on `main`.
+    pub async fn start(
+        commits: usize,
+        kubeconfig: Option<&Path>,
+        size: usize,
+    ) -> Result<World, BenchError> {
+        let (kube, client, kubeconfig, ns_prefix) = match kubeconfig {
+            None => {
+                let mut options = KubeEmulator::options().tls(true).history(100_000);
+                // A watcher may lag a whole size's worth of writes (creation bursts) without
+                // being cut.
+                options.settings.watch_buffer = 100_000;
+                let kube = options
+                    .start()
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("kube emulator: {e}")))?;
+                let client = kube
+                    .try_client()
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("kube client: {e}")))?;
+                let path = kube.kubeconfig_path().to_path_buf();
+                (Some(kube), client, path, "bench".to_owned())
+            }
+            Some(path) => {
+                let config = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
+                let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
+                let client = Client::try_from(config)?;
+                let prefix = format!("bench-{}-{size}", std::process::id());
+                (None, client, path.to_path_buf(), prefix)
+            }
+        };
         let gitlab = GitlabEmulator::start()
             .map_err(|e| BenchError::Setup(format!("gitlab emulator: {e}")))?;
         let project = gitlab.handle().seed_project("team/app", "main", commits);
-        let client = kube
-            .try_client()
-            .await
-            .map_err(|e| BenchError::Setup(format!("kube client: {e}")))?;
         let world = World {
             kube,
+            kubeconfig,
+            ns_prefix,
             gitlab,
             client,
             project,
@@ -83,6 +115,12 @@ impl World {
         Ok(world)
     }
 
+    /// Namespace of the baseline's CI-style workloads.
+    pub fn ci_namespace(&self) -> String {
+        format!("{}-ci", self.ns_prefix)
+    }
+
+    /// Server-side apply: a cluster's CRDs may be there from an earlier run.
     async fn install_crds(&self) -> Result<(), BenchError> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         for crd in [
@@ -91,7 +129,12 @@ impl World {
             ClusterGitlabConnection::crd(),
         ] {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            crds.create(&PostParams::default(), &crd).await?;
+            crds.patch(
+                &name,
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
             tokio::time::timeout(
                 Duration::from_secs(30),
                 await_condition(crds.clone(), &name, conditions::is_crd_established()),
@@ -213,7 +256,8 @@ impl World {
     }
 }
 
-/// A Deployment running `image` in container `app`, paced by the emulator's step annotation.
+/// A Deployment running `image` in container `app`, paced by the emulator's step annotation
+/// (on the real control plane, by the fake kubelet's `ready-after` on its pods).
 pub fn workload(name: &str, image: &str, step: &str, replicas: i32) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -224,7 +268,8 @@ pub fn workload(name: &str, image: &str, step: &str, replicas: i32) -> Value {
             "progressDeadlineSeconds": 600,
             "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": name}},
+                "metadata": {"labels": {"app": name},
+                             "annotations": {"fake-kubelet.gitlab-operator.io/ready-after": step}},
                 "spec": {"containers": [{"name": "app", "image": image}]}
             }
         }

@@ -39,6 +39,11 @@ impl Crds {
             .iter()
             .any(|r| r.crd.as_ref().is_some_and(|c| c.crd_name == ev.key.2));
         establish(inner, &ev.key, &current, spec_changed || !served, now);
+        if spec_changed && let Some(storage) = cr_storage(&current) {
+            // The real apiserver serves the resource from a new watch cache: open watches end
+            // (see `watch::ends_watch`) and older resourceVersions are expired.
+            inner.watch_floor.insert(storage, inner.rv);
+        }
     }
 
     /// Serve every stored CRD again, and none that is gone (after a state file is loaded, or
@@ -129,6 +134,25 @@ fn establish(inner: &mut Inner, key: &Key, crd: &Value, register: bool, now: &st
         n["metadata"]["finalizers"] = Value::Array(finalizers);
         inner.put(key.clone(), n, EventType::Modified);
     }
+}
+
+/// The storage of the custom resources a CRD defines (`group/plural`).
+pub fn cr_storage(crd: &Value) -> Option<String> {
+    let group = crd.pointer("/spec/group")?.as_str()?;
+    let plural = crd.pointer("/spec/names/plural")?.as_str()?;
+    Some(format!("{group}/{plural}"))
+}
+
+/// Whether `ev` rebuilds the storage of the custom resource `crd_name` (its CRD's spec
+/// changed, or the CRD is gone): the real apiserver then ends the watches of that resource.
+pub fn rebuilds_storage(ev: &Event, crd_name: &str) -> bool {
+    ev.key.0 == STORAGE
+        && ev.key.2 == crd_name
+        && (ev.kind == EventType::Deleted
+            || ev
+                .prev
+                .as_ref()
+                .is_some_and(|p| p.get("spec") != ev.obj.get("spec")))
 }
 
 fn unserve(inner: &mut Inner, crd_name: &str) {

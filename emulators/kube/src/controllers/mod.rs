@@ -19,7 +19,7 @@
 //! collection and namespace/CRD cleanup are asynchronous, and operators must not rely on them
 //! being instant.
 
-mod crd;
+pub(crate) mod crd;
 mod gc;
 mod namespace;
 mod serviceaccount;
