@@ -286,6 +286,9 @@ async fn chaos(shape: Shape, backend: Backend) {
     let records = gl.deployments();
     let mut problems = Vec::new();
     let mut by_revision: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    // For a problem's message: which deployments, created and updated when (to match the
+    // operator log).
+    let mut when: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for d in records
         .iter()
         .filter(|d| environments.contains(&d.environment))
@@ -294,6 +297,15 @@ async fn chaos(shape: Shape, backend: Backend) {
             .entry((d.environment.clone(), d.sha.clone()))
             .or_default()
             .push(d.status.clone());
+        when.entry((d.environment.clone(), d.sha.clone()))
+            .or_default()
+            .push(format!(
+                "id {} {} created {} updated {}",
+                d.id,
+                d.status,
+                d.created_at.format("%H:%M:%S%.3f"),
+                d.updated_at.format("%H:%M:%S%.3f")
+            ));
     }
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &rollouts {
@@ -303,10 +315,11 @@ async fn chaos(shape: Shape, backend: Backend) {
         let key = match (r.outcome, got.as_slice()) {
             (_, many) if many.len() > 1 => {
                 problems.push(format!(
-                    "{} {}: {} GitLab deployments {many:?}",
+                    "{} {}: {} GitLab deployments {many:?} ({:?})",
                     r.environment,
                     r.sha,
-                    many.len()
+                    many.len(),
+                    when.get(&(r.environment.clone(), r.sha.clone()))
                 ));
                 "duplicate"
             }

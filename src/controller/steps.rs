@@ -143,6 +143,8 @@ pub struct Executed {
     pub requeue: Option<Duration>,
     /// The error that ended the pass, if one did (what was learned before it is kept).
     pub error: Option<Error>,
+    /// When the pass started on this process's monotonic clock (`Pass::now` on the wall).
+    started: std::time::Instant,
 }
 
 impl Executed {
@@ -186,6 +188,7 @@ pub async fn execute(
         outcomes: Vec::new(),
         requeue: None,
         error: None,
+        started: std::time::Instant::now(),
     };
     for _ in 0..MAX_STEPS {
         let current = run.current(pass.now);
@@ -244,13 +247,19 @@ async fn act(
             gate,
         } => {
             // Write-ahead: claim the create. A 409 here means another writer got there first.
+            // The claim carries the time of this write, not the pass's start: the steps before
+            // it (reads, a cancel, their retries) must not eat into the recovery grace another
+            // process gives the POST that follows.
+            let claimed_at = now
+                .checked_add(run.started.elapsed())
+                .unwrap_or(now);
             let claimed = with_intent(
                 &run.current(now),
                 &revision,
                 &pass.spec.environment,
                 initial_status,
                 gate.clone(),
-                now,
+                claimed_at,
             );
             sink.write(&claimed).await?;
             run.base = with_intent(
@@ -259,7 +268,7 @@ async fn act(
                 &pass.spec.environment,
                 initial_status,
                 gate,
-                now,
+                claimed_at,
             );
             let request = CreateRequest {
                 environment: pass.spec.environment.clone(),
