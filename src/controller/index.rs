@@ -182,6 +182,11 @@ impl<O: Eq + Hash + Clone> ReferenceIndex<O> {
             .unwrap_or_default()
     }
 
+    /// Whether some owner follows `target`.
+    pub fn is_followed(&self, target: &TargetKey) -> bool {
+        self.by_target.contains_key(target)
+    }
+
     /// Every owner that follows some object of `kind` (in no particular order).
     pub fn owners_of_kind(&self, kind: &TargetKind) -> Vec<O> {
         // Keys sort by kind first, so one kind's targets are a contiguous range.

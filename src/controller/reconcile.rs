@@ -394,7 +394,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     };
 
     let target = super::references::target_key(&namespace, &spec.target);
-    let target_object = match ctx.targets.lookup(&target) {
+    let target_object = match ctx.targets.lookup(&target).await {
         // The kind's watcher triggers this resource once its cache is filled.
         TargetLookup::Pending => return Ok(Action::requeue(Duration::from_secs(5))),
         TargetLookup::KindNotServed(message) => {
@@ -403,6 +403,13 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
         TargetLookup::Missing => None,
         TargetLookup::Found(obj) => Some(obj),
+        TargetLookup::Unreadable(source) => {
+            return Err(Error::TargetRead {
+                namespace,
+                name: spec.target.name.clone(),
+                source,
+            });
+        }
     };
     // The pure evaluation reuses the recorded progressTimeout clock only for the revision it
     // was recorded for, so a new revision never inherits an older one's deadline.

@@ -414,6 +414,8 @@ pub async fn run(
         metrics: Arc::clone(&telemetry.operator),
     };
 
+    let gate = SyncGate::new(admin.clone());
+
     // Target watchers feed the same triggers through a forwarding channel.
     let index: Arc<OwnerIndex> = Arc::new(Mutex::new(ReferenceIndex::new()));
     let (target_tx, mut target_rx) = mpsc::unbounded_channel::<ObjectRef<GitlabDeployment>>();
@@ -422,6 +424,7 @@ pub async fn run(
         config.scope.clone(),
         Arc::clone(&index),
         target_tx,
+        gate.synced.subscribe(),
     ));
     {
         let triggers = triggers.clone();
@@ -431,8 +434,6 @@ pub async fn run(
             }
         });
     }
-
-    let gate = SyncGate::new(admin.clone());
 
     // Connection caches.
     let (connections, connection_events) =
@@ -706,6 +707,9 @@ pub async fn run(
                 metrics
                     .watched_kinds
                     .set(i64::try_from(targets.watched_kinds()).unwrap_or(i64::MAX));
+                metrics
+                    .cached_targets
+                    .set(i64::try_from(targets.cached_targets()).unwrap_or(i64::MAX));
             }
         });
     }
