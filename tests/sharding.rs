@@ -327,8 +327,12 @@ async fn each_shard_caches_only_the_workloads_its_own_resources_follow() {
     let shas = env.project.shas.clone();
     // Four workloads in one namespace, there before any shard starts.
     for name in ["a", "b", "c", "d"] {
-        env.apply_workload(name, &format!("registry.example/app:{}", shas[2]), json!({}))
-            .await;
+        env.apply_workload(
+            name,
+            &format!("registry.example/app:{}", shas[2]),
+            json!({}),
+        )
+        .await;
     }
     let shard1 = env.start_elected_shard("shard1-a", Some(SHARD1));
     let shard2 = env.start_elected_shard("shard2-a", Some(SHARD2));
@@ -347,9 +351,11 @@ async fn each_shard_caches_only_the_workloads_its_own_resources_follow() {
         .await;
     }
     // Both watch the namespace's Deployments; each keeps whole only the one it follows.
-    until("each shard caches one workload", Duration::from_secs(8), || {
-        cached_targets(&shard1) == 1 && cached_targets(&shard2) == 1
-    })
+    until(
+        "each shard caches one workload",
+        Duration::from_secs(8),
+        || cached_targets(&shard1) == 1 && cached_targets(&shard2) == 1,
+    )
     .await;
 
     // A resource of shard1 starts following `c`, which shard1 holds only by key: read by
@@ -361,9 +367,11 @@ async fn each_shard_caches_only_the_workloads_its_own_resources_follow() {
         gitlab_status(gd).as_deref() == Some("success")
     })
     .await;
-    until("shard1 caches two workloads", Duration::from_secs(8), || {
-        cached_targets(&shard1) == 2 && cached_targets(&shard2) == 1
-    })
+    until(
+        "shard1 caches two workloads",
+        Duration::from_secs(8),
+        || cached_targets(&shard1) == 2 && cached_targets(&shard2) == 1,
+    )
     .await;
     assert_eq!(deployment_lists(&env) - lists_before, 1, "one read by name");
     assert_eq!(env.gitlab_deployments("c").len(), 1);

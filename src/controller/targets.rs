@@ -122,27 +122,29 @@ impl<'de> Deserialize<'de> for CachedTarget {
     }
 }
 
+/// Shared, not copied: the reflector keeps its kind in every cache key, and five strings per
+/// cached workload add up at thousands.
 impl Resource for CachedTarget {
-    type DynamicType = ApiResource;
+    type DynamicType = Arc<ApiResource>;
     type Scope = DynamicResourceScope;
 
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
+    fn group(dt: &Arc<ApiResource>) -> Cow<'_, str> {
         dt.group.as_str().into()
     }
 
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
+    fn version(dt: &Arc<ApiResource>) -> Cow<'_, str> {
         dt.version.as_str().into()
     }
 
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+    fn kind(dt: &Arc<ApiResource>) -> Cow<'_, str> {
         dt.kind.as_str().into()
     }
 
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+    fn api_version(dt: &Arc<ApiResource>) -> Cow<'_, str> {
         dt.api_version.as_str().into()
     }
 
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+    fn plural(dt: &Arc<ApiResource>) -> Cow<'_, str> {
         dt.plural.as_str().into()
     }
 
@@ -169,7 +171,7 @@ struct KindState {
     settled: watch::Sender<()>,
     error: Mutex<Option<String>>,
     /// The kind as discovery found it (for reads by name).
-    resource: Mutex<Option<ApiResource>>,
+    resource: Mutex<Option<Arc<ApiResource>>>,
     /// Objects read by name because their store entry had no body, each valid until the
     /// object's next event (which carries the body, now that a resource follows it).
     fetched: Mutex<HashMap<ObjectName, CachedTarget>>,
@@ -285,13 +287,15 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
         if !state.ready.load(Ordering::Acquire) {
             return TargetLookup::Pending;
         }
+        let Some(resource) = state.resource.lock().clone() else {
+            return TargetLookup::Pending;
+        };
         let cached = {
             let stores = state.stores.lock();
             let store = stores
                 .get(&Some(key.namespace.clone()))
                 .or_else(|| stores.get(&None));
-            let wanted = reflector::ObjectRef::new_with(&key.name, api_resource_for(&key.kind))
-                .within(&key.namespace);
+            let wanted = reflector::ObjectRef::new_with(&key.name, resource).within(&key.namespace);
             store.and_then(|store| store.get(&wanted))
         };
         let Some(cached) = cached else {
@@ -376,13 +380,6 @@ pub fn group_version(api_version: &str) -> (&str, &str) {
     }
 }
 
-/// An `ApiResource` good enough for `ObjectRef` keys (kind, group, version); the plural is only
-/// needed for URLs, which the watcher builds from discovery instead.
-fn api_resource_for(kind: &TargetKind) -> ApiResource {
-    let (group, version) = group_version(&kind.api_version);
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind.kind))
-}
-
 /// Keep what rollout evaluation and `revisionFrom` read; drop the rest so thousands of cached
 /// workloads stay small (managed fields and the last-applied annotation are most of an object).
 fn slim(obj: &mut DynamicObject) {
@@ -442,7 +439,8 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
             }
         }
     };
-    *state.resource.lock() = Some(resource.clone());
+    let resource = Arc::new(resource);
+    *state.resource.lock() = Some(Arc::clone(&resource));
     // Which objects to keep whole is decided as they arrive, so the index must know every
     // followed object first. An error means the run is ending.
     if owners_listed.wait_for(|listed| *listed).await.is_err() {
