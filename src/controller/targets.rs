@@ -2,7 +2,7 @@
 //!
 //! The kinds are not known when the operator starts (a resource may name an Argo Rollout or a
 //! Flux Kustomization), so one watcher per followed kind is started the first time the index
-//! reports it. Each watcher keeps a reflector store the reconciler reads from (no GET per
+//! reports it. Each watcher keeps a store the reconciler reads from (no GET per
 //! reconcile) and turns every event on a target into a trigger for exactly the resources that
 //! follow it, looked up in the [`ReferenceIndex`].
 //!
@@ -27,7 +27,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::core::DynamicResourceScope;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
@@ -70,7 +69,7 @@ pub enum TargetLookup {
 /// tenth of that, and parsing a kilobyte per reconcile costs microseconds.
 #[derive(Clone, Debug)]
 pub struct CachedTarget {
-    /// Name, namespace and resourceVersion only: what the reflector keys the cache by.
+    /// Name, namespace and resourceVersion only: what the cache keys it by.
     metadata: ObjectMeta,
     /// `None` for an object no served resource followed when its last event arrived.
     json: Option<Box<str>>,
@@ -90,10 +89,39 @@ impl CachedTarget {
         Ok(Self { metadata, json })
     }
 
+    /// Keep only the key: nothing served follows this object.
+    fn drop_body(&mut self) {
+        self.json = None;
+    }
+
+    /// Its namespace and name, and what the cache keeps of it.
+    fn into_parts(self) -> (ObjectName, Cached) {
+        let name = (
+            self.metadata.namespace.unwrap_or_default(),
+            self.metadata.name.unwrap_or_default(),
+        );
+        let cached = Cached {
+            version: self.metadata.resource_version,
+            json: self.json,
+        };
+        (name, cached)
+    }
+}
+
+/// What the cache keeps of one workload: its version and, when a served resource follows
+/// it, the slimmed object as text.
+#[derive(Clone, Debug)]
+struct Cached {
+    version: Option<String>,
+    /// `None` for an object no served resource followed when its last event arrived.
+    json: Option<Box<str>>,
+}
+
+impl Cached {
     /// The object for rollout evaluation (`None` when only its key is cached). Its kind is
     /// the one the cache was started for: list items from a real API server carry no
     /// `apiVersion`/`kind` of their own.
-    pub fn object(&self, kind: &TargetKind) -> Option<Result<TargetObject, serde_json::Error>> {
+    fn object(&self, kind: &TargetKind) -> Option<Result<TargetObject, serde_json::Error>> {
         let json = self.json.as_deref()?;
         Some(serde_json::from_str(json).map(|object| TargetObject {
             api_version: kind.api_version.clone(),
@@ -101,15 +129,39 @@ impl CachedTarget {
             object,
         }))
     }
+}
 
-    /// Whether the body is kept (see [`CachedTarget::json`]).
-    pub fn has_body(&self) -> bool {
-        self.json.is_some()
-    }
+/// One watch's workloads (a namespace, or all of them), by namespace and name. kube's
+/// reflector store would keep per object an `Arc` of a whole `ObjectMeta` and a key with
+/// copies of name, namespace, version and kind: about half a KiB more per workload.
+#[derive(Default)]
+struct TargetStore {
+    objects: HashMap<ObjectName, Cached>,
+    /// The objects of a relist in progress (`Init` … `InitDone`), which then replace `objects`.
+    relist: Option<HashMap<ObjectName, Cached>>,
+}
 
-    /// Keep only the key: nothing served follows this object.
-    fn drop_body(&mut self) {
-        self.json = None;
+impl TargetStore {
+    fn apply(&mut self, event: watcher::Event<CachedTarget>) {
+        match event {
+            watcher::Event::Apply(obj) => {
+                let (name, cached) = obj.into_parts();
+                self.objects.insert(name, cached);
+            }
+            watcher::Event::Delete(obj) => {
+                self.objects.remove(&obj.into_parts().0);
+            }
+            watcher::Event::Init => self.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                let (name, cached) = obj.into_parts();
+                self.relist.get_or_insert_default().insert(name, cached);
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = self.relist.take() {
+                    self.objects = listed;
+                }
+            }
+        }
     }
 }
 
@@ -164,7 +216,7 @@ type ObjectName = (String, String);
 #[derive(Default)]
 struct KindState {
     /// One store per watched namespace (`None` = all namespaces).
-    stores: Mutex<HashMap<Option<String>, Store<CachedTarget>>>,
+    stores: Mutex<HashMap<Option<String>, TargetStore>>,
     /// Every namespace's store has listed.
     ready: AtomicBool,
     /// Signalled when `ready` or `error` changes, for lookups waiting on the first list.
@@ -174,7 +226,7 @@ struct KindState {
     resource: Mutex<Option<Arc<ApiResource>>>,
     /// Objects read by name because their store entry had no body, each valid until the
     /// object's next event (which carries the body, now that a resource follows it).
-    fetched: Mutex<HashMap<ObjectName, CachedTarget>>,
+    fetched: Mutex<HashMap<ObjectName, Cached>>,
 }
 
 impl KindState {
@@ -193,7 +245,7 @@ impl KindState {
             .stores
             .lock()
             .values()
-            .map(|store| store.state().iter().filter(|t| t.has_body()).count())
+            .map(|store| store.objects.values().filter(|t| t.json.is_some()).count())
             .sum();
         stored + self.fetched.lock().len()
     }
@@ -287,23 +339,21 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
         if !state.ready.load(Ordering::Acquire) {
             return TargetLookup::Pending;
         }
-        let Some(resource) = state.resource.lock().clone() else {
-            return TargetLookup::Pending;
-        };
+        let name: ObjectName = (key.namespace.clone(), key.name.clone());
         let cached = {
             let stores = state.stores.lock();
-            let store = stores
+            stores
                 .get(&Some(key.namespace.clone()))
-                .or_else(|| stores.get(&None));
-            let wanted = reflector::ObjectRef::new_with(&key.name, resource).within(&key.namespace);
-            store.and_then(|store| store.get(&wanted))
+                .or_else(|| stores.get(&None))
+                .and_then(|store| store.objects.get(&name))
+                .cloned()
         };
         let Some(cached) = cached else {
             return TargetLookup::Missing;
         };
         let parsed = match cached.object(&key.kind) {
             Some(parsed) => parsed,
-            None => match self.read_unretained(&state, key, &cached).await {
+            None => match self.read_unretained(&state, key, name, &cached).await {
                 Ok(Some(read)) => match read.object(&key.kind) {
                     Some(parsed) => parsed,
                     None => return TargetLookup::Missing,
@@ -328,15 +378,14 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
         &self,
         state: &KindState,
         key: &TargetKey,
-        cached: &CachedTarget,
-    ) -> Result<Option<CachedTarget>, kube::Error> {
-        let name: ObjectName = (key.namespace.clone(), key.name.clone());
-        let version = &cached.metadata.resource_version;
+        name: ObjectName,
+        cached: &Cached,
+    ) -> Result<Option<Cached>, kube::Error> {
         if let Some(known) = state
             .fetched
             .lock()
             .get(&name)
-            .filter(|known| known.metadata.resource_version == *version)
+            .filter(|known| known.version == cached.version)
         {
             return Ok(Some(known.clone()));
         }
@@ -346,13 +395,14 @@ impl<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static> TargetWatches<O> {
         let api: Api<CachedTarget> =
             Api::namespaced_with(self.client.clone(), &key.namespace, &resource);
         let params = ListParams::default().fields(&format!("metadata.name={}", key.name));
-        let read = api.list(&params).await?.items.into_iter().next();
-        if let Some(read) = &read
-            && read.metadata.resource_version == *version
-        {
+        let Some(read) = api.list(&params).await?.items.into_iter().next() else {
+            return Ok(None);
+        };
+        let read = read.into_parts().1;
+        if read.version == cached.version {
             state.fetched.lock().insert(name, read.clone());
         }
-        Ok(read)
+        Ok(Some(read))
     }
 
     /// How many kinds are watched (for metrics and tests).
@@ -458,13 +508,10 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        let writer = reflector::store::Writer::<CachedTarget>::new(resource.clone());
-        let reader = writer.as_reader();
-        state.stores.lock().insert(ns.clone(), reader);
-        let retain = {
-            let (kind, index, state) = (kind.clone(), Arc::clone(&index), Arc::clone(&state));
-            move |obj: &mut CachedTarget| retain_if_followed(obj, &kind, &index, &state)
-        };
+        state
+            .stores
+            .lock()
+            .insert(ns.clone(), TargetStore::default());
         let kind = kind.clone();
         let index = Arc::clone(&index);
         let trigger = trigger.clone();
@@ -472,13 +519,16 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
         let state = Arc::clone(&state);
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(retain)
-            .reflect(writer)
-            .inspect_ok(move |event| {
-                if matches!(event, watcher::Event::InitDone) {
-                    state.set_error(None);
-                }
-                on_target_event(event, &kind, &index, &trigger, &state, &pending);
+            .map_ok(move |event| {
+                on_target_event(
+                    event,
+                    ns.as_ref(),
+                    &kind,
+                    &index,
+                    &trigger,
+                    &state,
+                    &pending,
+                );
             });
         streams.push(stream.boxed());
     }
@@ -500,13 +550,13 @@ async fn watch_kind<O: Eq + std::hash::Hash + Clone + Send + Sync + 'static>(
 }
 
 /// Keep `obj`'s body only when a served resource follows it; either way its event supersedes
-/// an earlier read by name.
+/// an earlier read by name. Returns the object's key.
 fn retain_if_followed<O: Eq + std::hash::Hash + Clone>(
     obj: &mut CachedTarget,
     kind: &TargetKind,
     index: &Mutex<ReferenceIndex<O>>,
     state: &KindState,
-) {
+) -> TargetKey {
     let key = TargetKey {
         kind: kind.clone(),
         namespace: obj.namespace().unwrap_or_default(),
@@ -515,7 +565,11 @@ fn retain_if_followed<O: Eq + std::hash::Hash + Clone>(
     if !index.lock().is_followed(&key) {
         obj.drop_body();
     }
-    state.fetched.lock().remove(&(key.namespace, key.name));
+    state
+        .fetched
+        .lock()
+        .remove(&(key.namespace.clone(), key.name.clone()));
+    key
 }
 
 fn is_forbidden(err: &watcher::Error) -> bool {
@@ -528,40 +582,49 @@ fn is_forbidden(err: &watcher::Error) -> bool {
     }
 }
 
+/// Apply one watch event to the store of `scope`, then wake whoever it concerns: the owners
+/// of a changed object, or every owner of the kind once every namespace has listed.
 fn on_target_event<O: Eq + std::hash::Hash + Clone>(
-    event: &watcher::Event<CachedTarget>,
+    mut event: watcher::Event<CachedTarget>,
+    scope: Option<&String>,
     kind: &TargetKind,
     index: &Mutex<ReferenceIndex<O>>,
     trigger: &mpsc::UnboundedSender<O>,
     state: &KindState,
     pending: &std::sync::atomic::AtomicUsize,
 ) {
-    match event {
-        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
-            let key = TargetKey {
-                kind: kind.clone(),
-                namespace: obj.namespace().unwrap_or_default(),
-                name: obj.name_any(),
-            };
-            for owner in index.lock().owners_of(&key) {
-                let _closed = trigger.send(owner);
-            }
+    let changed = match &mut event {
+        watcher::Event::Apply(obj) => Some(retain_if_followed(obj, kind, index, state)),
+        watcher::Event::InitApply(obj) => {
+            retain_if_followed(obj, kind, index, state);
+            None
         }
-        watcher::Event::InitDone => {
-            // Owners that asked while the cache was empty were told "pending": wake them all
-            // once every namespace's cache is filled.
-            if pending
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    Some(n.saturating_sub(1))
-                })
-                .is_ok_and(|before| before <= 1)
-            {
-                state.ready.store(true, Ordering::Release);
-                state.settled.send_replace(());
-            }
-            notify_kind(index, trigger, kind);
+        watcher::Event::Delete(obj) => Some(retain_if_followed(obj, kind, index, state)),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    };
+    let listed = matches!(event, watcher::Event::InitDone);
+    if let Some(store) = state.stores.lock().get_mut(&scope.cloned()) {
+        store.apply(event);
+    }
+    if let Some(key) = changed {
+        for owner in index.lock().owners_of(&key) {
+            let _closed = trigger.send(owner);
         }
-        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+    if listed {
+        state.set_error(None);
+        // Owners that asked while the cache was empty were told "pending": wake them all
+        // once every namespace's cache is filled.
+        if pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            })
+            .is_ok_and(|before| before <= 1)
+        {
+            state.ready.store(true, Ordering::Release);
+            state.settled.send_replace(());
+        }
+        notify_kind(index, trigger, kind);
     }
 }
 
@@ -645,6 +708,9 @@ mod tests {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
         };
+        let (name, cached) = cached.into_parts();
+        assert_eq!(name, ("ns".to_owned(), "web".to_owned()));
+        assert_eq!(cached.version.as_deref(), Some("7"));
         let target = cached.object(&kind).unwrap().unwrap();
         assert_eq!(target.api_version, "apps/v1");
         assert_eq!(target.kind, "Deployment");
@@ -656,5 +722,44 @@ mod tests {
             json!([{"name": "app", "image": "i:1"}])
         );
         assert_eq!(target.object["status"]["observedGeneration"], 2);
+    }
+
+    fn target(name: &str, version: &str) -> CachedTarget {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": version},
+            "status": {"observedGeneration": 1}
+        }))
+        .unwrap()
+    }
+
+    fn versions(store: &TargetStore) -> Vec<(String, Option<String>)> {
+        let mut all: Vec<_> = store
+            .objects
+            .iter()
+            .map(|((_, name), c)| (name.clone(), c.version.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn target_store_applies_changes_and_a_relist_replaces_everything_at_its_end() {
+        let mut store = TargetStore::default();
+        store.apply(watcher::Event::Apply(target("a", "1")));
+        store.apply(watcher::Event::Apply(target("b", "2")));
+        store.apply(watcher::Event::Apply(target("a", "3")));
+        store.apply(watcher::Event::Delete(target("b", "4")));
+        assert_eq!(versions(&store), vec![("a".into(), Some("3".into()))]);
+        // During a relist the old contents still answer; at its end only what it listed stays.
+        store.apply(watcher::Event::Init);
+        store.apply(watcher::Event::InitApply(target("c", "5")));
+        assert_eq!(versions(&store), vec![("a".into(), Some("3".into()))]);
+        store.apply(watcher::Event::InitDone);
+        assert_eq!(versions(&store), vec![("c".into(), Some("5".into()))]);
+        let mut unfollowed = target("d", "6");
+        unfollowed.drop_body();
+        store.apply(watcher::Event::Apply(unfollowed));
+        assert!(store.objects[&("ns".into(), "d".into())].json.is_none());
+        assert!(store.objects[&("ns".into(), "c".into())].json.is_some());
     }
 }
