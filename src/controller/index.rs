@@ -204,7 +204,7 @@ impl<O: Eq + Hash + Clone> ReferenceIndex<O> {
     pub fn owners_of(&self, target: &TargetKey) -> Vec<O> {
         self.by_target
             .get(target)
-            .map(|owners| owners.iter().cloned().collect())
+            .map(|owners| owners.to_vec())
             .unwrap_or_default()
     }
 
