@@ -39,6 +39,9 @@ pub struct OperatorMetrics {
     pub queue_depth: Gauge,
     pub resources: Family<PhaseLabels, Gauge>,
     pub watched_kinds: Gauge,
+    /// Followed workloads cached whole (a watch keeps only the keys of the others): with
+    /// label shards, the share of the namespaces' workloads this shard's resources follow.
+    pub cached_targets: Gauge,
     /// From a workload's rollout finishing (`status.rollout.finishedAt`, whole seconds) to
     /// GitLab accepting its `success`/`failed`: what an on-call person means by "GitLab is
     /// behind".
@@ -62,6 +65,7 @@ impl Default for OperatorMetrics {
             queue_depth: Gauge::default(),
             resources: Family::default(),
             watched_kinds: Gauge::default(),
+            cached_targets: Gauge::default(),
             // 0.25 s … ~8.5 min: normally a second or two, minutes while GitLab is away.
             report_latency: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
             approvals_pending: Gauge::default(),
@@ -104,6 +108,11 @@ impl OperatorMetrics {
             "watched_kinds",
             "Workload kinds watched because some GitlabDeployment follows them",
             self.watched_kinds.clone(),
+        );
+        registry.register(
+            "cached_targets",
+            "Followed workloads cached whole (the others of a watched namespace only by key)",
+            self.cached_targets.clone(),
         );
         registry.register(
             "report_latency_seconds",
@@ -190,6 +199,7 @@ mod tests {
             "gitlab_operator_queue_depth 0",
             "gitlab_operator_resources{phase=\"Ready\"} 2",
             "gitlab_operator_watched_kinds 0",
+            "gitlab_operator_cached_targets 0",
             "gitlab_operator_report_latency_seconds_bucket",
             "gitlab_operator_approvals_pending 0",
             "gitlab_operator_approval_pending_max_seconds 0",

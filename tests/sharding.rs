@@ -45,6 +45,25 @@ fn cached_resources(op: &Operator) -> i64 {
         .sum()
 }
 
+/// Followed workloads the operator caches whole (`cached_targets`, refreshed every 5 s).
+fn cached_targets(op: &Operator) -> i64 {
+    let text = gitlab_deployment_operator::metrics::encode(&op.telemetry.registry).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("gitlab_operator_cached_targets "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Lists of Deployments the kube emulator has answered (watch requests are not lists).
+fn deployment_lists(env: &Env) -> usize {
+    env.emulator()
+        .hooks()
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "list" && r.resource == "deployments")
+        .count()
+}
+
 fn shard_metric(op: &Operator) -> String {
     let text = gitlab_deployment_operator::metrics::encode(&op.telemetry.registry).unwrap();
     text.lines()
@@ -300,6 +319,88 @@ async fn killing_one_shards_leader_leaves_the_other_shard_alone_and_its_standby_
     );
     one_b.stop().await;
     two.stop().await;
+}
+
+#[tokio::test]
+async fn each_shard_caches_only_the_workloads_its_own_resources_follow() {
+    let env = Env::start().await;
+    let shas = env.project.shas.clone();
+    // Four workloads in one namespace, there before any shard starts.
+    for name in ["a", "b", "c", "d"] {
+        env.apply_workload(
+            name,
+            &format!("registry.example/app:{}", shas[2]),
+            json!({}),
+        )
+        .await;
+    }
+    let shard1 = env.start_elected_shard("shard1-a", Some(SHARD1));
+    let shard2 = env.start_elected_shard("shard2-a", Some(SHARD2));
+    until("both shards lead", Duration::from_secs(10), || {
+        shard1.is_leader() && shard2.is_leader()
+    })
+    .await;
+    for (name, shard) in [("a", "shard1"), ("b", "shard2")] {
+        env.apply_gld_labelled(name, shard_label(Some(shard)), spec(&env, name, name))
+            .await;
+    }
+    for name in ["a", "b"] {
+        env.wait_for(name, "success", |gd| {
+            gitlab_status(gd).as_deref() == Some("success")
+        })
+        .await;
+    }
+    // Both watch the namespace's Deployments; each keeps whole only the one it follows.
+    until(
+        "each shard caches one workload",
+        Duration::from_secs(8),
+        || cached_targets(&shard1) == 1 && cached_targets(&shard2) == 1,
+    )
+    .await;
+
+    // A resource of shard1 starts following `c`, which shard1 holds only by key: read by
+    // name once (one list with a name selector), not on every reconcile.
+    let lists_before = deployment_lists(&env);
+    env.apply_gld_labelled("c", shard_label(Some("shard1")), spec(&env, "c", "c"))
+        .await;
+    env.wait_for("c", "success", |gd| {
+        gitlab_status(gd).as_deref() == Some("success")
+    })
+    .await;
+    until(
+        "shard1 caches two workloads",
+        Duration::from_secs(8),
+        || cached_targets(&shard1) == 2 && cached_targets(&shard2) == 1,
+    )
+    .await;
+    assert_eq!(deployment_lists(&env) - lists_before, 1, "one read by name");
+    assert_eq!(env.gitlab_deployments("c").len(), 1);
+
+    // Its next rollout comes through the watch (which now keeps it whole): reported as usual.
+    env.apply_workload("c", &format!("registry.example/app:{}", shas[3]), json!({}))
+        .await;
+    env.wait_for("c", "revision 2 success", |gd| {
+        gitlab_status(gd).as_deref() == Some("success")
+            && gd.status.as_ref().unwrap().deployment.as_ref().unwrap().sha == shas[3]
+    })
+    .await;
+    assert_eq!(deployment_lists(&env) - lists_before, 1, "no further read");
+    let seen: Vec<(String, String)> = env
+        .gitlab_deployments("c")
+        .iter()
+        .map(|d| (d.sha.clone(), d.status.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (shas[2].clone(), "success".to_owned()),
+            (shas[3].clone(), "success".to_owned())
+        ]
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!((cached_targets(&shard1), cached_targets(&shard2)), (2, 1));
+    shard1.stop().await;
+    shard2.stop().await;
 }
 
 #[tokio::test]

@@ -22,6 +22,14 @@ pub enum Error {
         #[source]
         source: gitlab::Error,
     },
+    /// Reading a followed workload by name (one its cache holds only by key) failed.
+    #[error("reading the target {namespace}/{name}: {source}")]
+    TargetRead {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing the status of {namespace}/{name}: {source}")]
     StatusWrite {
         namespace: String,
@@ -142,7 +150,7 @@ impl Error {
             Error::TargetKindNotServed(_) => Category::TargetKindNotServed,
             Error::Gitlab { source, .. } => Category::Gitlab(source.class()),
             Error::StatusWrite { source, .. } if is_conflict(source) => Category::StaleObject,
-            Error::StatusWrite { .. } => Category::KubeApiError,
+            Error::StatusWrite { .. } | Error::TargetRead { .. } => Category::KubeApiError,
             // The finalizer patch carries a `test` of the finalizers we saw: a 422/409 means
             // our cached copy was behind the server; the watch brings the fresh one.
             Error::Finalizer(inner) => match inner.as_ref() {

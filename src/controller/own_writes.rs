@@ -6,6 +6,7 @@
 //! so nothing would wake it: the watch reports every object it applies here, and the first
 //! version past our writes wakes the waiting resource at once instead of after a fixed delay.
 
+use super::index::owner_key;
 use std::collections::{HashMap, HashSet};
 
 use kube::ResourceExt;
@@ -33,7 +34,7 @@ impl OwnWrites {
     pub fn wrote(&self, obj: &GitlabDeployment, replaced: Option<String>) {
         if let Some(rv) = replaced {
             self.lock()
-                .entry(ObjectRef::from_obj(obj))
+                .entry(owner_key(obj))
                 .or_default()
                 .replaced
                 .insert(rv);
@@ -44,7 +45,7 @@ impl OwnWrites {
     /// woken by [`OwnWrites::observed`] once the watch delivers a newer version. A version we
     /// did not replace means the cache caught up (or someone else wrote): forget the writes.
     pub fn is_stale(&self, obj: &GitlabDeployment) -> bool {
-        let key = ObjectRef::from_obj(obj);
+        let key = owner_key(obj);
         let mut pending = self.lock();
         let Some(entry) = pending.get_mut(&key) else {
             return false;
@@ -66,7 +67,7 @@ impl OwnWrites {
     /// copy is held back meanwhile.
     pub fn observed(&self, obj: &GitlabDeployment) -> bool {
         let mut pending = self.lock();
-        let Some(entry) = pending.get_mut(&ObjectRef::from_obj(obj)) else {
+        let Some(entry) = pending.get_mut(&owner_key(obj)) else {
             return false;
         };
         let newer = obj
@@ -143,7 +144,7 @@ mod tests {
     fn forget_drops_the_writes() {
         let writes = OwnWrites::default();
         writes.wrote(&at("1"), Some("1".into()));
-        writes.forget(&ObjectRef::from_obj(&at("1")));
+        writes.forget(&owner_key(&at("1")));
         assert!(!writes.is_stale(&at("1")));
     }
 }

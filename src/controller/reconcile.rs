@@ -8,6 +8,7 @@
 //! after a crash between `POST` and the id write, the intent is recovered by looking the
 //! deployment up, never by creating a second one.
 
+use super::index::owner_key;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,7 +155,7 @@ impl Context {
             return false;
         };
         let mut seen = self.refreshes.lock();
-        match seen.insert(ObjectRef::from_obj(obj), value.clone()) {
+        match seen.insert(owner_key(obj), value.clone()) {
             Some(previous) => previous != *value,
             None => false,
         }
@@ -163,7 +164,7 @@ impl Context {
     /// Drop what this process remembers about a resource whose cleanup is done (its
     /// finalizer goes next), so resources that come and go do not grow the maps.
     fn forget(&self, obj: &GitlabDeployment) -> Action {
-        let key = ObjectRef::from_obj(obj);
+        let key = owner_key(obj);
         self.own_writes.forget(&key);
         self.refreshes.lock().remove(&key);
         self.verified.lock().remove(&key);
@@ -188,7 +189,7 @@ impl Context {
 /// The controller's reconcile function.
 pub async fn reconcile(obj: Arc<GitlabDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let key = ObjectRef::from_obj(obj.as_ref());
+    let key = owner_key(obj.as_ref());
     let namespace = obj.namespace().ok_or(Error::Metadata("namespace"))?;
     let span = tracing::info_span!(
         "reconcile",
@@ -237,7 +238,7 @@ pub async fn reconcile(obj: Arc<GitlabDeployment>, ctx: Arc<Context>) -> Result<
 /// `Stalled` and why), rate limits wait for the connection's pause, the rest back off per
 /// object with jitter.
 pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(obj.as_ref());
+    let key = owner_key(obj.as_ref());
     let failures = ctx.failures.record_failure(key);
     let unit = rand::random::<f64>();
     if err.class() == super::error::Category::StaleObject {
@@ -312,7 +313,7 @@ impl Writer<'_> {
             .await
             .map_err(|source| {
                 // What GitLab answered may now be missing from status: read it again next time.
-                self.ctx.set_verified(&ObjectRef::from_obj(&self.obj), None);
+                self.ctx.set_verified(&owner_key(&self.obj), None);
                 Error::StatusWrite {
                     namespace: self.obj.namespace().unwrap_or_default(),
                     name: name.clone(),
@@ -395,7 +396,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     };
 
     let target = super::references::target_key(&namespace, &spec.target);
-    let target_object = match ctx.targets.lookup(&target) {
+    let target_object = match ctx.targets.lookup(&target).await {
         // The kind's watcher triggers this resource once its cache is filled.
         TargetLookup::Pending => return Ok(Action::requeue(Duration::from_secs(5))),
         TargetLookup::KindNotServed(message) => {
@@ -404,6 +405,13 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
         }
         TargetLookup::Missing => None,
         TargetLookup::Found(obj) => Some(obj),
+        TargetLookup::Unreadable(source) => {
+            return Err(Error::TargetRead {
+                namespace,
+                name: spec.target.name.clone(),
+                source,
+            });
+        }
     };
     // The pure evaluation reuses the recorded progressTimeout clock only for the revision it
     // was recorded for, so a new revision never inherits an older one's deadline.
@@ -420,7 +428,7 @@ async fn apply(obj: Arc<GitlabDeployment>, ctx: &Context) -> Result<Action, Erro
     let wanted = wanted_revision(&spec, &rollout);
 
     let mut start = old.clone();
-    let key = ObjectRef::from_obj(obj.as_ref());
+    let key = owner_key(obj.as_ref());
     let refresh = ctx.refresh_requested(&obj);
     // A create GitLab refused is not sent again for the same spec (see `plan`), unless the
     // connection or its token changed, or a person asked for a fresh look.

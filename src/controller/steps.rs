@@ -250,9 +250,7 @@ async fn act(
             // The claim carries the time of this write, not the pass's start: the steps before
             // it (reads, a cancel, their retries) must not eat into the recovery grace another
             // process gives the POST that follows.
-            let claimed_at = now
-                .checked_add(run.started.elapsed())
-                .unwrap_or(now);
+            let claimed_at = now.checked_add(run.started.elapsed()).unwrap_or(now);
             let claimed = with_intent(
                 &run.current(now),
                 &revision,

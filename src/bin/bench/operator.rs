@@ -168,13 +168,19 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Start `shards` processes (at least one); each logs to `<log>-<i>`.
+    /// Start `shards` processes (at least one); each logs to `<log>-<i>`. One process keeps
+    /// `launch`'s selector (a restarted shard): it once got none, so the "restart of one
+    /// shard" started an unsharded process beside the other shards.
     pub async fn start(launch: &Launch<'_>, shards: usize) -> Result<Fleet, BenchError> {
         let mut members = Vec::new();
         for i in 0..shards.max(1) {
             let one = Launch {
                 log: launch.log.with_extension(format!("{i}.log")),
-                selector: shard_selector(i, shards),
+                selector: if shards > 1 {
+                    shard_selector(i, shards)
+                } else {
+                    launch.selector.clone()
+                },
                 ..*launch
             };
             members.push(OperatorProcess::start(&one).await?);
