@@ -18,20 +18,26 @@ fn revision_matches(revision: Option<&str>, wanted: Option<&str>) -> bool {
     }
 }
 
+/// An Argo Rollout's `status.observedGeneration`, a string (a number in older fixtures):
+/// `None` when absent, `Some(None)` when it is not a number (a pre-v0.10 hash).
+pub(super) fn argo_observed_generation(o: &Value) -> Option<Option<i64>> {
+    match at(o, &["status", "observedGeneration"]) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.parse::<i64>().ok()),
+        Some(Value::Number(n)) => Some(n.as_i64()),
+        Some(_) => Some(None),
+    }
+}
+
 /// Argo Rollout, rows AR1–AR9.
 pub fn argo_rollout(t: &TargetObject) -> RolloutStatus {
     let o = &t.object;
     // AR1: observedGeneration is a string; a non-numeric one (pre-v0.10 hash) skips the gate,
     // as Argo Rollouts' own GetRolloutPhase does.
     let generation = int_at(o, &["metadata", "generation"]);
-    match at(o, &["status", "observedGeneration"]) {
-        None | Some(Value::Null) => return not_observed(generation, None),
-        Some(v) => {
-            let observed = match v {
-                Value::String(s) => s.parse::<i64>().ok(),
-                Value::Number(n) => n.as_i64(),
-                _ => None,
-            };
+    match argo_observed_generation(o) {
+        None => return not_observed(generation, None),
+        Some(observed) => {
             if let (Some(g), Some(obs)) = (generation, observed)
                 && obs < g
             {

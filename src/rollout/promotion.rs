@@ -45,13 +45,11 @@ pub fn rollout_control(target: &TargetObject) -> Option<RolloutControl> {
     }
     let o = &target.object;
     let generation = int_at(o, &["metadata", "generation"]);
-    // observedGeneration is a string in Argo Rollouts (a number in older fixtures).
-    let observed_generation = match at(o, &["status", "observedGeneration"]) {
-        Some(Value::String(s)) => s.parse::<i64>().ok(),
-        Some(Value::Number(n)) => n.as_i64(),
-        _ => None,
-    };
-    let observed = matches!((generation, observed_generation), (Some(g), Some(obs)) if obs >= g);
+    // A pre-v0.10 hash in observedGeneration is not "observed" here: promote needs v0.10+.
+    let observed = matches!(
+        (generation, super::gitops::argo_observed_generation(o).flatten()),
+        (Some(g), Some(obs)) if obs >= g
+    );
     let pod_hash = str_at(o, &["status", "currentPodHash"]).map(str::to_owned);
     let stable = str_at(o, &["status", "stableRS"]);
     Some(RolloutControl {
