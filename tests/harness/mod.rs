@@ -569,7 +569,8 @@ impl Env {
             .expect("a GitLab deployment to decide on")
             .id;
         self.review(token, id, status).await;
-        self.refresh(name, &format!("{status:?}")).await;
+        // A value of its own per decision: an unchanged annotation would wake nothing.
+        self.refresh(name, &format!("{status:?}-{id}")).await;
     }
 
     /// Wait until `status.approval.state` is `state`.
