@@ -52,6 +52,22 @@ async fn start_held(env: &Env) -> (String, harness::Operator, GitlabDeployment) 
     (approver, op, held)
 }
 
+/// A new commit on main, `web-prod` gated at it: returned once its own deployment is held.
+async fn next_sha_held(env: &Env) -> (String, GitlabDeployment) {
+    let sha = env.gitlab.handle().push_commits(env.project.id, "main", 1)[0].clone();
+    env.apply_gld("web-prod", gated(env, &sha)).await;
+    let held = env
+        .wait_for("web-prod", "the next sha held", |gd| {
+            gd.status
+                .as_ref()
+                .and_then(|s| s.deployment.as_ref())
+                .is_some_and(|d| d.sha == sha)
+                && approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
+        })
+        .await;
+    (sha, held)
+}
+
 /// Apply a new image: the rollout a GitOps engine applies once the gate opens.
 async fn roll_out(env: &Env, image: &str) {
     env.apply_workload(
@@ -179,17 +195,7 @@ async fn an_approval_of_one_sha_never_passes_for_the_next() {
     .await;
 
     // The next sha: its own deployment, held; the old approval does not count.
-    let second = env.gitlab.handle().push_commits(env.project.id, "main", 1)[0].clone();
-    env.apply_gld("web-prod", gated(&env, &second)).await;
-    let held = env
-        .wait_for("web-prod", "the second sha held", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.deployment.as_ref())
-                .is_some_and(|d| d.sha == second)
-                && approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
-        })
-        .await;
+    let (second, held) = next_sha_held(&env).await;
     assert_eq!(harness::gitlab_status(&held).as_deref(), Some("running"));
     let deployments = env.gitlab_deployments("production");
     assert_eq!(
@@ -251,17 +257,7 @@ async fn argo_cd_and_flux_read_the_operators_real_status_objects() {
         harness::gitlab_status(gd).as_deref() == Some("success")
     })
     .await;
-    let second = env.gitlab.handle().push_commits(env.project.id, "main", 1)[0].clone();
-    env.apply_gld("web-prod", gated(&env, &second)).await;
-    let held_again = env
-        .wait_for("web-prod", "second held", |gd| {
-            gd.status
-                .as_ref()
-                .and_then(|s| s.deployment.as_ref())
-                .is_some_and(|d| d.sha == second)
-                && approved(gd) == Some(("False".into(), reason::APPROVAL_PENDING.into()))
-        })
-        .await;
+    let (_, held_again) = next_sha_held(&env).await;
     let id = held_again.status.clone().unwrap().deployment.unwrap().id;
     env.review(&approver, id, ApprovalStatus::Rejected).await;
     env.refresh("web-prod", "2").await;
