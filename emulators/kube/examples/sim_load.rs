@@ -192,6 +192,7 @@ async fn main() {
     );
 
     // Rolling: K Deployments a second get a new image; time each rollout to completion.
+    let rv0 = emu.state().lock().rv;
     let c0 = cpu_seconds();
     let t0 = Instant::now();
     let mut started: HashMap<usize, Instant> = HashMap::new();
@@ -241,6 +242,7 @@ async fn main() {
         });
     }
     let finished = durations.len();
+    let writes = emu.state().lock().rv - rv0;
     println!(
         "rolling: CPU {:.1}% of a core while rolling {k}/s for {ROLL_SECONDS}s; patch p50 {:.2?} p99 {:.2?}",
         roll_cpu * 100.0,
@@ -248,8 +250,9 @@ async fn main() {
         pct(&mut patch_lat, 0.99),
     );
     println!(
-        "rollouts: {finished} complete, {} unfinished after 120s; duration p50 {:.2?} p99 {:.2?} max {:.2?}",
+        "rollouts: {finished} complete, {} unfinished after 120s; {:.1} writes per rollout; duration p50 {:.2?} p99 {:.2?} max {:.2?}",
         started.len(),
+        writes as f64 / finished.max(1) as f64,
         pct(&mut durations, 0.5),
         pct(&mut durations, 0.99),
         durations.last().copied().unwrap_or_default(),

@@ -17,7 +17,7 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
         serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut inner = state.lock();
     // The file holds the whole store, the built-in namespaces included.
-    inner.objects.clear();
+    inner.clear_objects();
     let items = v
         .get("objects")
         .and_then(Value::as_array)
@@ -41,7 +41,7 @@ pub fn load(state: &AppState, path: &Path) -> io::Result<()> {
         let obj = o.get("object").cloned().unwrap_or(Value::Null);
         let key = (storage.to_string(), ns, name.to_string());
         // Objects keep the resourceVersions clients saw before the restart.
-        inner.objects.insert(key, std::sync::Arc::new(obj));
+        inner.load(key, obj);
     }
     let rv = v
         .get("resourceVersion")

@@ -1014,7 +1014,7 @@ fn scale_update(
     }
     let w = ops::finish_update(inner, res, k, old, obj, None, ctx, None)?;
     Ok(Written {
-        obj: scale_of(res, &w.obj),
+        obj: std::sync::Arc::new(scale_of(res, &w.obj)),
         ..w
     })
 }

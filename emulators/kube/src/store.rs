@@ -5,7 +5,7 @@
 
 use crate::resources::ResourceInfo;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -39,10 +39,27 @@ pub struct Event {
     pub obj: Arc<Value>,
     /// The state before this change (None for ADDED), for selector transitions and snapshots.
     pub prev: Option<Arc<Value>>,
+    /// `obj` serialised, made by the first watcher that sends it in the stored form and shared
+    /// by the others: every watcher of a kind serialising every event on its own was a
+    /// visible part of the emulator's CPU with a few hundred watches open.
+    pub json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Event {
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&*self.obj).unwrap_or_default().into())
+    }
 }
 
 pub struct Inner {
+    /// Written only through [`Inner::put`], [`Inner::remove`] and [`Inner::load`], which keep
+    /// `owned` in step.
     pub objects: BTreeMap<Key, Arc<Value>>,
+    /// The keys of the objects naming each uid in their ownerReferences: the simulated
+    /// controllers find a ReplicaSet's pods and a Deployment's ReplicaSets here instead of
+    /// scanning the namespace at every step.
+    owned: HashMap<String, BTreeSet<Key>>,
     pub rv: u64,
     pub history: VecDeque<Arc<Event>>,
     pub history_cap: usize,
@@ -56,6 +73,45 @@ pub struct Inner {
     /// `compacted`: a custom resource's, from the last change of its CRD's spec (the real
     /// apiserver rebuilds the resource's watch cache then; older resourceVersions get 410).
     pub watch_floor: std::collections::HashMap<String, u64>,
+    /// Events that left the history window, freed by [`Reaper`] off the lock.
+    reaper: Reaper,
+}
+
+/// Frees the events that leave the history window on a thread of its own. Freeing an event's
+/// objects (the last references to older versions) is most of what a write costs once the
+/// window is full, and every write holds the store lock: done inline it slowed every request
+/// and watch of a busy emulator.
+#[derive(Default)]
+struct Reaper {
+    batch: Vec<Arc<Event>>,
+    tx: Option<std::sync::mpsc::Sender<Vec<Arc<Event>>>>,
+}
+
+impl Reaper {
+    const BATCH: usize = 256;
+
+    fn retire(&mut self, ev: Arc<Event>) {
+        self.batch.push(ev);
+        if self.batch.len() < Self::BATCH {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if self.tx.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<Vec<Arc<Event>>>();
+            // The thread ends when the store (and so the sender) is dropped.
+            let spawned = std::thread::Builder::new()
+                .name("kube-emulator-reaper".into())
+                .spawn(move || rx.into_iter().for_each(drop));
+            self.tx = spawned.ok().map(|_| tx);
+        }
+        // Without the thread (it could not be spawned, or has ended), free it here.
+        if let Some(tx) = &self.tx
+            && let Err(back) = tx.send(batch)
+        {
+            self.tx = None;
+            drop(back.0);
+        }
+    }
 }
 
 pub const DEFAULT_HISTORY: usize = 50_000;
@@ -75,6 +131,7 @@ impl Inner {
         let (tx, _) = broadcast::channel(watch_buffer.max(1));
         Self {
             objects: BTreeMap::new(),
+            owned: HashMap::new(),
             rv: 1,
             history: VecDeque::new(),
             history_cap,
@@ -83,6 +140,7 @@ impl Inner {
             resources,
             resources_generation: 1,
             watch_floor: std::collections::HashMap::new(),
+            reaper: Reaper::default(),
         }
     }
 
@@ -96,6 +154,7 @@ impl Inner {
         while self.history.len() > self.history_cap {
             if let Some(old) = self.history.pop_front() {
                 self.compacted = old.rv;
+                self.reaper.retire(old);
             }
         }
         // No receivers is fine: nobody is watching.
@@ -111,12 +170,14 @@ impl Inner {
         }
         let obj = Arc::new(obj);
         let prev = self.objects.insert(key.clone(), obj.clone());
+        self.index_owners(&key, prev.as_deref(), Some(&obj));
         self.record(Event {
             rv,
             kind,
             key,
             obj: obj.clone(),
             prev,
+            json: Default::default(),
         });
         obj
     }
@@ -124,6 +185,7 @@ impl Inner {
     /// Remove `key`; the DELETED event carries the last state with a new resourceVersion.
     pub fn remove(&mut self, key: &Key, mut last: Value) -> Option<Arc<Value>> {
         let prev = self.objects.remove(key)?;
+        self.index_owners(key, Some(&prev), None);
         self.rv += 1;
         let rv = self.rv;
         if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -136,8 +198,65 @@ impl Inner {
             key: key.clone(),
             obj: obj.clone(),
             prev: Some(prev),
+            json: Default::default(),
         });
         Some(obj)
+    }
+
+    /// Put an object back as it was saved (no event, its own resourceVersion).
+    pub fn load(&mut self, key: Key, obj: Value) {
+        let obj = Arc::new(obj);
+        let prev = self.objects.insert(key.clone(), obj.clone());
+        self.index_owners(&key, prev.as_deref(), Some(&obj));
+    }
+
+    /// Forget every object (before a [`Inner::load`] of a saved state).
+    pub fn clear_objects(&mut self) {
+        self.objects.clear();
+        self.owned.clear();
+    }
+
+    /// The objects that name `owner_uid` in their ownerReferences, in key order.
+    pub fn dependents<'a>(
+        &'a self,
+        owner_uid: &str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
+        self.owned
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.objects.get_key_value(k))
+    }
+
+    fn index_owners(&mut self, key: &Key, before: Option<&Value>, after: Option<&Value>) {
+        fn uids(obj: Option<&Value>) -> Vec<&str> {
+            obj.and_then(|o| o.pointer("/metadata/ownerReferences"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        let (old, new) = (uids(before), uids(after));
+        if old == new {
+            return;
+        }
+        for u in old.iter().filter(|u| !new.contains(u)) {
+            if let Some(keys) = self.owned.get_mut(*u) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.owned.remove(*u);
+                }
+            }
+        }
+        for u in new.iter().filter(|u| !old.contains(u)) {
+            self.owned
+                .entry((*u).to_string())
+                .or_default()
+                .insert(key.clone());
+        }
     }
 
     /// The oldest resourceVersion a watch of `storage` may resume from.

@@ -14,6 +14,11 @@ fn mv(from: &mut Map<String, Value>, to: &mut Map<String, Value>, a: &str, b: &s
     }
 }
 
+/// Whether the resource's view is its stored form (every kind but events.k8s.io/v1 Events).
+pub fn is_stored_form(res: &ResourceInfo) -> bool {
+    !is_events_v1(res)
+}
+
 /// Stored (core) form → the resource's view.
 pub fn to_view(res: &ResourceInfo, obj: &Value) -> Value {
     if !is_events_v1(res) {

@@ -53,10 +53,29 @@ impl WatchRequest {
     }
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        if self.stored_form() {
+            let json = serde_json::to_vec(obj).unwrap_or_default();
+            return event_line(kind, &json);
+        }
         let mut s = serde_json::to_vec(&json!({"type": kind, "object": self.render_obj(obj)}))
             .unwrap_or_default();
         s.push(b'\n');
         Bytes::from(s)
+    }
+
+    /// The line for a store event: its shared serialisation when this watch sends objects as
+    /// stored.
+    fn event_line(&self, kind: &str, ev: &Event) -> Bytes {
+        if self.stored_form() {
+            return event_line(kind, ev.object_json());
+        }
+        self.line(kind, &ev.obj)
+    }
+
+    /// Whether this watch sends objects exactly as stored (plain JSON of a resource whose view
+    /// is the stored form).
+    fn stored_form(&self) -> bool {
+        self.render == Render::Json && views::is_stored_form(&self.res)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -75,6 +94,17 @@ impl WatchRequest {
         s.push(b'\n');
         Bytes::from(s)
     }
+}
+
+/// `{"type":KIND,"object":OBJECT}` and a newline, around an object already serialised.
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut s = Vec::with_capacity(object.len() + kind.len() + 24);
+    s.extend_from_slice(b"{\"type\":\"");
+    s.extend_from_slice(kind.as_bytes());
+    s.extend_from_slice(b"\",\"object\":");
+    s.extend_from_slice(object);
+    s.extend_from_slice(b"}\n");
+    Bytes::from(s)
 }
 
 fn expired_line(message: String) -> Bytes {
@@ -236,12 +266,12 @@ fn transition(req: &WatchRequest, ev: &Arc<Event>) -> Option<Bytes> {
     let now = req.matches(&ev.key.1, &ev.obj);
     let before = ev.prev.as_ref().is_some_and(|p| req.matches(&ev.key.1, p));
     match ev.kind {
-        EventType::Added => now.then(|| req.line("ADDED", &ev.obj)),
-        EventType::Deleted => before.then(|| req.line("DELETED", &ev.obj)),
+        EventType::Added => now.then(|| req.event_line("ADDED", ev)),
+        EventType::Deleted => before.then(|| req.event_line("DELETED", ev)),
         EventType::Modified => match (before, now) {
-            (true, true) => Some(req.line("MODIFIED", &ev.obj)),
-            (false, true) => Some(req.line("ADDED", &ev.obj)),
-            (true, false) => Some(req.line("DELETED", &ev.obj)),
+            (true, true) => Some(req.event_line("MODIFIED", ev)),
+            (false, true) => Some(req.event_line("ADDED", ev)),
+            (true, false) => Some(req.event_line("DELETED", ev)),
             (false, false) => None,
         },
     }

@@ -4,7 +4,7 @@
 
 use super::pods::{PodTrouble, sync_pods};
 use super::write::{int, percent_or_int, set_condition, strip_zeros, write_main, write_status};
-use super::{Outcome, Sim, annotation, ctx, outcome, owned_by, template_hash, uid_of};
+use super::{Outcome, Sim, annotation, ctx, outcome, template_hash, uid_of};
 use crate::ops;
 use crate::resources::ResourceInfo;
 use crate::store::{Inner, Key};
@@ -107,8 +107,8 @@ fn new_replica_set(
     let ns = d.ns;
     let old_pods = sim.created + sim.old;
     let owned: Vec<Arc<Value>> = inner
-        .range(&rs_res.storage, Some(ns))
-        .filter(|(_, rs)| owned_by(rs, d.uid))
+        .dependents(d.uid)
+        .filter(|(k, _)| k.0 == rs_res.storage && k.1 == ns)
         .map(|(_, rs)| rs.clone())
         .collect();
     let max_rev = owned
@@ -253,9 +253,7 @@ fn advance(d: &Deployment, sim: &mut Sim, conds: &mut Vec<Value>, now: &str, at:
 fn sync_replica_sets(inner: &mut Inner, rs_res: &ResourceInfo, d: &Deployment, sim: &Sim) -> bool {
     let rs_key = ops::key(rs_res, Some(d.ns), &d.rs_name);
     let mut wrote = false;
-    wrote |= write_main(inner, rs_res, &rs_key, |rs| {
-        rs["spec"]["replicas"] = json!(d.replicas)
-    });
+    wrote |= scale(inner, rs_res, &rs_key, d.replicas);
     let status = replica_set_status(inner, &rs_key, sim.created, sim.ready);
     wrote |= write_status(inner, rs_res, &rs_key, status);
     let failing = match outcome(d.obj) {
@@ -266,19 +264,32 @@ fn sync_replica_sets(inner: &mut Inner, rs_res: &ResourceInfo, d: &Deployment, s
     wrote |= sync_pods(inner, &rs_key, sim.created, sim.ready, failing);
     let mut remaining_old = sim.old;
     let olds: Vec<Key> = inner
-        .range(&rs_res.storage, Some(d.ns))
-        .filter(|(k, v)| k.2 != d.rs_name && owned_by(v, d.uid))
+        .dependents(d.uid)
+        .filter(|(k, _)| k.0 == rs_res.storage && k.1 == d.ns && k.2 != d.rs_name)
         .map(|(k, _)| k.clone())
         .collect();
     for k in olds {
         let n = remaining_old;
         remaining_old = 0;
-        wrote |= write_main(inner, rs_res, &k, |rs| rs["spec"]["replicas"] = json!(n));
+        wrote |= scale(inner, rs_res, &k, n);
         wrote |= sync_pods(inner, &k, n, n, None);
         let status = replica_set_status(inner, &k, n, n);
         wrote |= write_status(inner, rs_res, &k, status);
     }
     wrote
+}
+
+/// Set a ReplicaSet's `spec.replicas`; whether it was written. Read first: an unchanged count
+/// (most steps) costs no copy of the ReplicaSet.
+fn scale(inner: &mut Inner, rs_res: &ResourceInfo, rs_key: &Key, replicas: i64) -> bool {
+    let current = inner
+        .get(rs_key)
+        .and_then(|rs| rs.pointer("/spec/replicas"))
+        .and_then(Value::as_i64);
+    current != Some(replicas)
+        && write_main(inner, rs_res, rs_key, |rs| {
+            rs["spec"]["replicas"] = json!(replicas)
+        })
 }
 
 /// A ReplicaSet's status with `replicas` pods, `ready` of them Ready (and available).

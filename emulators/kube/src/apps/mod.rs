@@ -167,17 +167,6 @@ impl Sim {
     }
 }
 
-/// Whether `owner_uid` is among `obj`'s ownerReferences (no allocation, unlike
-/// [`ops::owner_uids`]).
-fn owned_by(obj: &Value, owner_uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
-        })
-}
-
 fn uid_of(obj: &Value) -> &str {
     obj.pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -201,8 +190,8 @@ fn ensure_revision(inner: &mut Inner, owner: &Value, kind: &str, ns: &str, hash:
         .unwrap_or("");
     let uid = uid_of(owner).to_string();
     let owned: Vec<Arc<Value>> = inner
-        .range(&cr_res.storage, Some(ns))
-        .filter(|(_, r)| owned_by(r, &uid))
+        .dependents(&uid)
+        .filter(|(k, _)| k.0 == cr_res.storage && k.1 == ns)
         .map(|(_, r)| r.clone())
         .collect();
     let cr_name = format!("{name}-{hash}");

@@ -1,8 +1,8 @@
 //! The ReplicaSet controller and the kubelet, in short: pods owned by a ReplicaSet, created,
 //! removed and given a status (Ready, starting, or failing) to match the simulated counts.
 
+use super::uid_of;
 use super::write::{ctx, write_status};
-use super::{owned_by, uid_of};
 use crate::ops;
 use crate::store::{Inner, Key};
 use serde_json::{Value, json};
@@ -32,17 +32,20 @@ pub fn sync_pods(
     let ns = rs_key.1.clone();
     let rs_uid = uid_of(&rs).to_string();
     let mut pods: Vec<(Key, Arc<Value>)> = inner
-        .range(&pod_res.storage, Some(&ns))
-        .filter(|(_, p)| owned_by(p, &rs_uid) && p.pointer("/metadata/deletionTimestamp").is_none())
+        .dependents(&rs_uid)
+        .filter(|(k, p)| {
+            k.0 == pod_res.storage
+                && k.1 == ns
+                && p.pointer("/metadata/deletionTimestamp").is_none()
+        })
         .map(|(k, p)| (k.clone(), p.clone()))
         .collect();
     pods.sort_by(|a, b| {
-        let ts = |p: &Value| {
+        fn ts(p: &Value) -> &str {
             p.pointer("/metadata/creationTimestamp")
                 .and_then(Value::as_str)
                 .unwrap_or("")
-                .to_string()
-        };
+        }
         ts(&a.1).cmp(&ts(&b.1)).then(a.0.cmp(&b.0))
     });
     let mut wrote = false;
@@ -69,7 +72,7 @@ pub fn sync_pods(
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                pods.push((ops::key(&pod_res, Some(&ns), &name), Arc::new(w.obj)));
+                pods.push((ops::key(&pod_res, Some(&ns), &name), w.obj));
                 wrote = true;
             }
             Err(e) => {

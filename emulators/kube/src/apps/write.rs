@@ -17,27 +17,32 @@ pub fn ctx() -> WriteCtx {
 }
 
 /// Write `status` through the status subresource; whether anything was written.
+/// Only the status is compared and handed on (the status subresource takes nothing else from
+/// the candidate): most of the simulator's status writes are no-ops, and a copy of the whole
+/// object for each was a visible part of its CPU.
 pub fn write_status(inner: &mut Inner, res: &ResourceInfo, key: &Key, status: Value) -> bool {
-    write(inner, res, key, Some("status"), |o| o["status"] = status)
+    let Some(old) = inner.get(key).cloned() else {
+        return false;
+    };
+    if old.get("status") == Some(&status) {
+        return false;
+    }
+    commit(
+        inner,
+        res,
+        key,
+        Some("status"),
+        old,
+        json!({"status": status}),
+    )
 }
 
-/// Edit the object at `key` (not its status); whether anything was written.
+/// Edit the object at `key` (not its status); whether anything was written. An edit is
+/// skipped when it changes nothing.
 pub fn write_main(
     inner: &mut Inner,
     res: &ResourceInfo,
     key: &Key,
-    edit: impl FnOnce(&mut Value),
-) -> bool {
-    write(inner, res, key, None, edit)
-}
-
-/// An edit is skipped when it changes nothing, and a rejected one is logged: the simulator's
-/// writes are its own, so a rejection is a bug in it, not in the client under test.
-fn write(
-    inner: &mut Inner,
-    res: &ResourceInfo,
-    key: &Key,
-    subresource: Option<&str>,
     edit: impl FnOnce(&mut Value),
 ) -> bool {
     let Some(old) = inner.get(key).cloned() else {
@@ -48,6 +53,20 @@ fn write(
     if cand == *old {
         return false;
     }
+    commit(inner, res, key, None, old, cand)
+}
+
+/// Send a changed candidate through the update path; whether it was stored. A rejected one is
+/// logged: the simulator's writes are its own, so a rejection is a bug in it, not in the
+/// client under test.
+fn commit(
+    inner: &mut Inner,
+    res: &ResourceInfo,
+    key: &Key,
+    subresource: Option<&str>,
+    old: std::sync::Arc<Value>,
+    cand: Value,
+) -> bool {
     let before = inner.rv;
     let written = ops::finish_update(
         inner,

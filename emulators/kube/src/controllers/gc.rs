@@ -61,12 +61,7 @@ fn foreground(inner: &mut Inner, now: &str) -> bool {
         .collect();
     for (key, owner) in owners {
         let uid = meta_str(&owner, "uid").to_string();
-        let dependents: Vec<_> = inner
-            .objects
-            .iter()
-            .filter(|(_, o)| owner_uids(o).contains(&uid))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let dependents: Vec<_> = inner.dependents(&uid).map(|(k, _)| k.clone()).collect();
         if !dependents.is_empty() {
             let dependents = dependents
                 .into_iter()
