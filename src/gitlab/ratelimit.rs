@@ -7,10 +7,13 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
+
+use super::error::Late;
 
 /// Client-side request budget of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +101,31 @@ impl Throttle {
     }
 
     /// Wait out any pause (re-checking, since another caller may extend it meanwhile), then
-    /// take a token from the bucket.
-    pub(crate) async fn ready(&self) {
-        while let Some(deadline) = self.paused_until() {
-            tokio::time::sleep_until(deadline).await;
+    /// take a token from the bucket. With `send_by`, no wait that would end after it is
+    /// started: the answer is then why, and no token was taken.
+    pub(crate) async fn ready(&self, send_by: Option<Instant>) -> Result<(), Late> {
+        let fits = |at: Instant| send_by.is_none_or(|by| at <= by);
+        while let Some(until) = self.paused_until() {
+            if !fits(until) {
+                return Err(Late::Paused(
+                    until.saturating_duration_since(Instant::now()),
+                ));
+            }
+            tokio::time::sleep_until(until).await;
         }
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        // governor's `until_ready` is this loop without the deadline check.
+        loop {
+            let Err(not_until) = limiter.check() else {
+                return Ok(());
+            };
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            if !fits(Instant::now() + wait) {
+                return Err(Late::Budget(wait));
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -168,7 +189,7 @@ mod tests {
             "a shorter pause must not shorten the deadline"
         );
         let start = Instant::now();
-        t.ready().await;
+        t.ready(None).await.unwrap();
         assert!(Instant::now() - start >= Duration::from_millis(250));
         assert!(t.paused_until().is_none());
     }
