@@ -18,8 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::error::Error;
 use super::plan::{ApprovalPoll, Cleanup, Knowledge, Plan, PlanInputs, cleanup, plan_with};
 use super::status::{
-    self, GitlabDeploymentView, MergeRequestView, Outcome, RolloutAction, with_intent,
-    with_rollout_action,
+    self, GitlabDeploymentView, MergeRequestView, Outcome, RolloutAction, with_rollout_action,
 };
 use crate::api::deployment::{
     DeploymentId, DeploymentIntent, EnvironmentRecord, EnvironmentSettings, GitlabDeploymentStatus,
@@ -56,7 +55,7 @@ fn claim_age(claimed_at: Timestamp, now: Timestamp) -> Duration {
 /// this minus the request timeout (the send deadline).
 ///
 /// Why that is enough: a recovering process voids a claim only when its own clock, in whole
-/// seconds, is `recovery_grace` past the claim as recorded (`with_intent` rounds the stamp
+/// seconds, is `recovery_grace` past the claim as recorded (`status::claim` rounds the stamp
 /// down to the second), so never before `recorded + grace`, which is the stamp plus this
 /// lifetime: the grace less the stamp's fraction of a second. A `POST` started by
 /// `stamp + lifetime − timeout` has been answered or abandoned by `stamp + lifetime`, so when
@@ -162,9 +161,9 @@ pub struct Pass<'a> {
     pub settings: &'a StepSettings,
 }
 
-/// Where a pass stopped. `base` is the status the pass started from plus its write-ahead
-/// intents; `outcomes` are GitLab's answers in call order: the next status is
-/// `status::next_status(base, outcomes, ...)`.
+/// Where a pass stopped. `base` is the status the pass started from plus its Rollout
+/// promote and abort records; `outcomes` are its write-ahead claims and GitLab's answers in
+/// call order: the next status is `status::next_status(base, outcomes, ...)`.
 #[derive(Debug)]
 pub struct Executed {
     pub base: GitlabDeploymentStatus,
@@ -284,23 +283,20 @@ async fn act(
             let claimed_at = now
                 .checked_add(stamped.duration_since(run.started))
                 .unwrap_or(now);
-            let claimed = with_intent(
-                &run.current(now),
-                &revision,
-                &pass.spec.environment,
-                initial_status,
-                gate.clone(),
-                claimed_at,
-            );
-            sink.write(&claimed).await?;
-            run.base = with_intent(
-                &run.base,
+            // The claim is an outcome in call order: a void of an older claim earlier in this
+            // pass (a recovery that found nothing) must not clear it when the create's answer
+            // is lost and the reconciler writes what the pass learned.
+            let claim = Outcome::Claimed(status::claim(
                 &revision,
                 &pass.spec.environment,
                 initial_status,
                 gate,
                 claimed_at,
-            );
+            ));
+            let mut claimed = run.current(now);
+            status::apply(&mut claimed, &claim, now);
+            sink.write(&claimed).await?;
+            run.outcomes.push(claim);
             let request = CreateRequest {
                 environment: pass.spec.environment.clone(),
                 sha: revision.sha.clone(),

@@ -265,7 +265,7 @@ pub enum Error {
     #[error(
         "{ctx}: not sent, because {late} (the last moment a request with this connection's {}s \
          timeout could start and still end in time); nothing reached GitLab, and the operator \
-         claims the create again. If this keeps happening, the connection's timeout leaves too \
+         claims the create again; if this keeps happening, the connection's timeout leaves too \
          little of the operator's recovery grace (--recovery-grace-seconds): shorten the one or \
          raise the other",
         .timeout.as_secs_f64()

@@ -26,6 +26,8 @@ struct MemoryGitlab {
     calls: Vec<String>,
     /// Creates the client refuses to send (their send deadline passed), then the rest go.
     unsent_creates: usize,
+    /// Creates GitLab stores whose answer is lost (a dropped connection), then the rest.
+    lost_creates: usize,
     /// The `over_by` of every create asked for.
     over_by: Vec<std::time::Instant>,
 }
@@ -85,7 +87,22 @@ impl GitlabCalls for MemoryGitlab {
             ref_name: r.ref_name.clone(),
             tag: r.tag,
         };
-        Ok(self.post(&revision, r.status))
+        let view = self.post(&revision, r.status);
+        if self.lost_creates > 0 {
+            self.lost_creates -= 1;
+            return Err(Error::gitlab(
+                "create deployment",
+                crate::gitlab::Error::Transport {
+                    ctx: crate::gitlab::RequestContext::new(
+                        crate::gitlab::Endpoint::CreateDeployment,
+                        &crate::gitlab::ProjectId::Id(1),
+                        None,
+                    ),
+                    message: "connection closed before message completed".into(),
+                },
+            ));
+        }
+        Ok(view)
     }
 
     async fn read(&mut self, id: DeploymentId) -> Result<GitlabDeploymentView, Error> {
@@ -885,5 +902,63 @@ async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
     let run = execute(&pass, &st, &mut gitlab, &mut sink, &mut NoRollout).await;
     assert!(run.error.is_none(), "{:?}", run.error);
     assert_eq!(gitlab.calls, ["NOT SENT a", "POST a running"]);
+    assert_eq!(run.current(now()).deployment.map(|d| d.id), Some(did(1)));
+}
+
+/// Found by the chaos suite (seed 17649859610359075179: two `failed` deployments of one
+/// revision, 64 ms apart). One pass voids an old claim (its lookup found nothing), claims
+/// again and POSTs; GitLab stores the deployment but the answer is lost. What the reconciler
+/// then writes must still hold the new claim: the old claim's void came first and must not
+/// clear it, or the next pass creates a second deployment instead of looking the first up.
+#[tokio::test]
+async fn a_void_earlier_in_the_pass_does_not_clear_the_claim_made_after_it() {
+    let spec = fixed(A);
+    let rollout = progressing();
+    let pass = Pass {
+        spec: &spec,
+        rollout: &rollout,
+        now: now(),
+        poll: ApprovalPoll::POLLING,
+        slowed: None,
+        knowledge: Knowledge {
+            answered: false,
+            confirmed: true,
+            refresh: false,
+        },
+        control: None,
+        settings: &SETTINGS,
+    };
+    let old_claim = status::with_intent(
+        &GitlabDeploymentStatus::default(),
+        &rev(A),
+        "production",
+        Running,
+        None,
+        now() - SignedDuration::from_secs(60),
+    );
+    let mut gitlab = MemoryGitlab {
+        lost_creates: 1,
+        ..MemoryGitlab::default()
+    };
+    let mut sink = MemorySink {
+        persisted: old_claim.clone(),
+        writes: 0,
+        crash_at: None,
+    };
+    let run = execute(&pass, &old_claim, &mut gitlab, &mut sink, &mut NoRollout).await;
+    assert!(run.error.is_some(), "the create's answer was lost");
+    assert_eq!(gitlab.calls, ["LOOKUP", "POST a running"]);
+    // What the reconciler writes with the error: the new claim, not the void of the old one.
+    let written = run.current(now());
+    let claim = written.intent.as_ref().expect("the new claim survives");
+    assert_eq!(claim.claimed_at.0, now(), "the new claim, not the old one");
+    let run = execute(&pass, &written, &mut gitlab, &mut sink, &mut NoRollout).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(
+        gitlab.calls,
+        ["LOOKUP", "POST a running", "LOOKUP"],
+        "adopted, not created twice"
+    );
+    assert_eq!(gitlab.deployments.len(), 1);
     assert_eq!(run.current(now()).deployment.map(|d| d.id), Some(did(1)));
 }
