@@ -179,6 +179,41 @@ mod tests {
         }
     }
 
+    /// With a send deadline, a wait that would end after it is not begun: the pause or the
+    /// bucket's wait is the answer at once, and no token is taken; a wait that ends in time is.
+    #[tokio::test]
+    async fn no_wait_past_the_send_deadline_is_begun() {
+        let ms = Duration::from_millis;
+        let t = Throttle::new(None);
+        t.pause(ms(400));
+        let start = Instant::now();
+        let refused = t.ready(Some(start + ms(100))).await;
+        assert!(
+            matches!(refused, Err(Late::Paused(left)) if left > ms(300)),
+            "{refused:?}"
+        );
+        assert!(start.elapsed() < ms(100), "no wait was begun");
+        t.ready(Some(start + ms(600))).await.unwrap();
+        assert!(start.elapsed() >= ms(350));
+
+        let one = NonZeroU32::new(1).unwrap();
+        let t = Throttle::new(Some(RateLimit {
+            per_second: NonZeroU32::new(5).unwrap(),
+            burst: one,
+        }));
+        t.ready(Some(Instant::now())).await.unwrap();
+        let start = Instant::now();
+        let refused = t.ready(Some(start + ms(50))).await;
+        assert!(
+            matches!(refused, Err(Late::Budget(wait)) if wait > ms(100)),
+            "{refused:?}"
+        );
+        assert!(start.elapsed() < ms(50), "no wait was begun");
+        // The refusal took no token: the next one is free at +200 ms, as it would have been
+        // anyway (one taken by the refusal would make it +400 ms, past this deadline).
+        t.ready(Some(start + ms(350))).await.unwrap();
+    }
+
     #[tokio::test]
     async fn pause_only_extends_and_gates_everyone() {
         let t = Throttle::new(None);
