@@ -425,7 +425,7 @@ async fn chaos_full() {
             resources: 50,
             rollouts_per_resource: 4,
             // Five times the resources: a restarted operator re-reconciles all 50 and recovers
-            // every interrupted create (3 s grace) before it makes progress, so it needs longer
+            // every interrupted create (7 s grace; 3 s when this was measured) before it makes progress, so it needs longer
             // lives than in the short form (with 1.5-5 s, 26 of 176 revisions went unreported
             // within 60 s; none was duplicated or wrong).
             kill_after_ms: 5000..15000,

@@ -10,8 +10,8 @@ use futures::TryStreamExt;
 use gitlab_deployment_operator::gitlab::metrics::EndpointLabels;
 use gitlab_deployment_operator::gitlab::{
     ApprovalStatus, ApproveDeployment, CreateDeployment, DeploymentOrderBy, DeploymentStatus,
-    Endpoint, Error, ErrorKind, GitlabClient, GitlabMetrics, ListDeployments, ListMergeRequests,
-    Missing, ProjectId, RateLimit, RetryPolicy, SortOrder, Token, WriteStatus,
+    Endpoint, Error, ErrorKind, GitlabClient, GitlabMetrics, Late, ListDeployments,
+    ListMergeRequests, Missing, ProjectId, RateLimit, RetryPolicy, SortOrder, Token, WriteStatus,
 };
 use gitlab_emulator::{
     ApprovalRuleSpec, CiDeploymentSpec, DeployAccess, Edition, Fault, GitlabEmulator,
@@ -802,6 +802,117 @@ async fn rate_limit_pause_is_shared_and_respected() {
     assert_eq!(err.category(), "RateLimited");
     assert!(err.retry_after().unwrap() > Duration::from_secs(25));
     assert!(h.requests().is_empty(), "nothing is sent during the pause");
+}
+
+/// A create with a send deadline (the operator's write-ahead claim): a 429 pause or a
+/// rate-limiter wait that ends after the last moment the request may start is not begun and
+/// the `POST` is not sent (again); one that ends in time is waited out and sent once.
+#[tokio::test]
+async fn a_create_is_not_sent_after_its_send_deadline() {
+    let w = world();
+    let h = w.gl.handle();
+    let now = tokio::time::Instant::now;
+    // The client's request timeout: `over_by` minus this is the last start.
+    let timeout = Duration::from_secs(10);
+    let req = create_req(&w, "production", WriteStatus::Running);
+    let creates = |h: &gitlab_emulator::EmulatorHandle| h.count(EmuEndpoint::CreateDeployment);
+    let stored = || async {
+        w.client
+            .list_deployments_page(&w.pid, &ListDeployments::default(), 1)
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+
+    // GitLab answers a create 429 with Retry-After: 5 (it stores nothing); the connection
+    // pauses for 5 s.
+    h.inject_fault(Fault::rate_limited(5).on(EmuEndpoint::CreateDeployment));
+    let err = w.client.create_deployment(&w.pid, &req).await.unwrap_err();
+    assert_eq!(err.category(), "RateLimited");
+    h.clear_requests();
+
+    // The same create, to be over 2 s after a full timeout: the pause outlasts its last
+    // start, so it is neither waited out nor sent.
+    let asked = now();
+    let err = w
+        .client
+        .create_deployment_by(&w.pid, &req, now() + timeout + Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "no wait was begun"
+    );
+    match &err {
+        Error::SendDeadlinePassed {
+            late: Late::Paused(left),
+            ..
+        } => assert!(*left > Duration::from_secs(3), "{left:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.category(), "SendDeadlinePassed");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert!(err.to_string().contains("nothing reached GitLab"), "{err}");
+    assert_no_secret(&err);
+    assert_eq!(creates(&h), 0, "the POST was not sent again");
+
+    // With room for the pause, it is waited out and the POST sent once.
+    let d = w
+        .client
+        .create_deployment_by(&w.pid, &req, now() + timeout + Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert!(w.client.paused_until().is_none());
+    assert_eq!(creates(&h), 1);
+    assert_eq!(stored().await, 1, "GitLab holds one deployment");
+
+    // A deadline already passed: refused without a request even with nothing to wait for.
+    h.clear_requests();
+    let err = w
+        .client
+        .create_deployment_by(&w.pid, &req, now() + timeout - Duration::from_millis(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SendDeadlinePassed {
+                late: Late::Passed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(h.requests().is_empty(), "{:?}", h.requests());
+
+    // The connection's own budget (1 request/s): a wait for the next token that ends after
+    // the last start is not begun, and takes no token.
+    let budgeted = GitlabClient::builder(w.gl.base_url(), Token::private(SECRET))
+        .timeout(timeout)
+        .rate_limit(Some(RateLimit {
+            per_second: std::num::NonZeroU32::new(1).unwrap(),
+            burst: std::num::NonZeroU32::new(1).unwrap(),
+        }))
+        .build()
+        .unwrap();
+    budgeted.get_deployment(&w.pid, d.id).await.unwrap();
+    let err = budgeted
+        .create_deployment_by(&w.pid, &req, now() + timeout + Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SendDeadlinePassed {
+                late: Late::Budget(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(creates(&h), 0);
+    assert_eq!(stored().await, 1, "still one deployment");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

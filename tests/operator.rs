@@ -311,6 +311,76 @@ async fn gitlab_5xx_and_429_bursts_are_retried_without_duplicates(backend: Backe
     op.stop().await;
 }
 
+/// The write-ahead claim's send deadline, end to end. GitLab answers one resource's create
+/// 429 with an 8 s Retry-After, pausing the shared connection for longer than a claim's send
+/// window (the harness's 7 s recovery grace less the connection's 5 s timeout). Another
+/// resource's create, claimed during the pause, is not sent: its claim is voided at once
+/// (`SendDeadlinePassed` on status, as an Event and in the metrics) and claimed again until
+/// the pause is over; then each revision has exactly one GitLab deployment.
+async fn a_create_that_cannot_be_sent_in_time_is_claimed_again_not_duplicated(backend: Backend) {
+    let env = Env::start_on(backend).await;
+    env.apply_workload("web", "registry.example/app:1.0.0", json!({}))
+        .await;
+    let gl = env.gitlab.handle();
+    gl.inject_fault(Fault::rate_limited(8).on(Endpoint::CreateDeployment));
+    let op = env.start_operator();
+    let condition = |reason: &'static str| {
+        move |gd: &gitlab_deployment_operator::api::GitlabDeployment| {
+            gd.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Reconciling" && c.status == "True" && c.reason == reason)
+            })
+        }
+    };
+    env.apply_gld("web-review", env.fixed_spec("review", env.project.head()))
+        .await;
+    env.wait_for("web-review", "rate limited", condition("RateLimited"))
+        .await;
+    env.apply_gld("web-staging", env.fixed_spec("staging", env.project.head()))
+        .await;
+    let refused = env
+        .wait_for("web-staging", "not sent", condition("SendDeadlinePassed"))
+        .await;
+    let status = refused.status.unwrap();
+    assert!(status.intent.is_none(), "voided at once: {status:?}");
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.reason == "SendDeadlinePassed")
+        .unwrap()
+        .message;
+    assert!(message.contains("nothing reached GitLab"), "{message}");
+    env.wait_for_event("web-staging", "SendDeadlinePassed")
+        .await;
+    let refusals = op
+        .telemetry
+        .operator
+        .reconciles
+        .get_or_create(&gitlab_deployment_operator::metrics::ReconcileLabels {
+            result: "error",
+            category: "SendDeadlinePassed",
+        })
+        .get();
+    assert!(refusals >= 1);
+    assert!(env.gitlab_deployments("staging").is_empty());
+
+    env.wait_for("web-staging", "success after the pause", is("success"))
+        .await;
+    env.wait_for("web-review", "success after the pause", is("success"))
+        .await;
+    assert_eq!(env.gitlab_deployments("staging").len(), 1);
+    assert_eq!(env.gitlab_deployments("review").len(), 1);
+    // review: its 429 and its create; staging: its one create, none sent during the pause.
+    assert_eq!(
+        gl.count(Endpoint::CreateDeployment),
+        3,
+        "{:?}",
+        env.gitlab_calls()
+    );
+    op.stop().await;
+}
+
 async fn a_wrong_token_stalls_and_fixing_the_secret_recovers(backend: Backend) {
     let env = Env::start_on(backend).await;
     env.put_token("glpat-wrong").await;
@@ -806,7 +876,8 @@ async fn a_cluster_connection_as_the_default_serves_only_its_namespaces() {
             "apiVersion": "gitlab-operator.io/v1alpha1", "kind": "ClusterGitlabConnection",
             "metadata": {"name": name},
             "spec": {"url": env.gitlab.base_url(), "secretNamespace": harness::NS,
-                     "tokenSecretRef": {"name": harness::TOKEN_SECRET}, "namespaces": namespaces}
+                     "tokenSecretRef": {"name": harness::TOKEN_SECRET}, "namespaces": namespaces,
+                     "timeout": "5s"}
         }))
         .unwrap();
         api.create(&Default::default(), &conn).await.unwrap();
@@ -853,6 +924,7 @@ both_backends!(
     two_operators_at_once_make_one_deployment,
     a_restart_when_settled_costs_no_gitlab_call,
     gitlab_5xx_and_429_bursts_are_retried_without_duplicates,
+    a_create_that_cannot_be_sent_in_time_is_claimed_again_not_duplicated,
     a_wrong_token_stalls_and_fixing_the_secret_recovers,
     an_invalid_spec_is_rejected_by_the_crd,
     deletion_policies_cancel_orphan_and_delete,

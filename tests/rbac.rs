@@ -139,7 +139,7 @@ async fn read_sources_everywhere(env: &Env, client: &kube::Client) {
         "metadata": {"name": "shared"},
         "spec": {"url": env.gitlab.base_url(), "secretNamespace": OPERATOR_NS,
                  "tokenSecretRef": {"name": "shared-token"}, "caBundle": ca_bundle,
-                 "namespaces": [NS]}});
+                 "namespaces": [NS], "timeout": "5s"}});
     Api::<ClusterGitlabConnection>::all(client.clone())
         .patch("shared", &apply, &Patch::Apply(&shared))
         .await

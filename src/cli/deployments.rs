@@ -358,7 +358,10 @@ impl DeploymentsError {
                 Category::ServerError => 11,
                 Category::Timeout => 12,
                 Category::TransportError => 13,
-                Category::DecodeError | Category::UnexpectedStatus => 1,
+                // `SendDeadlinePassed` needs a deadline, which the CLI never sets.
+                Category::DecodeError
+                | Category::UnexpectedStatus
+                | Category::SendDeadlinePassed => 1,
             },
         }
     }

@@ -71,7 +71,9 @@ pub struct RunArgs {
     /// This instance's name in Events and the leader lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Seconds an unfinished create is given before its intent is looked up and given up.
+    /// Seconds an unfinished create is given before its intent is looked up and given up. Keep
+    /// it above the connections' `timeout`: a create is sent only while it can end within
+    /// this grace of its claim.
     #[arg(long, default_value_t = 45)]
     pub recovery_grace_seconds: u64,
     /// Fetch the merge requests GitLab links to each successful deployment onto its status

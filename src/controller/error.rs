@@ -131,6 +131,27 @@ impl Error {
         matches!(self, Error::Gitlab { .. }) && self.kind() == ErrorKind::User
     }
 
+    /// The client refused to send the request (its send deadline had passed): GitLab never
+    /// saw it. For a create, the write-ahead claim it was made under is therefore void.
+    pub fn was_not_sent(&self) -> bool {
+        matches!(
+            self,
+            Error::Gitlab {
+                source: gitlab::Error::SendDeadlinePassed { .. },
+                ..
+            }
+        )
+    }
+
+    /// How long the connection asks callers to wait (a 429 pause, or the wait a create not
+    /// sent would have needed): the reconciler does not try again sooner.
+    pub fn connection_wait(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Gitlab { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+
     /// GitLab answered 404 for the deployment (or project) the call named.
     pub fn is_gitlab_not_found(&self) -> bool {
         matches!(
@@ -364,6 +385,18 @@ mod tests {
             (
                 Error::gitlab(
                     "create deployment",
+                    gitlab::Error::SendDeadlinePassed {
+                        ctx: gitlab_ctx(),
+                        late: gitlab::Late::Paused(std::time::Duration::from_secs(3)),
+                        timeout: std::time::Duration::from_secs(5),
+                    },
+                ),
+                "SendDeadlinePassed",
+                ErrorKind::Transient,
+            ),
+            (
+                Error::gitlab(
+                    "create deployment",
                     gitlab::Error::Unauthorized {
                         ctx: gitlab_ctx(),
                         detail: "401 Unauthorized".into(),
@@ -376,6 +409,18 @@ mod tests {
         for (err, category, kind) in cases {
             assert_eq!(err.category(), category, "{err}");
             assert_eq!(err.kind(), kind, "{err}");
+            assert_eq!(
+                err.was_not_sent(),
+                category == "SendDeadlinePassed",
+                "{err}"
+            );
+            // The connection's wait: a 429's pause, the pause a create was not sent for.
+            let wait = match category {
+                "RateLimited" => Some(std::time::Duration::from_secs(5)),
+                "SendDeadlinePassed" => Some(std::time::Duration::from_secs(3)),
+                _ => None,
+            };
+            assert_eq!(err.connection_wait(), wait, "{err}");
         }
     }
 }

@@ -145,7 +145,8 @@ impl GitlabCalls for LiveGitlab<'_> {
         };
         let project = self.project.clone();
         let sent = std::time::Instant::now();
-        let created = with_client!(self, |c| c.create_deployment(&project, &body))
+        let over_by = tokio::time::Instant::from_std(request.over_by);
+        let created = with_client!(self, |c| c.create_deployment_by(&project, &body, over_by))
             .map_err(|e| Error::gitlab("create deployment", e))?;
         // GitLab answers a create as `running` with a `running` hook (one made as `success`
         // may be folded into the last deployment, which sends none).

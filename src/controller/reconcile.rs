@@ -45,7 +45,6 @@ use crate::api::deployment::{
 use crate::api::names::DEFAULT_CONNECTION_NAME;
 use crate::api::names::{FIELD_MANAGER, FINALIZER, REFRESH_ANNOTATION, reason};
 use crate::api::validate::{ConnectionTarget, ValidatedSpec};
-use crate::gitlab;
 use crate::metrics::OperatorMetrics;
 use crate::rollout::{TrackCtx, rollout_control};
 use crate::webhook::{HookHints, HookSource};
@@ -54,7 +53,8 @@ use crate::webhook::{HookHints, HookSource};
 #[derive(Clone, Debug)]
 pub struct ReconcileSettings {
     /// An intent younger than this is not given up when the lookup finds nothing: a previous
-    /// leader may still be inside its `POST` (bounded by the request timeout).
+    /// leader may still be inside its `POST`, which is sent only while it can end within this
+    /// grace of its claim (`steps::claim_lifetime`).
     pub recovery_grace: Duration,
     /// A deletion whose GitLab cleanup keeps failing is let go after this long, with a Warning
     /// Event: a namespace's deletion must never block forever.
@@ -254,18 +254,17 @@ pub fn error_policy(obj: Arc<GitlabDeployment>, err: &Error, ctx: Arc<Context>) 
             Action::await_change()
         }
         ErrorKind::RateLimited => {
-            let pause = match err {
-                Error::Gitlab {
-                    source: gitlab::Error::RateLimited { retry_after, .. },
-                    ..
-                } => *retry_after,
-                _ => Duration::from_secs(5),
-            };
+            let pause = err.connection_wait().unwrap_or(Duration::from_secs(5));
             tracing::warn!(error = %err, "rate limited by GitLab");
             Action::requeue(pause + ctx.settings.backoff.delay(1, unit))
         }
         ErrorKind::Transient => {
+            // A create not sent for a pause on its connection: not again before it ends.
             let delay = ctx.settings.backoff.delay(failures, unit);
+            let delay = err
+                .connection_wait()
+                .map_or(delay, |wait| wait + ctx.settings.backoff.delay(1, unit))
+                .max(delay);
             tracing::warn!(error = %err, category = err.category(), retry_in = ?delay, "transient failure");
             Action::requeue(delay)
         }

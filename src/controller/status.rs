@@ -173,7 +173,12 @@ pub enum Outcome {
     /// GitLab's answer about a deployment already known (update, read, poll): the current one
     /// or one in the history.
     Answered(GitlabDeploymentView),
-    /// A recovery lookup found nothing: the claim is void and the next plan creates.
+    /// The write-ahead claim of a create, written before its `POST`: it becomes the intent.
+    /// An outcome, not part of the pass's base, so that it lands after what the pass learned
+    /// before it (a void of an older claim must not clear it).
+    Claimed(DeploymentIntent),
+    /// A recovery lookup found nothing, or the create was not sent: the claim is void and the
+    /// next plan creates.
     IntentVoid,
     /// GitLab refused the create (4xx): the claim is void and the request is not repeated.
     CreateRefused(RefusedCreate),
@@ -216,6 +221,7 @@ pub fn apply(status: &mut GitlabDeploymentStatus, outcome: &Outcome, now: Timest
                 entry.status = view.status;
             }
         }
+        Outcome::Claimed(intent) => status.intent = Some(intent.clone()),
         Outcome::IntentVoid => status.intent = None,
         Outcome::CreateRefused(refused) => {
             status.intent = None;
@@ -236,14 +242,25 @@ pub fn with_intent(
     now: Timestamp,
 ) -> GitlabDeploymentStatus {
     let mut next = status.clone();
-    next.intent = Some(DeploymentIntent {
+    next.intent = Some(claim(revision, environment, initial_status, gate, now));
+    next
+}
+
+/// The intent of a create claimed at `now` (recorded in whole seconds).
+pub fn claim(
+    revision: &DeployRevision,
+    environment: &str,
+    initial_status: GitlabStatus,
+    gate: Option<GateRecord>,
+    now: Timestamp,
+) -> DeploymentIntent {
+    DeploymentIntent {
         revision: revision.clone(),
         gate,
         environment: environment.to_owned(),
         status: initial_status,
         claimed_at: whole_seconds(now),
-    });
-    next
+    }
 }
 
 /// What the gate of the current deployment records before the operator acts on the target

@@ -18,8 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::error::Error;
 use super::plan::{ApprovalPoll, Cleanup, Knowledge, Plan, PlanInputs, cleanup, plan_with};
 use super::status::{
-    self, GitlabDeploymentView, MergeRequestView, Outcome, RolloutAction, with_intent,
-    with_rollout_action,
+    self, GitlabDeploymentView, MergeRequestView, Outcome, RolloutAction, with_rollout_action,
 };
 use crate::api::deployment::{
     DeploymentId, DeploymentIntent, EnvironmentRecord, EnvironmentSettings, GitlabDeploymentStatus,
@@ -40,6 +39,35 @@ pub struct CreateRequest {
     pub ref_name: String,
     pub tag: bool,
     pub status: GitlabStatus,
+    /// When another process may give the claim up (see [`claim_lifetime`]): the `POST` must be
+    /// over by then, so the client sends it only while its request timeout still ends in time.
+    pub over_by: std::time::Instant,
+}
+
+/// How old a recorded claim is at `now` when recovery judges it: in whole seconds, so a
+/// claim is given up only once `recovery_grace` has passed since it was recorded.
+fn claim_age(claimed_at: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs(u64::try_from(now.as_second() - claimed_at.as_second()).unwrap_or(0))
+}
+
+/// How long after it was stamped a write-ahead claim may be given up by a process that finds
+/// no deployment for it. Its `POST` must be over by then, so the client sends it only until
+/// this minus the request timeout (the send deadline).
+///
+/// Why that is enough: a recovering process voids a claim only when its own clock, in whole
+/// seconds, is `recovery_grace` past the claim as recorded (`status::claim` rounds the stamp
+/// down to the second), so never before `recorded + grace`, which is the stamp plus this
+/// lifetime: the grace less the stamp's fraction of a second. A `POST` started by
+/// `stamp + lifetime − timeout` has been answered or abandoned by `stamp + lifetime`, so when
+/// the claim is voided GitLab has either stored the deployment (the lookup finds it) or
+/// will not. Two assumptions, the same the grace always rested on: the replicas' clocks agree
+/// (skew eats into the grace one for one), and GitLab does not finish a request after the
+/// client's timeout gave it up. No wait after the claim counts against the grace any more:
+/// a create that cannot be sent in time is not sent (`gitlab::Error::SendDeadlinePassed`).
+/// With `recovery_grace` not above the timeout, no create can be sent: the error says so.
+pub fn claim_lifetime(claimed_at: Timestamp, recovery_grace: Duration) -> Duration {
+    let fraction = Duration::from_nanos(u64::try_from(claimed_at.subsec_nanosecond()).unwrap_or(0));
+    recovery_grace.saturating_sub(fraction)
 }
 
 /// What `DELETE` left.
@@ -109,7 +137,8 @@ pub trait TargetControl {
 #[derive(Clone, Debug)]
 pub struct StepSettings {
     /// An intent younger than this is not given up when the lookup finds nothing: a previous
-    /// leader may still be inside its `POST` (bounded by the request timeout).
+    /// leader may still be inside its `POST`, which is sent only while it can end within this
+    /// grace of its claim ([`claim_lifetime`]).
     pub recovery_grace: Duration,
     /// Fetch the merge requests GitLab linked to a successful deployment (one GET per
     /// revision). Off, a revision costs only its create and its status updates.
@@ -132,9 +161,9 @@ pub struct Pass<'a> {
     pub settings: &'a StepSettings,
 }
 
-/// Where a pass stopped. `base` is the status the pass started from plus its write-ahead
-/// intents; `outcomes` are GitLab's answers in call order: the next status is
-/// `status::next_status(base, outcomes, ...)`.
+/// Where a pass stopped. `base` is the status the pass started from plus its Rollout
+/// promote and abort records; `outcomes` are its write-ahead claims and GitLab's answers in
+/// call order: the next status is `status::next_status(base, outcomes, ...)`.
 #[derive(Debug)]
 pub struct Executed {
     pub base: GitlabDeploymentStatus,
@@ -250,30 +279,31 @@ async fn act(
             // The claim carries the time of this write, not the pass's start: the steps before
             // it (reads, a cancel, their retries) must not eat into the recovery grace another
             // process gives the POST that follows.
-            let claimed_at = now.checked_add(run.started.elapsed()).unwrap_or(now);
-            let claimed = with_intent(
-                &run.current(now),
-                &revision,
-                &pass.spec.environment,
-                initial_status,
-                gate.clone(),
-                claimed_at,
-            );
-            sink.write(&claimed).await?;
-            run.base = with_intent(
-                &run.base,
+            let stamped = std::time::Instant::now();
+            let claimed_at = now
+                .checked_add(stamped.duration_since(run.started))
+                .unwrap_or(now);
+            // The claim is an outcome in call order: a void of an older claim earlier in this
+            // pass (a recovery that found nothing) must not clear it when the create's answer
+            // is lost and the reconciler writes what the pass learned.
+            let claim = Outcome::Claimed(status::claim(
                 &revision,
                 &pass.spec.environment,
                 initial_status,
                 gate,
                 claimed_at,
-            );
+            ));
+            let mut claimed = run.current(now);
+            status::apply(&mut claimed, &claim, now);
+            sink.write(&claimed).await?;
+            run.outcomes.push(claim);
             let request = CreateRequest {
                 environment: pass.spec.environment.clone(),
                 sha: revision.sha.clone(),
                 ref_name: revision.ref_name.clone(),
                 tag: revision.tag,
                 status: initial_status,
+                over_by: stamped + claim_lifetime(claimed_at, pass.settings.recovery_grace),
             };
             match gitlab.create(&request).await {
                 Ok(view) => {
@@ -298,6 +328,13 @@ async fn act(
                             message: err.to_string(),
                             connection: gitlab.identity().await,
                         }));
+                    } else if err.was_not_sent() {
+                        // The client did not send the POST (too late for the claim's send
+                        // deadline), and nothing else under this claim can have created one
+                        // (at most a POST refused with 401/403 before a token rotation): the
+                        // claim is void now, and the next pass claims afresh instead of
+                        // looking the create up and waiting out the grace.
+                        run.outcomes.push(Outcome::IntentVoid);
                     }
                     // Otherwise the intent stays: whether GitLab created it is unknown, and
                     // the next reconcile looks it up before creating again.
@@ -320,10 +357,7 @@ async fn act(
                     Ok(Step::Continue)
                 }
                 None => {
-                    let age = Duration::from_secs(
-                        u64::try_from(now.as_second() - intent.claimed_at.0.as_second())
-                            .unwrap_or(0),
-                    );
+                    let age = claim_age(intent.claimed_at.0, now);
                     if age < pass.settings.recovery_grace {
                         // A previous leader may still be inside its POST: look again later.
                         return Ok(Step::Requeue(

@@ -13,7 +13,7 @@ use url::Url;
 use super::auth::{Token, TokenKind};
 use super::classify::classify;
 use super::endpoint::RequestContext;
-use super::error::Error;
+use super::error::{Error, Late};
 use super::metrics::GitlabMetrics;
 use super::ratelimit::{RateLimit, Throttle, retry_after};
 use super::retry::RetryPolicy;
@@ -262,10 +262,39 @@ impl GitlabClient {
 
     /// Send `call`, retrying per the policy; returns the answer and the number of attempts.
     pub(crate) async fn execute(&self, call: &Call) -> (Result<Answer, Error>, u32) {
+        self.execute_by(call, None).await
+    }
+
+    /// As [`Self::execute`], for a call that must be over by `over_by`: some other party will
+    /// then take it as no longer in flight. An attempt starts only while the request timeout
+    /// still fits before `over_by`, so every request it sends has been answered or abandoned
+    /// by then, and no wait (a 429 pause, the rate limiter, a backoff) that would end after
+    /// that last start is begun. Refused before the first attempt, the answer is
+    /// [`Error::SendDeadlinePassed`] with 0 attempts: nothing was sent. A retry refused so is
+    /// answered with the error of the attempt before it, since that one was sent.
+    pub(crate) async fn execute_by(
+        &self,
+        call: &Call,
+        over_by: Option<Instant>,
+    ) -> (Result<Answer, Error>, u32) {
         let policy = &self.inner.retry;
         let endpoint = call.ctx.endpoint;
+        let timeout = self.inner.timeout;
+        let refused = |late: Late| Error::SendDeadlinePassed {
+            ctx: call.ctx.clone(),
+            late,
+            timeout,
+        };
+        // The last moment an attempt may start (none before the clock's origin: refuse).
+        let send_by = match over_by.map(|by| by.checked_sub(timeout)) {
+            None => None,
+            Some(Some(by)) => Some(by),
+            Some(None) => return (Err(refused(Late::Passed)), 0),
+        };
         let started = Instant::now();
         let mut attempt = 0u32;
+        // The error of the last attempt, once one was sent.
+        let mut sent: Option<Error> = None;
         loop {
             attempt += 1;
             // A pause longer than the caller is willing to wait fails fast, without a request:
@@ -282,7 +311,19 @@ impl GitlabClient {
                     );
                 }
             }
-            self.inner.throttle.ready().await;
+            let late = match self.inner.throttle.ready(send_by).await {
+                Err(late) => Some(late),
+                Ok(()) => send_by
+                    .is_some_and(|by| Instant::now() > by)
+                    .then_some(Late::Passed),
+            };
+            if let Some(late) = late {
+                tracing::warn!(endpoint = %call.ctx, attempt, "not sending a GitLab request: {late}");
+                return match sent {
+                    Some(err) => (Err(err), attempt - 1),
+                    None => (Err(refused(late)), 0),
+                };
+            }
             let err = match self.send_once(call).await {
                 Ok(answer) => return (Ok(answer), attempt),
                 Err(err) => err,
@@ -306,7 +347,9 @@ impl GitlabClient {
                 }
                 _ => None,
             };
-            let Some(delay) = delay else {
+            // A backoff that ends after the last start is not begun either.
+            let Some(delay) = delay.filter(|d| send_by.is_none_or(|by| Instant::now() + *d <= by))
+            else {
                 return (Err(err), attempt);
             };
             tracing::warn!(
@@ -320,6 +363,7 @@ impl GitlabClient {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            sent = Some(err);
         }
     }
 

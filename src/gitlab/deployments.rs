@@ -1,6 +1,7 @@
 //! The seven Deployments API calls, one method each, with typed requests and responses.
 
 use futures::stream::Stream;
+use tokio::time::Instant;
 
 use super::client::{Call, GitlabClient, decode};
 use super::endpoint::{Endpoint, RequestContext};
@@ -88,6 +89,28 @@ impl GitlabClient {
         project: &ProjectId,
         request: &CreateDeployment,
     ) -> Result<Deployment, Error> {
+        self.create(project, request, None).await
+    }
+
+    /// [`Self::create_deployment`] for a caller that will take the create as settled at
+    /// `over_by` (the operator: when another process may give up its write-ahead claim): the
+    /// `POST` is sent only while its timeout still ends by then, and no wait before it that
+    /// would end later is begun. Otherwise `Error::SendDeadlinePassed`, and nothing was sent.
+    pub async fn create_deployment_by(
+        &self,
+        project: &ProjectId,
+        request: &CreateDeployment,
+        over_by: Instant,
+    ) -> Result<Deployment, Error> {
+        self.create(project, request, Some(over_by)).await
+    }
+
+    async fn create(
+        &self,
+        project: &ProjectId,
+        request: &CreateDeployment,
+        over_by: Option<Instant>,
+    ) -> Result<Deployment, Error> {
         let ctx = RequestContext::new(Endpoint::CreateDeployment, project, None);
         let call = Call {
             body: Some(json_body(&ctx, request)?),
@@ -95,7 +118,7 @@ impl GitlabClient {
             path: deployments_path(project),
             query: Vec::new(),
         };
-        let (answer, _) = self.execute(&call).await;
+        let (answer, _) = self.execute_by(&call, over_by).await;
         decode(&call.ctx, &answer?.body)
     }
 

@@ -42,11 +42,12 @@ pub enum Category {
     DecodeError,
     UnexpectedStatus,
     ConfigError,
+    SendDeadlinePassed,
 }
 
 impl Category {
     /// Every category, for tables derived from them (the reasons that mean `Stalled`).
-    pub const ALL: [Category; 14] = [
+    pub const ALL: [Category; 15] = [
         Category::Unauthorized,
         Category::Forbidden,
         Category::NotFound,
@@ -61,6 +62,7 @@ impl Category {
         Category::DecodeError,
         Category::UnexpectedStatus,
         Category::ConfigError,
+        Category::SendDeadlinePassed,
     ];
 
     /// The stable PascalCase name: the Kubernetes Event reason and the `category` metric label.
@@ -80,6 +82,7 @@ impl Category {
             Category::DecodeError => "DecodeError",
             Category::UnexpectedStatus => "UnexpectedStatus",
             Category::ConfigError => "ConfigError",
+            Category::SendDeadlinePassed => "SendDeadlinePassed",
         }
     }
 
@@ -88,7 +91,8 @@ impl Category {
             Category::ServerError
             | Category::Timeout
             | Category::TransportError
-            | Category::Conflict => ErrorKind::Transient,
+            | Category::Conflict
+            | Category::SendDeadlinePassed => ErrorKind::Transient,
             Category::RateLimited => ErrorKind::RateLimited,
             Category::Unauthorized
             | Category::Forbidden
@@ -114,6 +118,36 @@ pub enum Missing {
     Route,
     /// A 404 body we do not recognise.
     Other,
+}
+
+/// Why a call with a send deadline was not sent (see [`Error::SendDeadlinePassed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    /// The deadline had already passed when the call was ready to go.
+    Passed,
+    /// GitLab's 429 pause on this connection ends this long from now, after the deadline.
+    Paused(Duration),
+    /// The connection's own request budget (`rateLimit`) frees a request only this long from
+    /// now, after the deadline.
+    Budget(Duration),
+}
+
+impl fmt::Display for Late {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Late::Passed => write!(f, "its send deadline had passed"),
+            Late::Paused(wait) => write!(
+                f,
+                "GitLab's rate-limit pause on this connection ends in {:.1}s, after its send deadline",
+                wait.as_secs_f64()
+            ),
+            Late::Budget(wait) => write!(
+                f,
+                "the connection's rateLimit frees a request only in {:.1}s, after its send deadline",
+                wait.as_secs_f64()
+            ),
+        }
+    }
 }
 
 /// An error from the GitLab Deployments API client. Messages name the call and say what to do;
@@ -224,6 +258,23 @@ pub enum Error {
 
     #[error("invalid GitLab client configuration: {message}")]
     Config { message: String },
+
+    /// The caller gave the call a moment by which it must be over (the operator: when another
+    /// process may give up a claimed create), and the request, with its timeout, no longer fit
+    /// before it. Nothing was sent: this error is never the answer to a request that left.
+    #[error(
+        "{ctx}: not sent, because {late} (the last moment a request with this connection's {}s \
+         timeout could start and still end in time); nothing reached GitLab, and the operator \
+         claims the create again; if this keeps happening, the connection's timeout leaves too \
+         little of the operator's recovery grace (--recovery-grace-seconds): shorten the one or \
+         raise the other",
+        .timeout.as_secs_f64()
+    )]
+    SendDeadlinePassed {
+        ctx: RequestContext,
+        late: Late,
+        timeout: Duration,
+    },
 }
 
 fn forbidden_text(message: &str, missing_scope: Option<&str>) -> String {
@@ -276,6 +327,7 @@ impl Error {
             Error::Decode { .. } => Category::DecodeError,
             Error::Unexpected { .. } => Category::UnexpectedStatus,
             Error::Config { .. } => Category::ConfigError,
+            Error::SendDeadlinePassed { .. } => Category::SendDeadlinePassed,
         }
     }
 
@@ -298,10 +350,15 @@ impl Error {
         )
     }
 
-    /// How long to wait before calling this connection again, for `RateLimited`.
+    /// How long to wait before calling this connection again: a 429's pause, or the wait a
+    /// call not sent for its deadline would have needed.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::SendDeadlinePassed {
+                late: Late::Paused(wait) | Late::Budget(wait),
+                ..
+            } => Some(*wait),
             _ => None,
         }
     }

@@ -41,7 +41,7 @@ pub use client::{
 };
 pub use endpoint::{Endpoint, RequestContext};
 pub use environments::{ClusterAgent, Environment, UpdateEnvironment};
-pub use error::{Category, Error, ErrorKind, Missing};
+pub use error::{Category, Error, ErrorKind, Late, Missing};
 pub use hooks::{CreateHook, ProjectHook};
 pub use metrics::GitlabMetrics;
 pub use ratelimit::{RateLimit, retry_after};

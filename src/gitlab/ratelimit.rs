@@ -7,10 +7,13 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
+
+use super::error::Late;
 
 /// Client-side request budget of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +101,31 @@ impl Throttle {
     }
 
     /// Wait out any pause (re-checking, since another caller may extend it meanwhile), then
-    /// take a token from the bucket.
-    pub(crate) async fn ready(&self) {
-        while let Some(deadline) = self.paused_until() {
-            tokio::time::sleep_until(deadline).await;
+    /// take a token from the bucket. With `send_by`, no wait that would end after it is
+    /// started: the answer is then why, and no token was taken.
+    pub(crate) async fn ready(&self, send_by: Option<Instant>) -> Result<(), Late> {
+        let fits = |at: Instant| send_by.is_none_or(|by| at <= by);
+        while let Some(until) = self.paused_until() {
+            if !fits(until) {
+                return Err(Late::Paused(
+                    until.saturating_duration_since(Instant::now()),
+                ));
+            }
+            tokio::time::sleep_until(until).await;
         }
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        // governor's `until_ready` is this loop without the deadline check.
+        loop {
+            let Err(not_until) = limiter.check() else {
+                return Ok(());
+            };
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            if !fits(Instant::now() + wait) {
+                return Err(Late::Budget(wait));
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -158,6 +179,41 @@ mod tests {
         }
     }
 
+    /// With a send deadline, a wait that would end after it is not begun: the pause or the
+    /// bucket's wait is the answer at once, and no token is taken; a wait that ends in time is.
+    #[tokio::test]
+    async fn no_wait_past_the_send_deadline_is_begun() {
+        let ms = Duration::from_millis;
+        let t = Throttle::new(None);
+        t.pause(ms(400));
+        let start = Instant::now();
+        let refused = t.ready(Some(start + ms(100))).await;
+        assert!(
+            matches!(refused, Err(Late::Paused(left)) if left > ms(300)),
+            "{refused:?}"
+        );
+        assert!(start.elapsed() < ms(100), "no wait was begun");
+        t.ready(Some(start + ms(600))).await.unwrap();
+        assert!(start.elapsed() >= ms(350));
+
+        let one = NonZeroU32::new(1).unwrap();
+        let t = Throttle::new(Some(RateLimit {
+            per_second: NonZeroU32::new(5).unwrap(),
+            burst: one,
+        }));
+        t.ready(Some(Instant::now())).await.unwrap();
+        let start = Instant::now();
+        let refused = t.ready(Some(start + ms(50))).await;
+        assert!(
+            matches!(refused, Err(Late::Budget(wait)) if wait > ms(100)),
+            "{refused:?}"
+        );
+        assert!(start.elapsed() < ms(50), "no wait was begun");
+        // The refusal took no token: the next one is free at +200 ms, as it would have been
+        // anyway (one taken by the refusal would make it +400 ms, past this deadline).
+        t.ready(Some(start + ms(350))).await.unwrap();
+    }
+
     #[tokio::test]
     async fn pause_only_extends_and_gates_everyone() {
         let t = Throttle::new(None);
@@ -168,7 +224,7 @@ mod tests {
             "a shorter pause must not shorten the deadline"
         );
         let start = Instant::now();
-        t.ready().await;
+        t.ready(None).await.unwrap();
         assert!(Instant::now() - start >= Duration::from_millis(250));
         assert!(t.paused_until().is_none());
     }

@@ -97,8 +97,10 @@ impl OperatorProcess {
                 "--allow-insecure-http",
                 "--admin-addr",
                 &admin.to_string(),
+                // Above the connection's 5 s timeout, leaving each create 1-2 s after its
+                // claim to be sent (docs/chaos.md).
                 "--recovery-grace-seconds",
-                "3",
+                "7",
                 "--identity",
                 &format!("chaos-{}", self.starts),
             ])

@@ -235,7 +235,10 @@ impl Env {
             allow: HostAllowList::new(hosts).allow_insecure_http(true),
             concurrency: 4,
             settings: ReconcileSettings {
-                recovery_grace: Duration::from_secs(2),
+                // Above the connections' 5 s timeout: a create may be sent only in the first
+                // 1-2 s after its claim (grace − timeout, less the claim's fraction of a
+                // second), and with a grace not above the timeout none could be.
+                recovery_grace: Duration::from_secs(7),
                 ..ReconcileSettings::default()
             },
             operator_namespace: None,

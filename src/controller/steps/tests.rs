@@ -24,6 +24,12 @@ const SETTINGS: StepSettings = StepSettings {
 struct MemoryGitlab {
     deployments: Vec<GitlabDeploymentView>,
     calls: Vec<String>,
+    /// Creates the client refuses to send (their send deadline passed), then the rest go.
+    unsent_creates: usize,
+    /// Creates GitLab stores whose answer is lost (a dropped connection), then the rest.
+    lost_creates: usize,
+    /// The `over_by` of every create asked for.
+    over_by: Vec<std::time::Instant>,
 }
 
 impl MemoryGitlab {
@@ -59,12 +65,44 @@ impl MemoryGitlab {
 
 impl GitlabCalls for MemoryGitlab {
     async fn create(&mut self, r: &CreateRequest) -> Result<GitlabDeploymentView, Error> {
+        self.over_by.push(r.over_by);
+        if self.unsent_creates > 0 {
+            self.unsent_creates -= 1;
+            self.calls.push(format!("NOT SENT {}", &r.sha[..1]));
+            return Err(Error::gitlab(
+                "create deployment",
+                crate::gitlab::Error::SendDeadlinePassed {
+                    ctx: crate::gitlab::RequestContext::new(
+                        crate::gitlab::Endpoint::CreateDeployment,
+                        &crate::gitlab::ProjectId::Id(1),
+                        None,
+                    ),
+                    late: crate::gitlab::Late::Paused(Duration::from_secs(30)),
+                    timeout: Duration::from_secs(30),
+                },
+            ));
+        }
         let revision = DeployRevision {
             sha: r.sha.clone(),
             ref_name: r.ref_name.clone(),
             tag: r.tag,
         };
-        Ok(self.post(&revision, r.status))
+        let view = self.post(&revision, r.status);
+        if self.lost_creates > 0 {
+            self.lost_creates -= 1;
+            return Err(Error::gitlab(
+                "create deployment",
+                crate::gitlab::Error::Transport {
+                    ctx: crate::gitlab::RequestContext::new(
+                        crate::gitlab::Endpoint::CreateDeployment,
+                        &crate::gitlab::ProjectId::Id(1),
+                        None,
+                    ),
+                    message: "connection closed before message completed".into(),
+                },
+            ));
+        }
+        Ok(view)
     }
 
     async fn read(&mut self, id: DeploymentId) -> Result<GitlabDeploymentView, Error> {
@@ -726,4 +764,201 @@ async fn a_promote_is_sent_once_per_revision_across_crashes() {
         "promoting costs no GitLab call: {:?}",
         gitlab.calls
     );
+}
+
+/// The send deadline's arithmetic: a claim's lifetime never outlasts the moment a recovering
+/// process may give it up (the same `claim_age` rule recovery applies), and it is tight on a
+/// whole-second grace, so a `POST` the client starts by `lifetime − timeout` is over first.
+#[test]
+fn a_claim_lives_until_recovery_may_give_it_up_and_no_longer() {
+    let at = |secs: i64, ms: i64| {
+        Timestamp::new(1_790_000_000 + secs, 0).unwrap() + SignedDuration::from_millis(ms)
+    };
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    // (case, stamp, grace, timeout, lifetime, last start after the stamp: None = never)
+    let cases = [
+        ("on the second", at(0, 0), s(45), s(30), s(45), Some(s(15))),
+        (
+            "late in the second",
+            at(0, 900),
+            s(45),
+            s(30),
+            ms(44_100),
+            Some(ms(14_100)),
+        ),
+        (
+            "the tests' settings",
+            at(3, 250),
+            s(7),
+            s(5),
+            ms(6_750),
+            Some(ms(1_750)),
+        ),
+        (
+            "grace equal to the timeout",
+            at(0, 1),
+            s(30),
+            s(30),
+            ms(29_999),
+            None,
+        ),
+        ("grace below the timeout", at(0, 0), s(2), s(5), s(2), None),
+        (
+            "no grace",
+            at(0, 500),
+            Duration::ZERO,
+            s(5),
+            Duration::ZERO,
+            None,
+        ),
+        (
+            "a fractional grace",
+            at(0, 900),
+            ms(2_500),
+            s(1),
+            ms(1_600),
+            Some(ms(600)),
+        ),
+    ];
+    for (name, stamp, grace, timeout, lifetime, last_start) in cases {
+        let got = claim_lifetime(stamp, grace);
+        assert_eq!(got, lifetime, "case {name}");
+        assert_eq!(
+            got.checked_sub(timeout).filter(|d| !d.is_zero()),
+            last_start,
+            "case {name}"
+        );
+        // As recovery sees it: the claim is recorded in whole seconds, and not given up while
+        // its age is under the grace, up to the end of its lifetime.
+        let recorded = crate::api::conditions::whole_seconds(stamp).0;
+        let end = stamp + SignedDuration::try_from(got).unwrap();
+        let just_before = end - SignedDuration::from_nanos(1);
+        assert!(
+            got.is_zero() || claim_age(recorded, just_before) < grace,
+            "case {name}: voidable before its lifetime ends"
+        );
+        if grace.subsec_nanos() == 0 {
+            assert!(claim_age(recorded, end) >= grace, "case {name}: not tight");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
+    let settings = StepSettings {
+        recovery_grace: Duration::from_secs(45),
+        fetch_merge_requests: false,
+    };
+    let spec = fixed(A);
+    let rollout = progressing();
+    let pass = Pass {
+        spec: &spec,
+        rollout: &rollout,
+        now: now(),
+        poll: ApprovalPoll::POLLING,
+        slowed: None,
+        knowledge: Knowledge {
+            answered: false,
+            confirmed: true,
+            refresh: false,
+        },
+        control: None,
+        settings: &settings,
+    };
+    let mut gitlab = MemoryGitlab {
+        unsent_creates: 1,
+        ..MemoryGitlab::default()
+    };
+    let mut sink = MemorySink {
+        persisted: GitlabDeploymentStatus::default(),
+        writes: 0,
+        crash_at: None,
+    };
+    let before = std::time::Instant::now();
+    let run = execute(
+        &pass,
+        &GitlabDeploymentStatus::default(),
+        &mut gitlab,
+        &mut sink,
+        &mut NoRollout,
+    )
+    .await;
+    let err = run.error.as_ref().expect("the refusal ends the pass");
+    assert!(err.was_not_sent(), "{err}");
+    assert_eq!(err.kind(), crate::gitlab::ErrorKind::Transient);
+    assert!(sink.persisted.intent.is_some(), "claimed before the create");
+    // The create must be over before another process may give the claim up: 45 s after the
+    // claim as recorded, less the stamp's fraction of a second.
+    let over_by = gitlab.over_by[0];
+    assert!(
+        over_by > before + Duration::from_secs(44)
+            && over_by <= std::time::Instant::now() + Duration::from_secs(45)
+    );
+    // What the reconciler writes with the error: the claim is void, nothing to look up.
+    let st = run.current(now());
+    assert!(st.intent.is_none(), "void at once: nothing was sent");
+    // The next pass claims again and creates at once: no lookup, no wait for the grace.
+    let run = execute(&pass, &st, &mut gitlab, &mut sink, &mut NoRollout).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(gitlab.calls, ["NOT SENT a", "POST a running"]);
+    assert_eq!(run.current(now()).deployment.map(|d| d.id), Some(did(1)));
+}
+
+/// Found by the chaos suite (seed 17649859610359075179: two `failed` deployments of one
+/// revision, 64 ms apart). One pass voids an old claim (its lookup found nothing), claims
+/// again and POSTs; GitLab stores the deployment but the answer is lost. What the reconciler
+/// then writes must still hold the new claim: the old claim's void came first and must not
+/// clear it, or the next pass creates a second deployment instead of looking the first up.
+#[tokio::test]
+async fn a_void_earlier_in_the_pass_does_not_clear_the_claim_made_after_it() {
+    let spec = fixed(A);
+    let rollout = progressing();
+    let pass = Pass {
+        spec: &spec,
+        rollout: &rollout,
+        now: now(),
+        poll: ApprovalPoll::POLLING,
+        slowed: None,
+        knowledge: Knowledge {
+            answered: false,
+            confirmed: true,
+            refresh: false,
+        },
+        control: None,
+        settings: &SETTINGS,
+    };
+    let old_claim = status::with_intent(
+        &GitlabDeploymentStatus::default(),
+        &rev(A),
+        "production",
+        Running,
+        None,
+        now() - SignedDuration::from_secs(60),
+    );
+    let mut gitlab = MemoryGitlab {
+        lost_creates: 1,
+        ..MemoryGitlab::default()
+    };
+    let mut sink = MemorySink {
+        persisted: old_claim.clone(),
+        writes: 0,
+        crash_at: None,
+    };
+    let run = execute(&pass, &old_claim, &mut gitlab, &mut sink, &mut NoRollout).await;
+    assert!(run.error.is_some(), "the create's answer was lost");
+    assert_eq!(gitlab.calls, ["LOOKUP", "POST a running"]);
+    // What the reconciler writes with the error: the new claim, not the void of the old one.
+    let written = run.current(now());
+    let claim = written.intent.as_ref().expect("the new claim survives");
+    assert_eq!(claim.claimed_at.0, now(), "the new claim, not the old one");
+    let run = execute(&pass, &written, &mut gitlab, &mut sink, &mut NoRollout).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(
+        gitlab.calls,
+        ["LOOKUP", "POST a running", "LOOKUP"],
+        "adopted, not created twice"
+    );
+    assert_eq!(gitlab.deployments.len(), 1);
+    assert_eq!(run.current(now()).deployment.map(|d| d.id), Some(did(1)));
 }
