@@ -844,17 +844,15 @@ fn a_claim_lives_until_recovery_may_give_it_up_and_no_longer() {
     }
 }
 
-#[tokio::test]
-async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
-    let settings = StepSettings {
-        recovery_grace: Duration::from_secs(45),
-        fetch_merge_requests: false,
-    };
-    let spec = fixed(A);
-    let rollout = progressing();
-    let pass = Pass {
-        spec: &spec,
-        rollout: &rollout,
+/// A polling pass whose recorded deployment this process has confirmed, for the claim tests.
+fn confirmed_pass<'a>(
+    spec: &'a ValidatedSpec,
+    rollout: &'a RolloutStatus,
+    settings: &'a StepSettings,
+) -> Pass<'a> {
+    Pass {
+        spec,
+        rollout,
         now: now(),
         poll: ApprovalPoll::POLLING,
         slowed: None,
@@ -864,8 +862,19 @@ async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
             refresh: false,
         },
         control: None,
-        settings: &settings,
+        settings,
+    }
+}
+
+#[tokio::test]
+async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
+    let settings = StepSettings {
+        recovery_grace: Duration::from_secs(45),
+        fetch_merge_requests: false,
     };
+    let spec = fixed(A);
+    let rollout = progressing();
+    let pass = confirmed_pass(&spec, &rollout, &settings);
     let mut gitlab = MemoryGitlab {
         unsent_creates: 1,
         ..MemoryGitlab::default()
@@ -914,20 +923,7 @@ async fn a_create_not_sent_in_time_voids_its_claim_at_once() {
 async fn a_void_earlier_in_the_pass_does_not_clear_the_claim_made_after_it() {
     let spec = fixed(A);
     let rollout = progressing();
-    let pass = Pass {
-        spec: &spec,
-        rollout: &rollout,
-        now: now(),
-        poll: ApprovalPoll::POLLING,
-        slowed: None,
-        knowledge: Knowledge {
-            answered: false,
-            confirmed: true,
-            refresh: false,
-        },
-        control: None,
-        settings: &SETTINGS,
-    };
+    let pass = confirmed_pass(&spec, &rollout, &SETTINGS);
     let old_claim = status::with_intent(
         &GitlabDeploymentStatus::default(),
         &rev(A),
