@@ -46,7 +46,7 @@ pub fn sync_pods(
                 .and_then(Value::as_str)
                 .unwrap_or("")
         }
-        ts(&a.1).cmp(&ts(&b.1)).then(a.0.cmp(&b.0))
+        ts(&a.1).cmp(ts(&b.1)).then(a.0.cmp(&b.0))
     });
     let mut wrote = false;
     let total = usize::try_from(total.max(0)).unwrap_or(0);
