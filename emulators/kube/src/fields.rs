@@ -88,6 +88,20 @@ pub enum Scope {
     Status,
 }
 
+impl Scope {
+    /// Whether a write in this scope may own the top-level field `k`.
+    fn owns(self, k: &str) -> bool {
+        match k {
+            "apiVersion" | "kind" => false,
+            "status" => self != Scope::MainWithoutStatus,
+            _ => self != Scope::Status,
+        }
+    }
+}
+
+/// The metadata fields that have owners (the rest is the server's).
+const OWNED_METADATA: [&str; 4] = ["labels", "annotations", "finalizers", "ownerReferences"];
+
 fn key_of(elem: &Value, keys: &[String]) -> Option<String> {
     let mut m = Map::new();
     for k in keys {
@@ -101,17 +115,11 @@ pub fn fields_of(obj: &Value, scope: Scope, lt: &dyn ListTypes) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(m) = obj.as_object() else { return out };
     for (k, v) in m {
-        let keep = match k.as_str() {
-            "apiVersion" | "kind" => false,
-            "status" => scope != Scope::MainWithoutStatus,
-            "metadata" => scope != Scope::Status,
-            _ => scope != Scope::Status,
-        };
-        if !keep {
+        if !scope.owns(k) {
             continue;
         }
         if k == "metadata" {
-            for mk in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            for mk in OWNED_METADATA {
                 if let Some(mv) = v.get(mk) {
                     let mut path = vec!["f:metadata".to_string(), format!("f:{mk}")];
                     let mut names = vec!["metadata".to_string(), mk.to_string()];
@@ -472,16 +480,11 @@ fn changed_fields(
         .flat_map(|m| m.keys())
         .collect();
     for k in keys {
-        let keep = match k.as_str() {
-            "apiVersion" | "kind" => false,
-            "status" => scope != Scope::MainWithoutStatus,
-            _ => scope != Scope::Status,
-        };
-        if !keep {
+        if !scope.owns(k) {
             continue;
         }
         if k == "metadata" {
-            for mk in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            for mk in OWNED_METADATA {
                 let o = old.get("metadata").and_then(|m| m.get(mk));
                 let n = new.get("metadata").and_then(|m| m.get(mk));
                 let mut path = vec!["f:metadata".to_string(), format!("f:{mk}")];

@@ -63,6 +63,15 @@ impl MemoryGitlab {
     }
 }
 
+/// The request context of a create in project 1.
+fn create_ctx() -> crate::gitlab::RequestContext {
+    crate::gitlab::RequestContext::new(
+        crate::gitlab::Endpoint::CreateDeployment,
+        &crate::gitlab::ProjectId::Id(1),
+        None,
+    )
+}
+
 impl GitlabCalls for MemoryGitlab {
     async fn create(&mut self, r: &CreateRequest) -> Result<GitlabDeploymentView, Error> {
         self.over_by.push(r.over_by);
@@ -72,11 +81,7 @@ impl GitlabCalls for MemoryGitlab {
             return Err(Error::gitlab(
                 "create deployment",
                 crate::gitlab::Error::SendDeadlinePassed {
-                    ctx: crate::gitlab::RequestContext::new(
-                        crate::gitlab::Endpoint::CreateDeployment,
-                        &crate::gitlab::ProjectId::Id(1),
-                        None,
-                    ),
+                    ctx: create_ctx(),
                     late: crate::gitlab::Late::Paused(Duration::from_secs(30)),
                     timeout: Duration::from_secs(30),
                 },
@@ -93,11 +98,7 @@ impl GitlabCalls for MemoryGitlab {
             return Err(Error::gitlab(
                 "create deployment",
                 crate::gitlab::Error::Transport {
-                    ctx: crate::gitlab::RequestContext::new(
-                        crate::gitlab::Endpoint::CreateDeployment,
-                        &crate::gitlab::ProjectId::Id(1),
-                        None,
-                    ),
+                    ctx: create_ctx(),
                     message: "connection closed before message completed".into(),
                 },
             ));
