@@ -410,6 +410,60 @@ mod tests {
         assert!(inner.snapshot("configmaps", None, inner.rv - 1).is_none());
     }
 
+    fn owned(name: &str, owners: &[&str]) -> Value {
+        let refs: Vec<Value> = owners.iter().map(|u| json!({"uid": u})).collect();
+        json!({"metadata": {"name": name, "namespace": "default", "ownerReferences": refs}})
+    }
+
+    #[test]
+    fn dependents_follow_owner_references_through_writes_and_removal() {
+        let mut inner = Inner::new(vec![], 100);
+        let deps = |inner: &Inner, uid: &str| -> Vec<String> {
+            inner.dependents(uid).map(|(k, _)| k.2.clone()).collect()
+        };
+        inner.put(key("a"), owned("a", &["u1"]), EventType::Added);
+        inner.put(key("b"), owned("b", &["u1", "u2"]), EventType::Added);
+        assert_eq!(deps(&inner, "u1"), ["a", "b"]);
+        assert_eq!(deps(&inner, "u2"), ["b"]);
+        // Re-owned: gone from the old owner, listed under the new one.
+        inner.put(key("a"), owned("a", &["u2"]), EventType::Modified);
+        assert_eq!(deps(&inner, "u1"), ["b"]);
+        assert_eq!(deps(&inner, "u2"), ["a", "b"]);
+        // References dropped, then an object removed.
+        inner.put(key("b"), obj("b", 1), EventType::Modified);
+        let last = (*inner.objects[&key("a")]).clone();
+        inner.remove(&key("a"), last);
+        assert!(deps(&inner, "u1").is_empty());
+        assert!(deps(&inner, "u2").is_empty());
+        // A reload rebuilds the index with the objects.
+        inner.clear_objects();
+        inner.load(key("c"), owned("c", &["u3"]));
+        assert_eq!(deps(&inner, "u3"), ["c"]);
+    }
+
+    /// Versions that leave the history window are freed (on the reaper's thread).
+    #[test]
+    fn versions_leaving_the_history_window_are_freed() {
+        let mut inner = Inner::new(vec![], 10);
+        let first = std::sync::Arc::downgrade(&inner.put(key("a"), obj("a", 0), EventType::Added));
+        for i in 1..=(2 * Reaper::BATCH as i64) {
+            inner.put(key("a"), obj("a", i), EventType::Modified);
+        }
+        assert_eq!(inner.history.len(), 10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while first.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first version is still held"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            inner.objects[&key("a")]["data"]["v"],
+            2 * Reaper::BATCH as i64
+        );
+    }
+
     #[test]
     fn events_carry_previous_state_and_monotonic_versions() {
         let mut inner = Inner::new(vec![], 10);
